@@ -1,0 +1,35 @@
+"""Models by name: `defaults(name)` for config files, `build(cfg, feature_shape)` for the trainer."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import flax.linen as nn
+import ml_collections
+
+from aelab.config import check_choice, check_fields
+from aelab.models import dense
+
+_MODULES = {'dense': dense}
+NAMES = tuple(_MODULES)
+
+
+def _module(name: str):
+  check_choice(name, NAMES, 'model')
+  return _MODULES[name]
+
+
+def defaults(name: str, **overrides) -> ml_collections.ConfigDict:
+  module = _module(name)
+  check_fields(overrides, module.DEFAULTS, f'model {name!r}')
+  return ml_collections.ConfigDict(dict(name=name, **{**module.DEFAULTS, **overrides}))
+
+
+def build(cfg: ml_collections.ConfigDict, feature_shape: Sequence[int]) -> nn.Module:
+  module = _module(cfg.name)
+  check_fields(cfg, ('name', *module.DEFAULTS), f'model {cfg.name!r}')
+  return module.build(cfg, feature_shape)
+
+
+def layer_activations(cfg: ml_collections.ConfigDict) -> dict[str, str]:
+  return _module(cfg.name).layer_activations(cfg)

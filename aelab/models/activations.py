@@ -1,0 +1,39 @@
+"""Activation functions by name, the one place a config's activation string is resolved."""
+
+from collections.abc import Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from aelab.config import check_choice
+from aelab.errors import AelabError
+
+ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
+    'linear': lambda x: x,
+    'tanh': jnp.tanh,
+    'sigmoid': nn.sigmoid,
+    'relu': nn.relu,
+    'gelu': nn.gelu,
+    'elu': nn.elu,
+    'softplus': nn.softplus,
+    'leaky_relu': nn.leaky_relu,
+}
+
+
+def get(name: str) -> Callable[[jax.Array], jax.Array]:
+  check_choice(name, tuple(ACTIVATIONS), 'activation')
+  return ACTIVATIONS[name]
+
+
+def per_layer(spec: str, depth: int) -> tuple[str, ...]:
+  """'tanh' -> ('tanh',) * depth; 'tanh,sigmoid' -> one name per layer (must match depth)."""
+  names = tuple(s.strip() for s in spec.split(','))
+  if len(names) == 1:
+    names = names * depth
+  if len(names) != depth:
+    raise AelabError(f'activation {spec!r} names {len(names)} layers but the encoder has {depth}; '
+                     'give one name for all layers or one per hidden layer')
+  for name in names:
+    get(name)
+  return names

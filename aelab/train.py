@@ -1,0 +1,341 @@
+"""The trainer: one jitted, sharded train step (scanned over a block of batches), evaluation,
+checkpoints with automatic resume, and everything the run produces written to its workdir."""
+
+from __future__ import annotations
+
+import json
+import math
+import pathlib
+import signal
+import time
+from collections.abc import Callable
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import tqdm
+
+from aelab import checkpoint, data, evaluate, losses, models, optim, plots, preprocessing, sharding
+from aelab.config import check_fields
+from aelab.errors import AelabError
+from aelab.writers import MetricWriter, read_jsonl
+
+DEFAULTS = dict(
+    batch_size=128,
+    num_epochs=10,
+    num_steps=0,            # > 0 overrides num_epochs
+    steps_per_call=10,      # train steps fused into one jitted lax.scan call
+    log_every=100,
+    eval_every=1000,        # 0: evaluate only at the end
+    eval_batch_size=1000,
+    checkpoint_every=1000,  # a checkpoint is also saved at the end and on SIGTERM/SIGINT
+    keep_checkpoints=3,
+    plots=True,
+    progress=True,          # tqdm progress bar
+)
+
+# Config groups that must not change when a run resumes from its workdir.
+_FROZEN_ON_RESUME = ('seed', 'dataset', 'preprocessing', 'model', 'loss', 'optimizer')
+
+
+def defaults(**overrides) -> ml_collections.ConfigDict:
+  check_fields(overrides, DEFAULTS, 'train')
+  return ml_collections.ConfigDict({**DEFAULTS, **overrides})
+
+
+@flax.struct.dataclass
+class TrainState:
+  step: jax.Array       # int32 scalar; also the data position (epoch = step // steps_per_epoch)
+  params: Any
+  opt_state: Any
+  rng: jax.Array        # base key; step t uses fold_in(rng, t)
+
+
+def make_forward(model, loss_fn: Callable, mode: str) -> Callable:
+  """Raw batch -> preprocess -> model -> composed loss; the one forward pass train and eval share."""
+
+  def forward(params, stats, x, rng, train):
+    z, ctx = preprocessing.apply(mode, stats, x)
+    recon, aux = model.apply({'params': params}, z, train=train, rngs={'noise': rng})
+    total, terms = loss_fn(losses.Outputs(x=z, recon=recon, aux=aux, params=params))
+    return total, (terms, recon, ctx)
+
+  return forward
+
+
+def make_train_block(forward: Callable, tx: optax.GradientTransformation, mesh) -> Callable:
+  """jit(lax.scan(step)) over xs [k, B, ...]: state and stats replicated, batches sharded on `data`."""
+
+  def step(carry, x):
+    state, stats = carry
+    rng = jax.random.fold_in(state.rng, state.step)
+    grad_fn = jax.value_and_grad(lambda p: forward(p, stats, x, rng, True), has_aux=True)
+    (total, (terms, _, _)), grads = grad_fn(state.params)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    metrics = {**terms, 'loss': total, 'grad_norm': optax.tree.norm(grads),
+               'param_norm': optax.tree.norm(params)}
+    new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state)
+    return (new_state, stats), metrics
+
+  def block(state, stats, xs):
+    (state, _), metrics = jax.lax.scan(step, (state, stats), xs)
+    return state, metrics
+
+  rep = sharding.replicated(mesh)
+  return jax.jit(block, in_shardings=(rep, rep, sharding.batch_sharding(mesh, 1)),
+                 out_shardings=(rep, rep), donate_argnums=(0,))
+
+
+class _Batches:
+  """Batch t of the run is rows perm_e[i*B:(i+1)*B] with e, i = divmod(t, steps_per_epoch):
+  a pure function of the step, so a resumed run sees exactly the data an unbroken one would."""
+
+  def __init__(self, x: np.ndarray, batch_size: int, seed: int):
+    self.x, self.batch_size, self.seed = x, batch_size, seed
+    self.steps_per_epoch = len(x) // batch_size
+    self._epoch, self._perm = -1, None
+
+  def block(self, start: int, k: int) -> np.ndarray:
+    out = np.empty((k, self.batch_size, *self.x.shape[1:]), self.x.dtype)
+    for j in range(k):
+      epoch, i = divmod(start + j, self.steps_per_epoch)
+      if epoch != self._epoch:
+        self._epoch, self._perm = epoch, data.epoch_permutation(len(self.x), self.seed, epoch)
+      out[j] = self.x[self._perm[i * self.batch_size:(i + 1) * self.batch_size]]
+    return out
+
+
+class _StopSignals:
+  """SIGTERM/SIGINT set a flag; the loop checkpoints at the next block boundary and returns."""
+
+  def __init__(self):
+    self.received: str | None = None
+    self._old = {}
+
+  def __enter__(self):
+    for sig in (signal.SIGTERM, signal.SIGINT):
+      try:
+        self._old[sig] = signal.signal(sig, self._handle)
+      except ValueError:  # not the main thread: leave signals alone
+        pass
+    return self
+
+  def _handle(self, signum, frame):
+    del frame
+    self.received = signal.Signals(signum).name
+
+  def __exit__(self, *exc):
+    for sig, old in self._old.items():
+      signal.signal(sig, old)
+
+
+def _check_resume_config(workdir: pathlib.Path, config: ml_collections.ConfigDict) -> None:
+  path = workdir / 'config.json'
+  if not path.exists():
+    return
+  old, new = json.loads(path.read_text()), json.loads(config.to_json())
+  changed = [k for k in _FROZEN_ON_RESUME if old.get(k) != new.get(k)]
+  if changed:
+    raise AelabError(
+        f'{workdir} holds a run whose config differs in {", ".join(changed)}; resuming would mix '
+        'two experiments. Use a new --workdir, or delete the old one.')
+
+
+def _finite_or_raise(metrics: dict, first_step: int, ckpts: checkpoint.Checkpoints) -> None:
+  losses_ = np.asarray(metrics['loss'])
+  bad = np.flatnonzero(~np.isfinite(losses_))
+  if bad.size:
+    last = ckpts.latest_step()
+    where = f'the last good checkpoint is step {last} in {ckpts.directory}' if last is not None \
+        else 'no checkpoint was saved before it'
+    raise AelabError(f'training stopped: the loss is {losses_[bad[0]]} at step {first_step + bad[0]} '
+                     f'(lower optimizer.learning_rate or set optimizer.grad_clip); {where}')
+
+
+def _param_count(params) -> int:
+  return int(sum(np.prod(p.shape) for p in jax.tree.leaves(params)))
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
+                       should_stop: Callable[[int], bool] | None = None) -> dict:
+  """Trains `config` in `workdir`, resuming from its latest checkpoint; returns the summary.
+
+  `should_stop(step)` is asked after every block of steps; True checkpoints and returns early
+  (as SIGTERM/SIGINT do), and rerunning resumes exactly where it stopped.
+  """
+  t_start = time.time()
+  workdir = pathlib.Path(workdir)
+  check_fields(config, ('seed', 'dataset', 'preprocessing', 'model', 'loss', 'optimizer', 'train'),
+               'config')
+  tc = config.train
+  check_fields(tc, DEFAULTS, 'train')
+  preprocessing.check_mode(config.preprocessing)
+  main_process = jax.process_index() == 0
+
+  # Data, preprocessing, model, loss, optimizer: all resolved (and validated) before any work.
+  dataset = data.load(config.dataset, seed=config.seed)
+  model = models.build(config.model, dataset.feature_shape)
+  unit = dataset.value_range is not None and dataset.value_range[0] >= 0 and dataset.value_range[1] <= 1
+  loss_fn = losses.compose(config.loss, layer_activations=models.layer_activations(config.model),
+                           targets_in_unit_interval=unit and config.preprocessing == 'none')
+  mesh = sharding.make_mesh()
+  sharding.check_batch_size(tc.batch_size, mesh)
+  batches = _Batches(dataset.train.x, tc.batch_size, config.seed)
+  if batches.steps_per_epoch == 0:
+    raise AelabError(f'train.batch_size = {tc.batch_size} exceeds the {len(dataset.train)} training '
+                     'examples; lower it')
+  total_steps = tc.num_steps or tc.num_epochs * batches.steps_per_epoch
+  if total_steps <= 0 or tc.steps_per_call <= 0:
+    raise AelabError('train.num_steps (or num_epochs) and train.steps_per_call must be positive')
+  tx = optim.make(config.optimizer, total_steps)
+  forward = make_forward(model, loss_fn, config.preprocessing)
+  train_block = make_train_block(forward, tx, mesh)
+  eval_step = evaluate.make_eval_step(forward, config.preprocessing, unit)
+  rep = sharding.replicated(mesh)
+
+  # State: built abstractly, then either restored or initialised, replicated over the mesh.
+  init_rng, train_rng = jax.random.split(jax.random.PRNGKey(config.seed))
+  stats_host = preprocessing.fit(config.preprocessing, dataset.train.x)
+  stats = sharding.put_tree(stats_host, rep)
+  example = preprocessing.apply(config.preprocessing, stats_host, dataset.train.x[:1])[0]
+
+  def init(rng):
+    params = model.init(rng, jnp.asarray(example))['params']
+    return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
+                      rng=train_rng)
+
+  workdir.mkdir(parents=True, exist_ok=True)
+  ckpts = checkpoint.Checkpoints(workdir, keep=tc.keep_checkpoints)
+  resume_step = ckpts.latest_step()
+  if resume_step is not None:
+    _check_resume_config(workdir, config)
+    abstract = jax.eval_shape(init, init_rng)
+    abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=rep), abstract)
+    arrays, _ = ckpts.restore(resume_step, {'state': abstract,
+                                            'preprocessing': checkpoint.abstract(stats)})
+    state, stats = arrays['state'], arrays['preprocessing']
+  else:
+    state = jax.jit(init, out_shardings=rep)(init_rng)
+  if main_process:
+    (workdir / 'config.json').write_text(config.to_json(indent=2) + '\n')
+
+  meta = {'config': json.loads(config.to_json()), 'preprocessing': config.preprocessing,
+          'preprocessing_formula': preprocessing.describe(config.preprocessing, stats_host),
+          'feature_shape': list(dataset.feature_shape), 'dataset': dataset.source}
+  writer = MetricWriter(workdir, resume_step=resume_step or 0, enabled=main_process)
+  step = int(resume_step or 0)
+  every = lambda n: n > 0 and step % n == 0  # noqa: E731
+  pending: list[tuple[int, dict]] = []   # per-step metrics of blocks not yet logged
+  clock, timed_from, untimed, stopped_by = None, step, 0.0, None
+
+  def untimed_work(fn):  # eval and checkpoints do not count towards train steps/s
+    def wrapped(*args):
+      nonlocal untimed
+      jax.block_until_ready(state.step)
+      t = time.time()
+      out = fn(*args)
+      untimed += time.time() - t
+      return out
+    return wrapped
+
+  @untimed_work
+  def save():
+    ckpts.save(step, {'state': state, 'preprocessing': stats}, {**meta, 'step': step})
+
+  @untimed_work
+  def run_eval(split_name: str, x: np.ndarray) -> dict:
+    out = evaluate.evaluate(eval_step, state.params, stats, x, tc.eval_batch_size, mesh)
+    writer.write(step, {f'{split_name}/{k}': v for k, v in out.items()})
+    return out
+
+  bar = tqdm.tqdm(total=total_steps, initial=step, unit='step', dynamic_ncols=True,
+                  disable=not (tc.progress and main_process))
+  with _StopSignals() as signals:
+    while step < total_steps:
+      k = min(tc.steps_per_call, total_steps - step,
+              *(n - step % n for n in (tc.log_every, tc.eval_every, tc.checkpoint_every) if n > 0))
+      xs = sharding.put(batches.block(step, k), sharding.batch_sharding(mesh, 1))
+      state, metrics = train_block(state, stats, xs)
+      if pending:  # check the previous block while this one runs
+        _finite_or_raise(pending[-1][1], pending[-1][0], ckpts)
+      pending.append((step, metrics))
+      step += k
+      bar.update(k)
+      stop = signals.received or (should_stop is not None and should_stop(step))
+      if every(tc.log_every) or step == total_steps or stop:
+        for first, m in pending:
+          _finite_or_raise(m, first, ckpts)
+        host = jax.device_get([m for _, m in pending])
+        means = {f'train/{key}': float(np.mean(np.concatenate([np.atleast_1d(h[key]) for h in host])))
+                 for key in host[0]}
+        writer.write(step, {**means, 'train/learning_rate': float(optim.schedule(
+            config.optimizer, total_steps)(step - 1))})
+        bar.set_postfix(loss=f'{means["train/loss"]:.4g}')
+        pending = []
+      if clock is None:  # time from the end of the first (compiling) block
+        jax.block_until_ready(state.step)
+        clock, timed_from = time.time(), step
+      if every(tc.eval_every) and step < total_steps:
+        run_eval('val', dataset.val.x)
+      if every(tc.checkpoint_every) or stop:
+        save()
+      if stop:
+        stopped_by = signals.received or 'should_stop'
+        break
+  bar.close()
+
+  if stopped_by:
+    ckpts.wait()
+    ckpts.close()
+    writer.close()
+    print(f'aelab: stopped by {stopped_by} at step {step}/{total_steps}; checkpoint saved in '
+          f'{ckpts.directory}. Rerun the same command to resume.', flush=True)
+    return {'step': step, 'interrupted': stopped_by}
+
+  jax.block_until_ready(state.step)
+  train_time, timed_steps = time.time() - clock - untimed, step - timed_from
+  if ckpts.latest_step() != step:
+    save()
+  results = {name: run_eval(name, split.x) for name, split in
+             (('val', dataset.val), ('test', dataset.test)) if len(split)}
+  ckpts.wait()
+  ckpts.close()
+  writer.close()
+  summary = {
+      'step': step,
+      'wall_time_s': time.time() - t_start,
+      'train_steps_per_s': timed_steps / train_time if train_time > 0 else math.nan,
+      'train_examples_per_s': timed_steps * tc.batch_size / train_time if train_time > 0 else math.nan,
+      'param_count': _param_count(state.params),
+      'resumed_from_step': resume_step,
+      'devices': mesh.devices.size,
+      'platform': jax.devices()[0].platform,
+      **results,
+  }
+  if main_process:
+    (workdir / 'summary.json').write_text(json.dumps(summary, indent=2) + '\n')
+    if tc.plots:
+      _plots(workdir, forward, state, stats, dataset, config.preprocessing)
+  return summary
+
+
+def _plots(workdir: pathlib.Path, forward, state, stats, dataset, mode: str) -> None:
+  split = dataset.test if len(dataset.test) else dataset.val
+  x = split.x[:10]
+  _, (_, recon, ctx) = jax.jit(forward, static_argnums=4)(state.params, stats, x,
+                                                           jax.random.PRNGKey(0), False)
+  x_hat = np.asarray(preprocessing.invert(mode, stats, recon, ctx))
+  if dataset.is_image:
+    plots.image_rows([x, x_hat], ['input', 'recon'], workdir / 'plots' / 'reconstructions.png',
+                     dataset.value_range or (float(x.min()), float(x.max())))
+  else:
+    plots.vector_rows(x[:4], x_hat[:4], workdir / 'plots' / 'reconstructions.png',
+                      title=f'{dataset.name}: input vs reconstruction (input units)')
+  rows = read_jsonl(workdir / 'metrics.jsonl')
+  plots.curves(rows, workdir / 'plots' / 'train_curves.png', 'train/')
+  plots.curves(rows, workdir / 'plots' / 'val_curves.png', 'val/')

@@ -1,0 +1,35 @@
+"""Dense autoencoder 784-256-64-256-784 on MNIST: relu hidden layers, sigmoid output, bce, Adam.
+
+    AELAB_DATA_DIR=../shared/data/mnist python -m aelab.run \
+        --config=experiments/mnist_ae.py --workdir=workdirs/mnist_ae
+
+Expected (the shared 10k training subset, 9k train / 1k val, 30 epochs, CPU): test BCE per
+pixel about 0.075 and test R^2 about 0.87 on the official 10k test set, in about a minute.
+With the full 60k training set (downloaded), the same config reaches a lower BCE.
+`:tiny` trains a 784-32-8-32-784 model on 1000 digits in seconds (used by the tests).
+"""
+
+from aelab import data, losses, models, optim, train
+
+
+def get_config(arg=None):
+  import ml_collections
+  config = ml_collections.ConfigDict()
+  config.seed = 0
+  config.dataset = data.defaults('mnist')
+  config.preprocessing = 'none'
+  config.model = models.defaults('dense', hidden=(256, 64), activation='relu',
+                                 output_activation='sigmoid')
+  config.loss = losses.defaults(reconstruction=dict(weight=1.0, kind='bce'))
+  config.optimizer = optim.defaults(name='adam', learning_rate=1e-3)
+  config.train = train.defaults(batch_size=128, num_epochs=30, log_every=70, eval_every=700,
+                                checkpoint_every=700)
+  if arg == 'tiny':
+    config.dataset.train_limit = 1000
+    config.dataset.test_limit = 500
+    config.model.hidden = (32, 8)
+    config.train.update(batch_size=50, num_epochs=0, num_steps=60, steps_per_call=10,
+                        log_every=20, eval_every=0, checkpoint_every=30)
+  elif arg not in (None, ''):
+    raise ValueError(f'unknown variant {arg!r}; valid: tiny')
+  return config

@@ -1,0 +1,21 @@
+"""Shared fixtures: tiny real MNIST in tests/data, configs loaded the way the CLI loads them."""
+
+import pathlib
+
+import pytest
+
+from aelab import config as config_lib
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+DATA = ROOT / 'tests' / 'data'
+
+
+@pytest.fixture(autouse=True)
+def _offline_data_env(monkeypatch, tmp_path_factory):
+  """Tests read only tests/data and a per-session empty cache: never ~/.cache, never the network."""
+  monkeypatch.setenv('AELAB_DATA_DIR', str(DATA))
+  monkeypatch.setenv('AELAB_CACHE_DIR', str(tmp_path_factory.getbasetemp() / 'cache'))
+
+
+def experiment(name: str, arg: str = 'tiny'):
+  return config_lib.load(str(ROOT / 'experiments' / f'{name}.py') + f':{arg}')

@@ -1,0 +1,99 @@
+"""The trainer end to end on tiny real MNIST: loss falls, workdir contents, exact resume, NaN stop."""
+
+import json
+
+import jax
+import numpy as np
+import pytest
+
+from aelab import checkpoint, train
+from aelab.errors import AelabError
+from aelab.writers import read_jsonl
+from conftest import experiment
+
+
+def _final_arrays(workdir):
+  ckpts = checkpoint.Checkpoints(workdir)
+  arrays = ckpts.restore_raw(ckpts.latest_step())
+  ckpts.close()
+  return arrays
+
+
+@pytest.fixture(scope='module')
+def tiny_run(tmp_path_factory):
+  workdir = tmp_path_factory.mktemp('tiny')
+  config = experiment('mnist_ae')
+  config.train.progress = False
+  with pytest.MonkeyPatch.context() as mp:
+    from conftest import DATA
+    mp.setenv('AELAB_DATA_DIR', str(DATA))
+    summary = train.train_and_evaluate(config, workdir)
+  return workdir, summary
+
+
+def test_loss_falls_and_test_metrics_are_reported(tiny_run):
+  workdir, summary = tiny_run
+  rows = [r for r in read_jsonl(workdir / 'metrics.jsonl') if 'train/loss' in r]
+  assert [r['step'] for r in rows] == [20, 40, 60]
+  assert rows[-1]['train/loss'] < 0.75 * rows[0]['train/loss']
+  test = summary['test']
+  # A model that predicts 0.5 everywhere has BCE ln 2 = 0.693; the tiny run is well below it.
+  assert test['bce'] < 0.45
+  assert test['loss'] == pytest.approx(test['bce'], rel=1e-4)  # bce loss, no preprocessing
+  assert 0 < test['mse'] < 0.12
+  assert summary['step'] == 60 and summary['param_count'] == 2 * (784 * 32 + 32 * 8) + 32 + 8 + 32 + 784
+
+
+def test_workdir_holds_every_result(tiny_run):
+  workdir, summary = tiny_run
+  config = json.loads((workdir / 'config.json').read_text())
+  assert config['model']['hidden'] == [32, 8]
+  assert json.loads((workdir / 'summary.json').read_text())['test'] == summary['test']
+  assert (workdir / 'plots' / 'reconstructions.png').stat().st_size > 1000
+  assert list((workdir / 'tensorboard').glob('events.out.tfevents.*'))
+  assert checkpoint.Checkpoints(workdir).all_steps() == [30, 60]
+  meta_stats = _final_arrays(workdir)['preprocessing']
+  assert meta_stats == {}  # 'none' has no statistics
+
+
+def test_tensorboard_events_are_readable(tiny_run):
+  from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+  workdir, _ = tiny_run
+  acc = EventAccumulator(str(workdir / 'tensorboard'))
+  acc.Reload()
+  steps = [e.step for e in acc.Scalars('train/loss')]
+  assert steps == [20, 40, 60]
+
+
+def test_resumed_run_ends_with_the_same_parameters(tiny_run, tmp_path):
+  workdir_full, _ = tiny_run
+  config = experiment('mnist_ae')
+  config.train.progress = False
+  config.train.plots = False
+  out = train.train_and_evaluate(config, tmp_path, should_stop=lambda step: step == 20)
+  assert out == {'step': 20, 'interrupted': 'should_stop'}
+  assert checkpoint.Checkpoints(tmp_path).latest_step() == 20
+  summary = train.train_and_evaluate(config, tmp_path)
+  assert summary['resumed_from_step'] == 20 and summary['step'] == 60
+  full, resumed = _final_arrays(workdir_full), _final_arrays(tmp_path)
+  jax.tree.map(np.testing.assert_array_equal, full['state'], resumed['state'])
+  strip = lambda rows: [{k: v for k, v in r.items() if k != 'time'} for r in rows]  # noqa: E731
+  assert strip(read_jsonl(tmp_path / 'metrics.jsonl')) == strip(read_jsonl(workdir_full / 'metrics.jsonl'))
+
+
+def test_resume_refuses_a_different_model(tiny_run):
+  workdir, _ = tiny_run
+  config = experiment('mnist_ae')
+  config.model.hidden = (16, 8)
+  with pytest.raises(AelabError, match='differs in model'):
+    train.train_and_evaluate(config, workdir)
+
+
+def test_nonfinite_loss_stops_with_the_step(tmp_path):
+  config = experiment('mnist_ae')
+  config.train.progress = False
+  config.loss.reconstruction.kind = 'mse'
+  config.model.output_activation = 'linear'
+  config.optimizer.update(name='sgd', learning_rate=1e6, momentum=0.0)
+  with pytest.raises(AelabError, match=r'loss is (nan|inf) at step \d+ .*no checkpoint was saved'):
+    train.train_and_evaluate(config, tmp_path)
