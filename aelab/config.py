@@ -58,6 +58,6 @@ def check_override_paths(config: ml_collections.ConfigDict, argv: Sequence[str],
         where = '.'.join(walked) or flag
         valid = sorted(node.keys()) if isinstance(node, (ml_collections.ConfigDict, Mapping)) else []
         hint = f'; valid fields of {where}: {", ".join(valid)}' if valid else f' ({where} is not a group)'
-        raise AelabError(f'unknown config field {flag}.{path!r}{hint}')
+        raise AelabError(f"unknown config field '{flag}.{path}'{hint}")
       node = node[key]
       walked.append(key)

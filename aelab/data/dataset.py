@@ -1,0 +1,95 @@
+"""The arrays every data source returns: `Split`, `Dataset`, and deterministic shuffling."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import numpy as np
+
+from aelab.errors import AelabError
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Split:
+  """One split: features `x` (float32, [N, *feature_shape]) and labels `y` (int32 [N] or None)."""
+  x: np.ndarray
+  y: np.ndarray | None
+
+  def __post_init__(self):
+    if not isinstance(self.x, np.ndarray) or self.x.dtype != np.float32 or self.x.ndim < 2:
+      raise AelabError(
+          f'Split.x must be a float32 array of shape [N, *feature_shape]; got '
+          f'{getattr(self.x, "dtype", type(self.x).__name__)} {getattr(self.x, "shape", "")}. '
+          'Convert it with np.asarray(x, np.float32).')
+    if self.y is not None:
+      if not isinstance(self.y, np.ndarray) or self.y.dtype != np.int32 or self.y.ndim != 1:
+        raise AelabError(
+            f'Split.y must be None or an int32 array of shape [N]; got '
+            f'{getattr(self.y, "dtype", type(self.y).__name__)} {getattr(self.y, "shape", "")}.')
+      if len(self.y) != len(self.x):
+        raise AelabError(
+            f'Split has {len(self.x)} rows of x but {len(self.y)} labels; they must match.')
+
+  def __len__(self) -> int:
+    return int(self.x.shape[0])
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Dataset:
+  """Train/val/test splits plus the metadata the rest of aelab needs."""
+  name: str
+  train: Split
+  val: Split
+  test: Split
+  feature_shape: tuple[int, ...]
+  value_range: tuple[float, float] | None
+  feature_names: tuple[str, ...] | None
+  num_classes: int | None
+  source: dict[str, Any]
+
+  def __post_init__(self):
+    for split_name in ('train', 'val', 'test'):
+      split = getattr(self, split_name)
+      if tuple(split.x.shape[1:]) != tuple(self.feature_shape):
+        raise AelabError(
+            f'Dataset {self.name!r}: {split_name} rows have shape {split.x.shape[1:]}, '
+            f'expected feature_shape {self.feature_shape}.')
+
+  @property
+  def is_image(self) -> bool:
+    """True for [H, W, C] images."""
+    return len(self.feature_shape) == 3
+
+
+Pair = tuple[np.ndarray, np.ndarray | None]
+
+
+def split_off(x: np.ndarray, y: np.ndarray | None, fraction: float,
+              seed: int) -> tuple[Pair, Pair]:
+  """Splits rows into (a, b): a random `round(fraction * N)` rows go to b, the rest to a.
+
+  Deterministic for a given (N, fraction, seed); rows keep their original order inside
+  each part (the shuffle only decides membership).
+  """
+  if not 0.0 <= fraction < 1.0:
+    raise AelabError(f'split fraction must be in [0, 1); got {fraction}.')
+  n = len(x)
+  n_b = int(math.floor(fraction * n + 0.5))
+  perm = np.random.default_rng(_seed(seed)).permutation(n)
+  idx_b = np.sort(perm[:n_b])
+  idx_a = np.sort(perm[n_b:])
+  take = lambda idx: (x[idx], None if y is None else y[idx])
+  return take(idx_a), take(idx_b)
+
+
+def epoch_permutation(n: int, seed: int, epoch: int) -> np.ndarray:
+  """The order of the `n` training rows in `epoch`; deterministic per (seed, epoch)."""
+  return np.random.default_rng([_seed(seed), _seed(epoch)]).permutation(n)
+
+
+def _seed(value: int) -> int:
+  if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+    raise AelabError(f'seeds and epochs must be non-negative integers; got {value!r}.')
+  return int(value)

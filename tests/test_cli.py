@@ -1,0 +1,90 @@
+"""`python -m aelab.run` as a user meets it: one-line errors, nothing written on bad input, SIGTERM."""
+
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import DATA, ROOT
+
+
+def _env(**extra):
+  env = dict(os.environ, AELAB_DATA_DIR=str(DATA), JAX_PLATFORMS='cpu')
+  env.update(extra)
+  return env
+
+
+def _run(*args, env=None, timeout=120):
+  return subprocess.run([sys.executable, '-m', 'aelab.run', *args], cwd=ROOT, env=env or _env(),
+                        capture_output=True, text=True, timeout=timeout)
+
+
+def _tiny(workdir, *overrides):
+  return ('--config=experiments/mnist_ae.py:tiny', f'--workdir={workdir}', *overrides)
+
+
+@pytest.mark.parametrize('override,message', [
+    ('--config.model.foo=3', "unknown config field 'config.model.foo'; valid fields of model: "
+                             'activation, hidden, name, output_activation, tied'),
+    ('--config.modle.hidden=(8,)', "unknown config field 'config.modle.hidden'; valid fields of "
+                                   'config: dataset, loss, model, optimizer, preprocessing, seed, train'),
+    ('--config.model.hidden=(32,0)', 'model.hidden[1] = 0; every hidden width must be a positive '
+                                     'integer'),
+    ('--config.optimizer.name=adamax', "unknown optimizer 'adamax'; valid choices: adam, adamw, sgd"),
+    ('--config.preprocessing=zscore', 'zscore'),
+])
+def test_bad_config_is_one_clear_line_and_writes_nothing(tmp_path, override, message):
+  workdir = tmp_path / 'run'
+  result = _run(*_tiny(workdir, override))
+  assert result.returncode == 2, result.stderr
+  assert 'Traceback' not in result.stderr
+  assert result.stderr.startswith('aelab: error: ') and message in result.stderr
+  assert len(result.stderr.strip().splitlines()) == 1
+  assert not workdir.exists()
+
+
+def test_wrong_type_names_the_field(tmp_path):
+  result = _run(*_tiny(tmp_path / 'run', '--config.optimizer.learning_rate=fast'))
+  assert result.returncode != 0 and 'Traceback' not in result.stderr
+  assert '--config.optimizer.learning_rate=fast' in result.stderr
+
+
+def test_missing_dataset_offline_says_what_to_do(tmp_path):
+  empty = tmp_path / 'empty'
+  empty.mkdir()
+  result = _run(*_tiny(tmp_path / 'run'), env=_env(AELAB_DATA_DIR=str(empty),
+                                                   AELAB_CACHE_DIR=str(tmp_path / 'cache'),
+                                                   AELAB_OFFLINE='1'))
+  assert result.returncode == 2 and 'Traceback' not in result.stderr
+  for needed in ('train-images-idx3-ubyte.gz', 't10k-labels-idx1-ubyte.gz', 'AELAB_DATA_DIR'):
+    assert needed in result.stderr
+  assert not (tmp_path / 'run').exists()
+
+
+def test_sigterm_checkpoints_and_the_rerun_resumes(tmp_path):
+  workdir = tmp_path / 'run'
+  long_run = _tiny(workdir, '--config.train.num_steps=100000', '--config.train.log_every=10',
+                   '--config.train.checkpoint_every=0', '--config.train.progress=False')
+  proc = subprocess.Popen([sys.executable, '-m', 'aelab.run', *long_run], cwd=ROOT, env=_env(),
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  metrics = workdir / 'metrics.jsonl'
+  deadline = time.time() + 90
+  while time.time() < deadline and not (metrics.exists() and metrics.read_text().count('\n') >= 2):
+    time.sleep(0.2)
+  proc.send_signal(signal.SIGTERM)
+  out, err = proc.communicate(timeout=60)
+  assert proc.returncode == 0, err
+  assert 'stopped by SIGTERM at step' in out
+  stopped = int(out.split('at step ')[1].split('/')[0])
+  assert 0 < stopped < 100000 and stopped % 10 == 0
+  assert (workdir / 'checkpoints' / str(stopped)).is_dir()
+  resumed = _run(*_tiny(workdir, f'--config.train.num_steps={stopped + 20}',
+                        '--config.train.log_every=10', '--config.train.checkpoint_every=0'))
+  assert resumed.returncode == 0, resumed.stderr
+  summary = json.loads((workdir / 'summary.json').read_text())
+  assert summary['resumed_from_step'] == stopped and summary['step'] == stopped + 20
