@@ -6,6 +6,7 @@ import pathlib
 from typing import Any
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
 
@@ -17,7 +18,8 @@ class Checkpoints:
     self._manager = ocp.CheckpointManager(
         self.directory,
         options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True),
-        item_names=('arrays', 'meta'))
+        item_handlers={'arrays': ocp.StandardCheckpointHandler(),
+                       'meta': ocp.JsonCheckpointHandler()})
 
   def latest_step(self) -> int | None:
     return self._manager.latest_step()
@@ -40,9 +42,13 @@ class Checkpoints:
     return self._manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))['meta']
 
   def restore_raw(self, step: int) -> Any:
-    """Restores the arrays as saved (host numpy), without a target structure (for inspection)."""
+    """Restores the arrays as host numpy arrays in their saved structure (dicts and lists), on
+    any machine: a checkpoint written on 8 devices or a GPU reads back on one CPU."""
+    tree = self._manager.item_metadata(step)['arrays']
+    tree = getattr(tree, 'tree', tree)
+    target = jax.tree.map(lambda m: np.zeros(m.shape, m.dtype), tree)
     return self._manager.restore(step, args=ocp.args.Composite(
-        arrays=ocp.args.StandardRestore()))['arrays']
+        arrays=ocp.args.StandardRestore(target)))['arrays']
 
   def wait(self) -> None:
     self._manager.wait_until_finished()

@@ -1,0 +1,298 @@
+"""Loss terms as small pure functions, composed from the config.
+
+Each term is `fn(out: Outputs, **options) -> scalar`, unweighted. The config
+names the terms and their weights:
+
+  config.loss = losses.defaults(
+      reconstruction=dict(weight=1.0, kind='bce'),
+      kl_sparsity=dict(weight=3.0, rho=0.05),
+      weight_decay=dict(weight=1e-4))
+  loss_fn = losses.compose(config.loss)
+  total, terms = loss_fn(Outputs(x=x, recon=recon, aux=aux, params=params))
+
+`compose` validates names and options up front (outside jit); the function it
+returns is pure and jit-able and reports every active term plus the total.
+"""
+
+from __future__ import annotations
+
+import inspect
+import numbers
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+
+from aelab.errors import AelabError
+
+
+@flax.struct.dataclass
+class Outputs:
+  """What every loss term sees; all fields are pytrees (jit-friendly)."""
+  x: jax.Array  # The clean target, in model (preprocessed) space.
+  recon: jax.Array  # The reconstruction, after the output activation.
+  aux: dict  # The model's aux: 'logits', 'encoder', 'code', 'decoder', ...
+  params: dict  # The model parameters.
+
+
+RECONSTRUCTION_KINDS = ('mse', 'bce')
+REDUCTIONS = ('mean', 'sum')
+# Activations whose outputs lie in (0, 1), as KL sparsity needs.
+UNIT_INTERVAL_ACTIVATIONS = ('sigmoid',)
+_KL_EPS = 1e-6
+
+
+def _per_example_sum(v: jax.Array) -> jax.Array:
+  """Sums over every axis but the first (batch)."""
+  return jnp.sum(v, axis=tuple(range(1, v.ndim)))
+
+
+def _normalize_layer(layer: Any) -> str:
+  """'code' or a positive int (or its digit string) -> 'code' / '1' / '2' ..."""
+  if isinstance(layer, str) and layer == 'code':
+    return 'code'
+  if isinstance(layer, numbers.Integral) and not isinstance(layer, bool):
+    if layer >= 1:
+      return str(int(layer))
+  elif isinstance(layer, str) and layer.isdigit() and int(layer) >= 1:
+    return str(int(layer))
+  raise AelabError(
+      f"unknown layer {layer!r}; valid layers: 'code' or an encoder layer "
+      'number K >= 1 (1 is the first encoder layer), as an int or digits')
+
+
+def layer_activations(aux: dict, layer: Any) -> jax.Array:
+  """The activations of `layer`: 'code', or encoder layer K (1-based int/digits)."""
+  key = _normalize_layer(layer)
+  if key == 'code':
+    return aux['code']
+  encoder = tuple(aux.get('encoder', ()))
+  k = int(key)
+  if not 1 <= k <= len(encoder):
+    valid = ', '.join(["'code'"] + [str(i) for i in range(1, len(encoder) + 1)])
+    raise AelabError(
+        f'unknown layer {layer!r}: the encoder has {len(encoder)} layers; '
+        f'valid layers: {valid}')
+  return encoder[k - 1]
+
+
+def reconstruction(out: Outputs, kind: str = 'mse',
+                   reduction: str = 'mean') -> jax.Array:
+  """Reconstruction error of `out.recon` against `out.x`.
+
+  kind: 'mse' squared error; 'bce' binary cross-entropy from aux['logits']
+    (targets in [0, 1]).
+  reduction: 'mean' over every element (per pixel); 'sum' over each example's
+    features, then mean over the batch (per example, as VAE papers report).
+  """
+  if kind == 'mse':
+    err = jnp.square(out.recon - out.x)
+  elif kind == 'bce':
+    if 'logits' not in out.aux:
+      raise AelabError(
+          "reconstruction kind='bce' needs the model's pre-activation output "
+          "aux['logits']; this model's aux has "
+          f'{", ".join(sorted(out.aux)) or "nothing"}')
+    err = optax.sigmoid_binary_cross_entropy(out.aux['logits'], out.x)
+  else:
+    raise AelabError(f'unknown reconstruction kind {kind!r}; valid kinds: '
+                     f'{", ".join(RECONSTRUCTION_KINDS)}')
+  if reduction == 'mean':
+    return jnp.mean(err)
+  if reduction == 'sum':
+    return jnp.mean(_per_example_sum(err))
+  raise AelabError(f'unknown reconstruction reduction {reduction!r}; valid '
+                   f'reductions: {", ".join(REDUCTIONS)}')
+
+
+def l1_activity(out: Outputs, layer: Any = 'code') -> jax.Array:
+  """Mean over the batch of sum_j |h_j| (Keras' l1 activity_regularizer)."""
+  h = layer_activations(out.aux, layer)
+  return jnp.mean(_per_example_sum(jnp.abs(h)))
+
+
+def kl_sparsity(out: Outputs, rho: float = 0.05,
+                layer: Any = 'code') -> jax.Array:
+  """sum_j KL(rho || rho_hat_j), rho_hat_j = batch mean of unit j (UFLDL).
+
+  rho_hat is clipped to [1e-6, 1 - 1e-6]; the layer should be sigmoid.
+  """
+  h = layer_activations(out.aux, layer)
+  rho_hat = jnp.clip(jnp.mean(h, axis=0), _KL_EPS, 1.0 - _KL_EPS)
+  kl = (rho * jnp.log(rho / rho_hat)
+        + (1.0 - rho) * jnp.log((1.0 - rho) / (1.0 - rho_hat)))
+  return jnp.sum(kl)
+
+
+def _leaf_name(path: tuple) -> str | None:
+  if not path:
+    return None
+  last = path[-1]
+  for attr in ('key', 'name'):
+    if hasattr(last, attr):
+      return str(getattr(last, attr))
+  return None
+
+
+def weight_decay(out: Outputs) -> jax.Array:
+  """0.5 * sum of W**2 over every `kernel` leaf; biases excluded (UFLDL)."""
+  leaves = jax.tree_util.tree_flatten_with_path(out.params)[0]
+  total = jnp.zeros((), dtype=jnp.result_type(float))
+  for path, leaf in leaves:
+    if _leaf_name(path) == 'kernel':
+      total = total + jnp.sum(jnp.square(leaf))
+  return 0.5 * total
+
+
+TERMS: dict[str, Callable[..., jax.Array]] = {
+    'reconstruction': reconstruction,
+    'l1_activity': l1_activity,
+    'kl_sparsity': kl_sparsity,
+    'weight_decay': weight_decay,
+}
+
+
+def _options(name: str) -> dict[str, Any]:
+  """A term's options and their defaults, from its signature (minus `out`)."""
+  params = list(inspect.signature(TERMS[name]).parameters.values())[1:]
+  return {p.name: p.default for p in params}
+
+
+def _term(name: str) -> Callable[..., jax.Array]:
+  if name not in TERMS:
+    raise AelabError(
+        f'unknown loss term {name!r}; valid terms: {", ".join(TERMS)}')
+  return TERMS[name]
+
+
+def _as_dict(name: str, cfg: Any) -> dict[str, Any]:
+  if isinstance(cfg, ml_collections.ConfigDict):
+    return cfg.to_dict()
+  if isinstance(cfg, Mapping):
+    return dict(cfg)
+  raise AelabError(
+      f'loss term {name!r} must be configured as a dict of weight and options, '
+      f'e.g. {name}=dict(weight=1.0); got {cfg!r}')
+
+
+def _check_options(name: str, opts: dict[str, Any], need_weight: bool) -> None:
+  """Raises AelabError for an unknown option / bad value / missing weight."""
+  valid = _options(name)
+  unknown = sorted(set(opts) - set(valid) - {'weight'})
+  if unknown:
+    choices = ', '.join(['weight'] + list(valid))
+    raise AelabError(
+        f'unknown option {", ".join(map(repr, unknown))} of loss term '
+        f'{name!r}; valid options: {choices}')
+  if 'weight' not in opts:
+    if need_weight:
+      raise AelabError(f'loss term {name!r} has no weight; give it one, e.g. '
+                       f'--config.loss.{name}.weight=1.0 (0 turns it off)')
+  else:
+    w = opts['weight']
+    if isinstance(w, bool) or not isinstance(w, numbers.Real):
+      raise AelabError(
+          f'the weight of loss term {name!r} must be a number; got {w!r}')
+  if name == 'reconstruction':
+    if opts.get('kind', 'mse') not in RECONSTRUCTION_KINDS:
+      raise AelabError(
+          f"unknown reconstruction kind {opts['kind']!r}; valid kinds: "
+          f'{", ".join(RECONSTRUCTION_KINDS)}')
+    if opts.get('reduction', 'mean') not in REDUCTIONS:
+      raise AelabError(
+          f"unknown reconstruction reduction {opts['reduction']!r}; valid "
+          f'reductions: {", ".join(REDUCTIONS)}')
+  if 'layer' in opts:
+    _normalize_layer(opts['layer'])
+  if name == 'kl_sparsity' and 'rho' in opts:
+    rho = opts['rho']
+    if (isinstance(rho, bool) or not isinstance(rho, numbers.Real)
+        or not 0.0 < rho < 1.0):
+      raise AelabError(
+          f'kl_sparsity rho is a target mean activation in (0, 1); got {rho!r}')
+
+
+def compose(
+    loss_cfg: ml_collections.ConfigDict | Mapping[str, Any],
+    layer_activations: Mapping[Any, str] | None = None,  # pylint: disable=redefined-outer-name
+    targets_in_unit_interval: bool | None = None,
+) -> Callable[[Outputs], tuple[jax.Array, dict[str, jax.Array]]]:
+  """Builds loss_fn(out) -> (total, {term: unweighted value}).
+
+  Args:
+    loss_cfg: term name -> {weight, **options}. Weight-0 terms are skipped.
+    layer_activations: optional layer ('code', '1', '2', ...) -> activation
+      name; kl_sparsity on a layer that is not sigmoid is then an error
+      (layers missing from it are not checked; 'code' falls back to the
+      highest numbered layer).
+    targets_in_unit_interval: pass False when the targets may leave [0, 1];
+      reconstruction kind='bce' is then an error.
+
+  Raises:
+    AelabError: unknown term / option / value, missing weight, no active term,
+      or a term that cannot apply to this model or data.
+  """
+  acts = {str(k): str(v) for k, v in (layer_activations or {}).items()}
+  active = []
+  for name, term_cfg in loss_cfg.items():
+    fn = _term(name)
+    opts = _as_dict(name, term_cfg)
+    _check_options(name, opts, need_weight=True)
+    weight = float(opts.pop('weight'))
+    if weight == 0.0:
+      continue
+    full = {**_options(name), **opts}
+    if name == 'kl_sparsity':
+      layer = _normalize_layer(full['layer'])
+      act = acts.get(layer)
+      numbered = [int(k) for k in acts if k.isdigit()]
+      if act is None and layer == 'code' and numbered:
+        act = acts[str(max(numbered))]  # The code is the last encoder layer.
+      if act is not None and act.lower() not in UNIT_INTERVAL_ACTIVATIONS:
+        raise AelabError(
+            f'kl_sparsity needs activations in (0, 1) (rho_hat is a mean '
+            f'firing rate), but layer {layer!r} uses activation {act!r}; use '
+            f"sigmoid on that layer, or l1_activity instead")
+    if (name == 'reconstruction' and full['kind'] == 'bce'
+        and targets_in_unit_interval is False):
+      raise AelabError(
+          "reconstruction kind='bce' needs targets in [0, 1], but these "
+          "targets are not; use preprocessing 'none' on [0, 1] data, or "
+          "kind='mse'")
+    active.append((name, fn, weight, opts))
+  if not active:
+    raise AelabError(
+        'no active loss term: every term in config.loss has weight 0 (or '
+        f'there are none); valid terms: {", ".join(TERMS)}')
+
+  def loss_fn(out: Outputs) -> tuple[jax.Array, dict[str, jax.Array]]:
+    terms = {}
+    total = 0.0
+    for name, fn, weight, opts in active:
+      value = fn(out, **opts)
+      terms[name] = value
+      total = total + weight * value
+    return total, terms
+
+  return loss_fn
+
+
+def defaults(**terms: Mapping[str, Any]) -> ml_collections.ConfigDict:
+  """A config.loss with each given term's options filled from its signature.
+
+  E.g. defaults(reconstruction=dict(weight=1., kind='bce')) gives
+  {'reconstruction': {'weight': 1.0, 'kind': 'bce', 'reduction': 'mean'}}, so
+  every option can be overridden on the command line.
+  """
+  cfg = ml_collections.ConfigDict()
+  for name, given in terms.items():
+    _term(name)
+    opts = _as_dict(name, given)
+    _check_options(name, opts, need_weight=True)
+    full = {'weight': float(opts.pop('weight')), **_options(name), **opts}
+    cfg[name] = ml_collections.ConfigDict(full)
+  return cfg
