@@ -88,3 +88,17 @@ def test_sigterm_checkpoints_and_the_rerun_resumes(tmp_path):
   assert resumed.returncode == 0, resumed.stderr
   summary = json.loads((workdir / 'summary.json').read_text())
   assert summary['resumed_from_step'] == stopped and summary['step'] == stopped + 20
+
+
+def test_csv_with_a_nan_names_row_and_column(tmp_path):
+  table = tmp_path / 'bad.csv'
+  rows = (DATA / 'breast_cancer.csv').read_text().splitlines()[:40]
+  cells = rows[7].split(',')
+  cells[3] = 'nan'
+  rows[7] = ','.join(cells)
+  table.write_text('\n'.join(rows) + '\n')
+  result = _run('--config=experiments/tabular_ae.py:tiny', f'--workdir={tmp_path / "run"}',
+                f'--config.dataset.path={table}')
+  assert result.returncode == 2 and 'Traceback' not in result.stderr
+  assert 'row 8' in result.stderr and 'mean_area' in result.stderr, result.stderr
+  assert not (tmp_path / 'run').exists()
