@@ -36,7 +36,9 @@ DEFAULTS = dict(
     keep_checkpoints=3,
     plots=True,
     progress=True,          # tqdm progress bar
+    device_data='auto',     # keep the training set on the devices: auto (if <= 1 GiB), yes, no
 )
+_DEVICE_DATA_AUTO_BYTES = 1 << 30
 
 # Config groups that must not change when a run resumes from its workdir.
 _FROZEN_ON_RESUME = ('seed', 'dataset', 'preprocessing', 'model', 'loss', 'optimizer')
@@ -68,7 +70,8 @@ def make_forward(model, loss_fn: Callable, mode: str) -> Callable:
 
 
 def make_train_block(forward: Callable, tx: optax.GradientTransformation, mesh) -> Callable:
-  """jit(lax.scan(step)) over xs [k, B, ...]: state and stats replicated, batches sharded on `data`."""
+  """jit(lax.scan(step)) over a block of k batches [k, B, ...]: state and stats replicated (the
+  state donated), batches sharded on `data`; per-step metrics come back stacked [k]."""
 
   def step(carry, x):
     state, stats = carry
@@ -82,32 +85,47 @@ def make_train_block(forward: Callable, tx: optax.GradientTransformation, mesh) 
     new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state)
     return (new_state, stats), metrics
 
-  def block(state, stats, xs):
+  def block(state, stats, source, idx):
+    """source: the training set on the device and idx [k, B] rows of it, or the batches [k, B, ...]
+    themselves with idx None (data fed from the host)."""
+    xs = source if idx is None else jax.lax.with_sharding_constraint(source[idx], batches_spec)
     (state, _), metrics = jax.lax.scan(step, (state, stats), xs)
     return state, metrics
 
-  rep = sharding.replicated(mesh)
-  return jax.jit(block, in_shardings=(rep, rep, sharding.batch_sharding(mesh, 1)),
-                 out_shardings=(rep, rep), donate_argnums=(0,))
+  rep, batches_spec = sharding.replicated(mesh), sharding.batch_sharding(mesh, 1)
+  return jax.jit(block, out_shardings=(rep, rep), donate_argnums=(0,))
 
 
 class _Batches:
   """Batch t of the run is rows perm_e[i*B:(i+1)*B] with e, i = divmod(t, steps_per_epoch):
-  a pure function of the step, so a resumed run sees exactly the data an unbroken one would."""
+  a pure function of the step, so a resumed run sees exactly the data an unbroken one would.
 
-  def __init__(self, x: np.ndarray, batch_size: int, seed: int):
+  With `on_device`, the training set is placed on the devices once (replicated) and each block
+  sends only its row indices; otherwise each block's batches are gathered on the host.
+  """
+
+  def __init__(self, x: np.ndarray, batch_size: int, seed: int, mesh, on_device: bool):
     self.x, self.batch_size, self.seed = x, batch_size, seed
     self.steps_per_epoch = len(x) // batch_size
+    self._spec = sharding.batch_sharding(mesh, 1)
+    self._device_x = sharding.put(x, sharding.replicated(mesh)) if on_device else None
     self._epoch, self._perm = -1, None
 
-  def block(self, start: int, k: int) -> np.ndarray:
-    out = np.empty((k, self.batch_size, *self.x.shape[1:]), self.x.dtype)
+  def indices(self, start: int, k: int) -> np.ndarray:
+    out = np.empty((k, self.batch_size), np.int32)
     for j in range(k):
       epoch, i = divmod(start + j, self.steps_per_epoch)
       if epoch != self._epoch:
         self._epoch, self._perm = epoch, data.epoch_permutation(len(self.x), self.seed, epoch)
-      out[j] = self.x[self._perm[i * self.batch_size:(i + 1) * self.batch_size]]
+      out[j] = self._perm[i * self.batch_size:(i + 1) * self.batch_size]
     return out
+
+  def block(self, start: int, k: int) -> tuple[jax.Array, jax.Array | None]:
+    """(source, idx) for the train block covering steps [start, start + k)."""
+    idx = self.indices(start, k)
+    if self._device_x is not None:
+      return self._device_x, sharding.put(idx, self._spec)
+    return sharding.put(self.x[idx], self._spec), None
 
 
 class _StopSignals:
@@ -185,7 +203,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
                            targets_in_unit_interval=unit and config.preprocessing == 'none')
   mesh = sharding.make_mesh()
   sharding.check_batch_size(tc.batch_size, mesh)
-  batches = _Batches(dataset.train.x, tc.batch_size, config.seed)
+  on_device = {'auto': dataset.train.x.nbytes <= _DEVICE_DATA_AUTO_BYTES, 'yes': True, 'no': False}
+  if tc.device_data not in on_device:
+    raise AelabError(f"train.device_data = {tc.device_data!r}; valid choices: auto, yes, no")
+  batches = _Batches(dataset.train.x, tc.batch_size, config.seed, mesh, on_device[tc.device_data])
   if batches.steps_per_epoch == 0:
     raise AelabError(f'train.batch_size = {tc.batch_size} exceeds the {len(dataset.train)} training '
                      'examples; lower it')
@@ -259,8 +280,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     while step < total_steps:
       k = min(tc.steps_per_call, total_steps - step,
               *(n - step % n for n in (tc.log_every, tc.eval_every, tc.checkpoint_every) if n > 0))
-      xs = sharding.put(batches.block(step, k), sharding.batch_sharding(mesh, 1))
-      state, metrics = train_block(state, stats, xs)
+      state, metrics = train_block(state, stats, *batches.block(step, k))
       if pending:  # check the previous block while this one runs
         _finite_or_raise(pending[-1][1], pending[-1][0], ckpts)
       pending.append((step, metrics))

@@ -97,3 +97,12 @@ def test_nonfinite_loss_stops_with_the_step(tmp_path):
   config.optimizer.update(name='sgd', learning_rate=1e6, momentum=0.0)
   with pytest.raises(AelabError, match=r'loss is (nan|inf) at step \d+ .*no checkpoint was saved'):
     train.train_and_evaluate(config, tmp_path)
+
+
+def test_device_and_host_data_paths_train_identically(tiny_run, tmp_path):
+  workdir_full, _ = tiny_run  # device_data='auto': the tiny set lives on the device
+  config = experiment('mnist_ae')
+  config.train.update(progress=False, plots=False, device_data='no')
+  train.train_and_evaluate(config, tmp_path)
+  full, host = _final_arrays(workdir_full), _final_arrays(tmp_path)
+  jax.tree.map(np.testing.assert_array_equal, full['state'], host['state'])
