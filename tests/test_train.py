@@ -106,3 +106,18 @@ def test_device_and_host_data_paths_train_identically(tiny_run, tmp_path):
   train.train_and_evaluate(config, tmp_path)
   full, host = _final_arrays(workdir_full), _final_arrays(tmp_path)
   jax.tree.map(np.testing.assert_array_equal, full['state'], host['state'])
+
+
+FASHION = '/usr/share/datasets/fashion-mnist'
+
+
+@pytest.mark.skipif(not __import__('os').path.isdir(FASHION), reason='dataset-fashion-mnist not installed')
+def test_fashion_mnist_trains_from_the_debian_files(tmp_path):
+  config = experiment('fashion_mnist_ae')
+  config.train.update(progress=False, plots=False)
+  summary = train.train_and_evaluate(config, tmp_path)
+  files = json.loads((tmp_path / 'config.json').read_text())['dataset']
+  assert files['name'] == 'fashion_mnist'
+  rows = [r for r in read_jsonl(tmp_path / 'metrics.jsonl') if 'train/loss' in r]
+  assert rows[-1]['train/loss'] < 0.9 * rows[0]['train/loss']
+  assert summary['test']['bce'] < 0.6

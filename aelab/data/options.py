@@ -8,6 +8,7 @@ from typing import Any
 import ml_collections
 from ml_collections import config_dict
 
+from aelab.config import check_fields
 from aelab.errors import AelabError
 
 
@@ -25,12 +26,7 @@ def resolve(cfg: Mapping[str, Any] | ml_collections.ConfigDict, name: str,
   """
   given = cfg.to_dict() if isinstance(cfg, ml_collections.ConfigDict) else dict(cfg)
   given.pop('name', None)
-  unknown = sorted(set(given) - set(defaults))
-  if unknown:
-    raise AelabError(
-        f'unknown field(s) {", ".join(unknown)} in the config of dataset {name!r}; '
-        f'valid fields: name, {", ".join(sorted(defaults))}. '
-        'Fix the spelling or remove them from the config.')
+  check_fields(given, defaults, f'the config of dataset {name!r}')
   return {**defaults, **given}
 
 
