@@ -3,9 +3,9 @@
     AELAB_DATA_DIR=../shared/data/mnist python -m aelab.run \
         --config=experiments/mnist_ae.py --workdir=workdirs/mnist_ae
 
-Expected (the shared 10k training subset, 9k train / 1k val, 30 epochs, CPU): test BCE per
-pixel about 0.075 and test R^2 about 0.87 on the official 10k test set, in about a minute.
-With the full 60k training set (downloaded), the same config reaches a lower BCE.
+Expected (the shared 10k training subset, 9k train / 1k val, 60 epochs, 2-core CPU): test BCE
+per pixel 0.078 and test R^2 0.92 on the official 10k test set, in about 15 s. (The classic
+Keras 784-32-784 tutorial reports about 0.10 on the full 60k training set.)
 `:tiny` trains a 784-32-8-32-784 model on 1000 digits in seconds (used by the tests).
 """
 
@@ -22,7 +22,7 @@ def get_config(arg=None):
                                  output_activation='sigmoid')
   config.loss = losses.defaults(reconstruction=dict(weight=1.0, kind='bce'))
   config.optimizer = optim.defaults(name='adam', learning_rate=1e-3)
-  config.train = train.defaults(batch_size=128, num_epochs=30, log_every=70, eval_every=700,
+  config.train = train.defaults(batch_size=128, num_epochs=60, log_every=70, eval_every=700,
                                 checkpoint_every=700)
   if arg == 'tiny':
     config.dataset.train_limit = 1000
