@@ -19,6 +19,8 @@ DEFAULTS = dict(
     momentum=0.9,        # sgd (0 = plain SGD) and rmsprop
     weight_decay=1e-4,   # adamw only; for L2 in the loss use the weight_decay loss term
     grad_clip=0.0,       # clip gradients to this global norm; 0 = no clipping
+    adadelta_rho=0.9,    # adadelta only: decay of the running averages (H2O: 0.99)
+    adadelta_eps=1e-6,   # adadelta only: smoothing term (H2O: 1e-8)
 )
 
 
@@ -51,7 +53,7 @@ def make(cfg: ml_collections.ConfigDict, total_steps: int) -> optax.GradientTran
       'adamw': lambda: optax.adamw(lr, weight_decay=cfg.weight_decay),
       'sgd': lambda: optax.sgd(lr, momentum=cfg.momentum or None),
       'rmsprop': lambda: optax.rmsprop(lr, momentum=cfg.momentum),
-      'adadelta': lambda: optax.adadelta(lr),
+      'adadelta': lambda: optax.adadelta(lr, rho=cfg.adadelta_rho, eps=cfg.adadelta_eps),
   }[cfg.name]()
   if cfg.grad_clip > 0:
     tx = optax.chain(optax.clip_by_global_norm(cfg.grad_clip), tx)

@@ -1,0 +1,211 @@
+"""Inspection CLI: deep features, weights, reconstructions and anomaly scores of a trained run.
+
+    python -m aelab.inspect features    --workdir=DIR --layer=1 --input=rows.csv --out=h1.csv
+    python -m aelab.inspect weights     --workdir=DIR --out=weights.npz   (or --out=DIR: CSV files)
+    python -m aelab.inspect reconstruct --workdir=DIR --split=test --out=recon.csv \
+        [--space=normalized]
+    python -m aelab.inspect anomaly     --workdir=DIR --input=rows.csv --out=scores.csv \\
+        [--space=input] [--per-feature] [--threshold=0.99] [--positive=malignant]
+
+Every verb uses the latest checkpoint in DIR (or --step) and the preprocessing saved with it;
+rows come from a CSV / NPZ file (--input) or a split of the run's dataset (--split). Outputs are
+written atomically and start with a header that says exactly what the numbers are.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import numpy as np
+
+from aelab.errors import AelabError
+
+if TYPE_CHECKING:
+  from aelab import inputs, runs
+
+PROG = 'python -m aelab.inspect'
+
+
+class _Parser(argparse.ArgumentParser):
+  """argparse whose usage errors are AelabErrors: one line, exit 2, like python -m aelab.run."""
+
+  def error(self, message: str):
+    raise AelabError(f'{message} (see {self.prog} --help)')
+
+
+def _parser() -> argparse.ArgumentParser:
+  parser = _Parser(prog=PROG, description=__doc__,
+                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  verbs = parser.add_subparsers(dest='verb', metavar='VERB', parser_class=_Parser)
+  verbs.required = True
+
+  def verb(name: str, help_: str, rows: bool = True) -> argparse.ArgumentParser:
+    p = verbs.add_parser(name, help=help_, description=help_)
+    p.add_argument('--workdir', required=True, help='the run directory python -m aelab.run wrote')
+    p.add_argument('--step', type=int, default=None, help='checkpoint step (default: the latest)')
+    if rows:
+      src = p.add_mutually_exclusive_group(required=True)
+      src.add_argument('--input', help='rows to use: a .csv or .npz file (raw, input units)')
+      src.add_argument('--split', choices=('train', 'val', 'test'),
+                       help="a split of the run's own dataset")
+      p.add_argument('--label-column', default=None,
+                     help="CSV label column (default: the run's; '' for none)")
+      p.add_argument('--batch-size', type=int, default=1024)
+    return p
+
+  p = verb('features', 'activations of one encoder layer for every row (like H2O deepfeatures)')
+  p.add_argument('--layer', required=True, help='1..depth of the encoder, or code')
+  p.add_argument('--out', required=True, help='output .csv or .npz')
+  p = verb('weights', 'every kernel [in, out] and bias, and the preprocessing statistics',
+           rows=False)
+  p.add_argument('--out', required=True, help='an .npz file, or a directory for one CSV per array')
+  p = verb('reconstruct', 'reconstructions of every row, in input units by default')
+  p.add_argument('--space', choices=('input', 'normalized'), default='input',
+                 help='input units (preprocessing inverted) or the normalized network output')
+  p.add_argument('--out', required=True, help='output .csv or .npz')
+  p = verb('anomaly', "per-row reconstruction error (H2O's Reconstruction.MSE by default)")
+  p.add_argument('--space', choices=('normalized', 'input'), default='normalized',
+                 help='where the error is measured: the preprocessed space (as H2O) or input units')
+  p.add_argument('--per-feature', action='store_true', help='also each feature\'s squared error')
+  p.add_argument('--threshold', type=float, default=None, metavar='QUANTILE',
+                 help='flag rows above this quantile (e.g. 0.99) of the training split\'s errors')
+  p.add_argument('--positive', default=None, metavar='LABEL',
+                 help='report the AUROC of the errors for rows with this label vs the rest')
+  p.add_argument('--out', required=True, help='output .csv or .npz')
+  return parser
+
+
+class _Output(NamedTuple):
+  """What a verb writes: header lines, CSV columns and their values, NPZ arrays, a summary."""
+  header: list[str]
+  columns: list[str]
+  values: list[Any]
+  arrays: dict[str, Any]
+  summary: str
+
+
+def _features(run: runs.Run, rows: inputs.Rows, args: argparse.Namespace,
+              where: str) -> _Output:
+  from aelab import runs
+  layer = int(args.layer) if args.layer.strip().isdigit() else args.layer.strip()
+  h = runs.features(run, rows.x, layer, args.batch_size)
+  depth = run.depth
+  k = depth if layer == 'code' else int(layer)
+  lines = runs.formula(run)
+  header = [f'aelab features: layer {k} of {depth} ({h.shape[1]} units'
+            f'{", the code" if k == depth else ""}) of {where}',
+            *(lines[:k + 1] if len(lines) > 2 else lines)]
+  cols = [f'DF.L{k}.C{j + 1}' for j in range(h.shape[1])]
+  return _Output(header, cols, [h], {'features': h, 'columns': np.asarray(cols)},
+                 f'layer {k} features [{len(h)}, {h.shape[1]}]')
+
+
+def _reconstruct(run: runs.Run, rows: inputs.Rows, args: argparse.Namespace, where: str,
+                 names: list[str]) -> _Output:
+  from aelab import runs
+  r = runs.reconstruct(run, rows.x, args.space, args.batch_size)
+  unit = ('input units (preprocessing inverted)' if args.space == 'input'
+          else f'the normalized space the network works in (preprocessing {run.mode!r})')
+  arrays = {'reconstruction': r, 'space': np.asarray(args.space), 'columns': np.asarray(names)}
+  return _Output([f'aelab reconstructions in {unit} of {where}', *runs.formula(run)], names,
+                 [r.reshape(len(r), -1)], arrays,
+                 f'reconstructions [{len(r)}, {run.num_features}] in {args.space} space')
+
+
+def _anomaly(run: runs.Run, rows: inputs.Rows, args: argparse.Namespace, where: str,
+             names: list[str]) -> _Output:
+  from aelab import anomaly, inputs, runs
+  se = anomaly.errors(run, rows.x, args.space, per_feature=True, batch_size=args.batch_size)
+  err, n = se.mean(axis=1), len(se)
+  if args.space == 'normalized':
+    space = (f'normalized space (preprocessing {run.mode!r}: '
+             f'{runs.formula(run)[0].split("   [")[0]})'
+             + (', as H2O computes it' if run.mode == 'h2o' else ''))
+    target = 'z_hat - z'
+  else:
+    space, target = 'input units (preprocessing inverted)', 'x_hat - x'
+  out = _Output([f'aelab anomaly scores of {where}',
+                 f'Reconstruction.MSE = mean over the {se.shape[1]} features of ({target})^2, '
+                 f'in {space}'],
+                ['Reconstruction.MSE'], [err], {'error': err, 'space': np.asarray(args.space)},
+                f'{n} anomaly scores in {args.space} space')
+  if args.per_feature:
+    out.header.append(f'reconstr_<feature>.SE = ({target})^2 of that feature')
+    out.columns.extend(f'reconstr_{c}.SE' for c in names)
+    out.values.append(se)
+    out.arrays.update(per_feature=se, columns=np.asarray(names))
+  summary = out.summary
+  if args.threshold is not None:
+    anomaly.check_quantile(args.threshold)
+    train_x = inputs.from_split(run, 'train').x
+    cut = anomaly.threshold(run, args.threshold, train_x, args.space, args.batch_size)
+    flagged = err > cut
+    out.header.append(f'threshold = {cut:.9g}, the {args.threshold} quantile of the errors of the '
+                      f'run\'s {len(train_x)} training rows; is_anomaly = error > threshold '
+                      f'({int(flagged.sum())} of {n} rows)')
+    out.columns.append('is_anomaly')
+    out.values.append(flagged.astype(np.int32))
+    out.arrays.update(threshold=np.asarray(cut), is_anomaly=flagged)
+    summary += f', {int(flagged.sum())} above the threshold {cut:.4g}'
+  if args.positive is not None:
+    positive = rows.positive(args.positive)
+    auc = anomaly.auroc(err, positive)
+    out.header.append(f'AUROC = {auc:.4f}: the errors of the {int(positive.sum())} rows labelled '
+                      f'{args.positive!r} against the other {int((~positive).sum())} rows')
+    out.arrays['auroc'] = np.asarray(auc)
+    summary += f', AUROC {auc:.4f} for {args.positive!r}'
+  return out._replace(summary=summary)
+
+
+def main(args: argparse.Namespace) -> str:
+  """Runs one verb; returns the one-line summary to print."""
+  from aelab import export, inputs, preprocessing, runs  # after parsing: keeps --help fast
+
+  fmt = None if args.verb == 'weights' else export.format_of(args.out)
+  run = runs.load(args.workdir, args.step)
+  if args.verb == 'weights':
+    path = export.write_weights(run, args.out)
+    keys = ', '.join(preprocessing.STAT_KEYS[run.mode]) or 'none'
+    return (f'wrote {len(runs.layers(run))} layers and the {run.mode!r} preprocessing '
+            f'statistics ({keys}) to {path}')
+
+  rows = inputs.read(run, args.input, args.split, args.label_column)
+  names = list(rows.columns or run.feature_names or ())
+  if len(names) != run.num_features:
+    names = [f'f{i}' for i in range(run.num_features)]
+  where = f'run {run.workdir} at step {run.step}'
+  if args.verb == 'features':
+    out = _features(run, rows, args, where)
+  elif args.verb == 'reconstruct':
+    out = _reconstruct(run, rows, args, where, names)
+  else:
+    out = _anomaly(run, rows, args, where, names)
+  header = out.header + [f'rows: {rows.source}, {len(rows.x)} rows; output row i belongs to '
+                         'input row i']
+  labels = rows.label_text()
+  if fmt == 'csv':
+    extra = (['label'], [labels]) if labels is not None else ([], [])
+    export.write_csv(args.out, header, out.columns + extra[0], out.values + extra[1])
+  else:
+    extra = {'y': rows.y, 'label': np.asarray(labels)} if labels is not None else {}
+    export.write_npz(args.out, header, {**out.arrays, **extra})
+  return f'wrote {out.summary} to {args.out}'
+
+
+def run(argv: Sequence[str] | None = None) -> None:
+  argv = list(sys.argv[1:] if argv is None else argv)
+  try:
+    args = _parser().parse_args(argv)
+    from absl import logging
+    logging.set_verbosity(logging.WARNING)
+    print(f'aelab: {main(args)}', flush=True)
+  except AelabError as e:
+    print(f'aelab: error: {e}', file=sys.stderr, flush=True)
+    sys.exit(2)
+
+
+if __name__ == '__main__':
+  run()

@@ -1,0 +1,219 @@
+"""A trained run loaded back from its workdir, and what it computes on raw rows.
+
+    run = runs.load('workdirs/h2o_tanh')         # the latest checkpoint; or load(dir, step=400)
+    h1 = runs.features(run, x, layer=1)          # x: raw rows [N, d] in input units
+    code = runs.features(run, x, layer='code')
+    x_hat = runs.reconstruct(run, x)             # input units (preprocessing inverted)
+    z_hat = runs.reconstruct(run, x, space='normalized')   # what the network outputs
+
+Every function applies the run's own preprocessing (statistics from its checkpoint) first, so
+the numbers are those training and evaluation saw; matmuls run at full float32 precision (no
+TF32 / bf16 passes on a GPU or TPU), so numpy on the exported weights reproduces them. `runs.layers(run)` lists the dense layers
+as (name, kernel [in, out], bias, activation): each computes act(h @ kernel + bias).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import pathlib
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import flax.linen as nn
+import jax
+import ml_collections
+import numpy as np
+
+from aelab import checkpoint, losses, models, preprocessing
+from aelab.errors import AelabError
+
+SPACES = ('input', 'normalized')  # input units, or the preprocessed space the network works in
+DEFAULT_BATCH = 1024
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Run:
+  """One checkpoint of a run: config, model, parameters and preprocessing statistics (numpy)."""
+  workdir: pathlib.Path
+  step: int
+  config: ml_collections.ConfigDict
+  model: nn.Module
+  params: dict
+  stats: dict
+  feature_shape: tuple[int, ...]
+  feature_names: tuple[str, ...] | None
+  meta: dict
+  forward: Callable = dataclasses.field(repr=False)
+
+  @property
+  def mode(self) -> str:
+    """The preprocessing mode ('none', 'minmax', 'h2o', 'standardize', 'per_sample')."""
+    return self.config.preprocessing
+
+  @property
+  def num_features(self) -> int:
+    return math.prod(self.feature_shape)
+
+  @property
+  def depth(self) -> int:
+    """Number of encoder layers (layer K = depth is the code)."""
+    out = jax.eval_shape(self.forward, self.params, self.stats,
+                         np.zeros((1, *self.feature_shape), np.float32))
+    return len(out['encoder'])
+
+
+def _forward(model: nn.Module, mode: str, params, stats, x) -> dict:
+  # Full float32 matmuls (no TF32 / bf16 passes on GPU / TPU), so numpy reproduces the numbers.
+  with jax.default_matmul_precision('highest'):
+    z, ctx = preprocessing.apply(mode, stats, x)
+    recon, aux = model.apply({'params': params}, z, train=False,
+                             rngs={'noise': jax.random.PRNGKey(0)})
+  encoder = tuple(aux.get('encoder', ()))
+  return {'z': z, 'recon': recon, 'x_hat': preprocessing.invert(mode, stats, recon, ctx),
+          'encoder': encoder, 'code': aux.get('code', encoder[-1] if encoder else z)}
+
+
+def load(workdir: str | pathlib.Path, step: int | None = None) -> Run:
+  """Loads checkpoint `step` (default: the latest) of the run in `workdir`."""
+  workdir = pathlib.Path(workdir)
+  if not (workdir / 'checkpoints').is_dir():
+    raise AelabError(f'{workdir} holds no checkpoints ({workdir / "checkpoints"} is missing); '
+                     'point --workdir at a directory that python -m aelab.run trained into')
+  ckpts = checkpoint.Checkpoints(workdir)
+  try:
+    steps = ckpts.all_steps()
+    if not steps:
+      raise AelabError(f'{ckpts.directory} holds no finished checkpoint; train (or resume) first')
+    if step is None:
+      step = max(steps)
+    elif step not in steps:
+      raise AelabError(f'{workdir} has no checkpoint at step {step}; available steps: '
+                       f'{", ".join(map(str, sorted(steps)))}')
+    meta = ckpts.restore_meta(step)
+    arrays = ckpts.restore_raw(step)
+  finally:
+    ckpts.close()
+  config = ml_collections.ConfigDict(meta['config'])
+  feature_shape = tuple(int(d) for d in meta['feature_shape'])
+  model = models.build(config.model, feature_shape)
+  params = jax.tree.map(np.asarray, arrays['state']['params'])
+  stats = {k: np.asarray(v) for k, v in (arrays.get('preprocessing') or {}).items()}
+  columns = (meta.get('dataset') or {}).get('columns')
+  names = tuple(columns) if columns and len(columns) == math.prod(feature_shape) else None
+  fwd = jax.jit(functools.partial(_forward, model, config.preprocessing))
+  return Run(workdir=workdir, step=int(step), config=config, model=model, params=params,
+             stats=stats, feature_shape=feature_shape, feature_names=names, meta=meta, forward=fwd)
+
+
+def check_rows(run: Run, x: Any, what: str = 'the input') -> np.ndarray:
+  """x as float32 [N, *feature_shape]; flat rows [N, d] are reshaped. Raises on a bad shape/NaN."""
+  x = np.asarray(x, dtype=np.float32)
+  d = run.num_features
+  if x.ndim >= 2 and tuple(x.shape[1:]) == run.feature_shape:
+    pass
+  elif x.ndim >= 2 and math.prod(x.shape[1:]) == d:
+    x = x.reshape(len(x), *run.feature_shape)
+  else:
+    per_row = math.prod(x.shape[1:]) if x.ndim >= 2 else None
+    names = f' ({", ".join(run.feature_names)})' if run.feature_names and d <= 40 else ''
+    raise AelabError(f'{what} has {per_row if per_row is not None else "no"} values per row '
+                     f'(shape {x.shape}); the model was trained on {d} features per row{names}')
+  bad = ~np.isfinite(x)
+  if bad.any():
+    where = np.argwhere(bad.reshape(len(x), -1))[0]
+    col = run.feature_names[where[1]] if run.feature_names else f'feature {where[1]}'
+    raise AelabError(f'{what}: row {where[0]}, {col} is {x.reshape(len(x), -1)[tuple(where)]}; '
+                     'every value must be finite')
+  return x
+
+
+def outputs(run: Run, x: Any, batch_size: int = DEFAULT_BATCH) -> dict[str, Any]:
+  """The forward pass over raw rows x, in batches: numpy 'z', 'recon', 'x_hat', 'encoder',
+  'code'."""
+  x = check_rows(run, x)
+  if batch_size <= 0:
+    raise AelabError(f'batch size must be positive; got {batch_size}')
+  parts = [jax.device_get(run.forward(run.params, run.stats, x[i:i + batch_size]))
+           for i in range(0, len(x), batch_size)]
+  if not parts:
+    parts = [jax.device_get(run.forward(run.params, run.stats, x))]
+  return jax.tree.map(lambda *a: np.concatenate(a, axis=0), *parts)
+
+
+def features(run: Run, x: Any, layer: int | str, batch_size: int = DEFAULT_BATCH) -> np.ndarray:
+  """Activations [N, units] of encoder layer `layer` (1..depth, or 'code') for raw rows x."""
+  out = outputs(run, x, batch_size)
+  h = losses.layer_activations({'encoder': out['encoder'], 'code': out['code']}, layer)
+  return np.asarray(h).reshape(len(h), -1)
+
+
+def reconstruct(run: Run, x: Any, space: str = 'input',
+                batch_size: int = DEFAULT_BATCH) -> np.ndarray:
+  """Reconstructions of raw rows x: in input units (default), or 'normalized' (network output)."""
+  check_space(space)
+  out = outputs(run, x, batch_size)
+  return out['x_hat'] if space == 'input' else out['recon']
+
+
+def check_space(space: str) -> None:
+  if space not in SPACES:
+    raise AelabError(f'unknown space {space!r}; valid spaces: {", ".join(SPACES)}')
+
+
+class Layer(NamedTuple):
+  """One dense layer in forward order: out = activation(h @ kernel + bias), kernel [in, out]."""
+  name: str
+  kernel: np.ndarray
+  bias: np.ndarray
+  activation: str
+
+
+def layers(run: Run) -> list[Layer]:
+  """The dense model's layers in forward order (encoder_1..K, decoder_1..K).
+
+  Tied decoder layers get their effective kernel (the encoder kernel transposed), so every
+  layer reads the same way: out = act(h @ kernel + bias).
+  """
+  cfg = run.config.model
+  if cfg.name != 'dense':
+    raise AelabError(f'exporting layers needs the dense model; this run uses {cfg.name!r}')
+  from aelab.models import activations  # the dense model's activation names
+  acts = activations.per_layer(cfg.activation, len(cfg.hidden))
+  k = len(acts)
+  p = run.params
+  out = [Layer(f'encoder_{i + 1}', np.asarray(p[f'encoder_{i + 1}']['kernel']),
+               np.asarray(p[f'encoder_{i + 1}']['bias']), acts[i]) for i in range(k)]
+  dec_acts = list(reversed(acts[:-1])) + [cfg.output_activation]
+  for i in range(k):
+    name = f'decoder_{i + 1}'
+    kernel = (np.asarray(p[f'encoder_{k - i}']['kernel']).T if cfg.tied
+              else np.asarray(p[name]['kernel']))
+    out.append(Layer(name, kernel, np.asarray(p[name]['bias']), dec_acts[i]))
+  return out
+
+
+def formula(run: Run) -> list[str]:
+  """The whole computation, raw row x to reconstruction x_hat, one line per step."""
+  lines = [f'{preprocessing.describe(run.mode)}   [preprocessing {run.mode!r}; x is a raw row, '
+           f'flattened to {run.num_features} values]']
+  try:
+    net = layers(run)
+  except AelabError:
+    return lines + [f'network: model {run.config.model.name!r} (see aelab/models)',
+                    'x_hat = inverse preprocessing of the network output']
+  k = len(net) // 2
+  prev = 'z'
+  for i, layer in enumerate(net):
+    out = f'h{i + 1}' if i < k else (f'd{i - k + 1}' if i < len(net) - 1 else 'z_hat')
+    role = ' (the code)' if i == k - 1 else ''
+    lines.append(f'{out} = {layer.activation}({prev} @ {layer.name}/kernel + {layer.name}/bias)'
+                 f'   [{layer.kernel.shape[0]} -> {layer.kernel.shape[1]}]{role}')
+    prev = out
+  inverse = {'none': 'x_hat = z_hat',
+             'minmax': 'x_hat = (z_hat + 0.5) * range + min',
+             'h2o': 'x_hat = z_hat / mul + mean',
+             'standardize': 'x_hat = z_hat * std + mean',
+             'per_sample': 'x_hat = z_hat * std_i + mean_i (the row\'s own mean and std)'}
+  return lines + [inverse[run.mode]]
