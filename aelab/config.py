@@ -61,3 +61,15 @@ def check_override_paths(config: ml_collections.ConfigDict, argv: Sequence[str],
         raise AelabError(f"unknown config field '{flag}.{path}'{hint}")
       node = node[key]
       walked.append(key)
+
+
+def variants(arg: str | None, valid: Sequence[str]) -> set[str]:
+  """The variant words of `file.py:a,b` (get_config's arg) as a set; an unknown word is an error
+  that lists the valid ones."""
+  words = {w.strip() for w in (arg or '').split(',') if w.strip()}
+  unknown = sorted(words - set(valid))
+  if unknown:
+    raise AelabError(f'unknown config variant{"s" if len(unknown) > 1 else ""} '
+                     f'{", ".join(map(repr, unknown))}; valid variants (comma-separated): '
+                     f'{", ".join(valid)}')
+  return words

@@ -1,7 +1,8 @@
 """Loss terms as small pure functions, composed from the config.
 
 Each term is `fn(out: Outputs, **options) -> scalar`, unweighted. The config
-names the terms and their weights:
+names the terms and their weights (and, optionally, `warmup_steps`: the weight
+ramps linearly from 0 at step 0 to its value at that step, e.g. KL warm-up):
 
   config.loss = losses.defaults(
       reconstruction=dict(weight=1.0, kind='bce'),
@@ -17,6 +18,7 @@ returns is pure and jit-able and reports every active term plus the total.
 from __future__ import annotations
 
 import inspect
+import math
 import numbers
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -32,14 +34,22 @@ from aelab.errors import AelabError
 
 @flax.struct.dataclass
 class Outputs:
-  """What every loss term sees; all fields are pytrees (jit-friendly)."""
+  """What every loss term sees; all fields but `encode` are pytrees (jit-friendly)."""
   x: jax.Array  # The clean target, in model (preprocessed) space.
   recon: jax.Array  # The reconstruction, after the output activation.
   aux: dict  # The model's aux: 'logits', 'encoder', 'code', 'decoder', ...
   params: dict  # The model parameters.
+  # What the model saw (the corrupted input of a denoiser); None means `x`.
+  inputs: jax.Array | None = None
+  # The training step (int scalar), for weight warm-up; None outside training (full weights).
+  step: jax.Array | None = None
+  # code = encode(inputs) with these params (for the contractive term); not a pytree leaf.
+  encode: Callable[[jax.Array], jax.Array] | None = flax.struct.field(
+      pytree_node=False, default=None)
 
 
-RECONSTRUCTION_KINDS = ('mse', 'bce')
+RECONSTRUCTION_KINDS = ('mse', 'bce', 'gaussian')
+CONTRACTIVE_METHODS = ('exact', 'sigmoid_layer')
 REDUCTIONS = ('mean', 'sum')
 # Activations whose outputs lie in (0, 1), as KL sparsity needs.
 UNIT_INTERVAL_ACTIVATIONS = ('sigmoid',)
@@ -85,7 +95,9 @@ def reconstruction(out: Outputs, kind: str = 'mse',
   """Reconstruction error of `out.recon` against `out.x`.
 
   kind: 'mse' squared error; 'bce' binary cross-entropy from aux['logits']
-    (targets in [0, 1]).
+    (targets in [0, 1]; the Bernoulli negative log-likelihood); 'gaussian' the
+    Gaussian negative log-likelihood 0.5 ((x - recon) / s)^2 + log s +
+    0.5 log(2 pi) with s = exp(aux['log_sigma']) (1 when the model has none).
   reduction: 'mean' over every element (per pixel); 'sum' over each example's
     features, then mean over the batch (per example, as VAE papers report).
   """
@@ -98,6 +110,10 @@ def reconstruction(out: Outputs, kind: str = 'mse',
           "aux['logits']; this model's aux has "
           f'{", ".join(sorted(out.aux)) or "nothing"}')
     err = optax.sigmoid_binary_cross_entropy(out.aux['logits'], out.x)
+  elif kind == 'gaussian':
+    log_sigma = out.aux.get('log_sigma', 0.0)
+    err = (0.5 * jnp.square((out.recon - out.x) * jnp.exp(-log_sigma)) + log_sigma
+           + 0.5 * jnp.log(2 * jnp.pi))
   else:
     raise AelabError(f'unknown reconstruction kind {kind!r}; valid kinds: '
                      f'{", ".join(RECONSTRUCTION_KINDS)}')
@@ -148,12 +164,71 @@ def weight_decay(out: Outputs) -> jax.Array:
   return 0.5 * total
 
 
+def vae_kl(out: Outputs) -> jax.Array:
+  """Mean over the batch of KL(N(mean, exp(logvar)) || N(0, I)), in nats.
+
+  = 0.5 * sum_j (exp(logvar_j) + mean_j^2 - 1 - logvar_j), from aux['mean'] and
+  aux['logvar'] (a VAE). Its weight is beta (beta-VAE); warm it up with the
+  term's `warmup_steps`.
+  """
+  if 'mean' not in out.aux or 'logvar' not in out.aux:
+    raise AelabError(
+        "vae_kl needs the posterior aux['mean'] and aux['logvar'] of a VAE "
+        "(model 'vae'); this model's aux has "
+        f'{", ".join(sorted(out.aux)) or "nothing"}')
+  mean, logvar = out.aux['mean'], out.aux['logvar']
+  kl = 0.5 * (jnp.exp(logvar) + jnp.square(mean) - 1.0 - logvar)
+  return jnp.mean(_per_example_sum(kl))
+
+
+def contractive(out: Outputs, method: str = 'exact') -> jax.Array:
+  """Mean over the batch of ||J_f(x)||_F^2, f the encoder (x -> code), J at the model input.
+
+  method 'exact': the full Jacobian of `out.encode` per example (jax.jacrev or
+    jax.jacfwd, whichever needs fewer passes, under vmap); any encoder. Costs
+    min(code width, input size) passes per example.
+  method 'sigmoid_layer': the closed form for a one-layer sigmoid encoder
+    h = sigmoid(x W + b): sum_j (h_j (1 - h_j))^2 sum_i W_ij^2, from aux['code']
+    and params['encoder_1']['kernel'] (the dense model); one pass.
+  """
+  x = out.x if out.inputs is None else out.inputs
+  if method == 'sigmoid_layer':
+    kernel = out.params.get('encoder_1', {}).get('kernel') if isinstance(out.params, Mapping) \
+        else None
+    if kernel is None or len(out.aux.get('encoder', ())) != 1:
+      raise AelabError(
+          "contractive method='sigmoid_layer' is the closed form for a dense model with one "
+          "sigmoid encoder layer (params['encoder_1']); use method='exact' for other encoders")
+    h = out.aux['code']
+    gain = jnp.square(h * (1.0 - h))                   # [B, m]
+    return jnp.mean(gain @ jnp.sum(jnp.square(kernel), axis=0))
+  if method != 'exact':
+    raise AelabError(f'unknown contractive method {method!r}; valid methods: '
+                     f'{", ".join(CONTRACTIVE_METHODS)}')
+  if out.encode is None:
+    raise AelabError(
+        'the contractive term needs the encoder as a function (Outputs.encode); '
+        "the trainer's forward pass provides it")
+
+  def f(xi):
+    return out.encode(xi[None])[0].reshape(-1)
+
+  code_width = math.prod(out.aux['code'].shape[1:])
+  jac = jax.jacrev(f) if code_width <= math.prod(x.shape[1:]) else jax.jacfwd(f)
+  return jnp.mean(_per_example_sum(jnp.square(jax.vmap(jac)(x))))
+
+
 TERMS: dict[str, Callable[..., jax.Array]] = {
     'reconstruction': reconstruction,
     'l1_activity': l1_activity,
     'kl_sparsity': kl_sparsity,
     'weight_decay': weight_decay,
+    'vae_kl': vae_kl,
+    'contractive': contractive,
 }
+
+# Options every term takes besides its own: the weight, and a linear warm-up of it.
+_COMMON_OPTIONS = ('weight', 'warmup_steps')
 
 
 def _options(name: str) -> dict[str, Any]:
@@ -182,9 +257,9 @@ def _as_dict(name: str, cfg: Any) -> dict[str, Any]:
 def _check_options(name: str, opts: dict[str, Any], need_weight: bool) -> None:
   """Raises AelabError for an unknown option / bad value / missing weight."""
   valid = _options(name)
-  unknown = sorted(set(opts) - set(valid) - {'weight'})
+  unknown = sorted(set(opts) - set(valid) - set(_COMMON_OPTIONS))
   if unknown:
-    choices = ', '.join(['weight'] + list(valid))
+    choices = ', '.join(list(_COMMON_OPTIONS) + list(valid))
     raise AelabError(
         f'unknown option {", ".join(map(repr, unknown))} of loss term '
         f'{name!r}; valid options: {choices}')
@@ -206,6 +281,14 @@ def _check_options(name: str, opts: dict[str, Any], need_weight: bool) -> None:
       raise AelabError(
           f"unknown reconstruction reduction {opts['reduction']!r}; valid "
           f'reductions: {", ".join(REDUCTIONS)}')
+  if 'warmup_steps' in opts:
+    steps = opts['warmup_steps']
+    if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 0:
+      raise AelabError(f'warmup_steps of loss term {name!r} must be an integer >= 0 (0: no '
+                       f'warm-up); got {steps!r}')
+  if name == 'contractive' and opts.get('method', 'exact') not in CONTRACTIVE_METHODS:
+    raise AelabError(f"unknown contractive method {opts['method']!r}; valid methods: "
+                     f'{", ".join(CONTRACTIVE_METHODS)}')
   if 'layer' in opts:
     _normalize_layer(opts['layer'])
   if name == 'kl_sparsity' and 'rho' in opts:
@@ -243,9 +326,17 @@ def compose(
     opts = _as_dict(name, term_cfg)
     _check_options(name, opts, need_weight=True)
     weight = float(opts.pop('weight'))
+    warmup = int(opts.pop('warmup_steps', 0))
     if weight == 0.0:
       continue
     full = {**_options(name), **opts}
+    if name == 'contractive' and full['method'] == 'sigmoid_layer' and acts:
+      numbered = sorted(k for k in acts if k.isdigit())
+      if numbered != ['1'] or acts['1'].lower() != 'sigmoid':
+        raise AelabError(
+            "contractive method='sigmoid_layer' is the closed form for one sigmoid encoder "
+            f'layer; this encoder has layers {", ".join(f"{k}: {acts[k]}" for k in numbered)}. '
+            "Use method='exact'")
     if name == 'kl_sparsity':
       layer = _normalize_layer(full['layer'])
       act = acts.get(layer)
@@ -263,7 +354,7 @@ def compose(
           "reconstruction kind='bce' needs targets in [0, 1], but these "
           "targets are not; use preprocessing 'none' on [0, 1] data, or "
           "kind='mse'")
-    active.append((name, fn, weight, opts))
+    active.append((name, fn, weight, warmup, opts))
   if not active:
     raise AelabError(
         'no active loss term: every term in config.loss has weight 0 (or '
@@ -272,12 +363,18 @@ def compose(
   def loss_fn(out: Outputs) -> tuple[jax.Array, dict[str, jax.Array]]:
     terms = {}
     total = 0.0
-    for name, fn, weight, opts in active:
+    for name, fn, weight, warmup, opts in active:
       value = fn(out, **opts)
       terms[name] = value
-      total = total + weight * value
+      if warmup and out.step is not None:
+        ramp = jnp.minimum(1.0, jnp.asarray(out.step, jnp.float32) / warmup)
+        total = total + weight * ramp * value
+      else:
+        total = total + weight * value
     return total, terms
 
+  # The trainer must fill Outputs.step when a weight warms up.
+  loss_fn.needs_step = any(warmup for _, _, _, warmup, _ in active)
   return loss_fn
 
 

@@ -70,3 +70,82 @@ def curves(rows: list[dict], path: str | pathlib.Path, prefix: str = 'train/') -
     ax.set_ylabel(key[len(prefix):], fontsize=8)
   axes[-1, 0].set_xlabel('step')
   return _save(fig, path)
+
+
+def _tile(img: np.ndarray) -> np.ndarray:
+  """One image [h, w, c] scaled to [0, 1] on its own range (grey [h, w] when c == 1)."""
+  img = np.asarray(img, np.float64)
+  lo, hi = img.min(), img.max()
+  img = (img - lo) / (hi - lo) if hi > lo else np.zeros_like(img)
+  return img[..., 0] if img.shape[-1] == 1 else img
+
+
+def filters(images: np.ndarray, path: str | pathlib.Path, title: str = '',
+            max_tiles: int = 100) -> pathlib.Path:
+  """First-layer filters [n, h, w, c] as a grid of tiles, each scaled to its own range."""
+  images = np.asarray(images)[:max_tiles]
+  n = len(images)
+  cols = int(np.ceil(np.sqrt(n)))
+  rows = int(np.ceil(n / cols))
+  fig, axes = plt.subplots(rows, cols, figsize=(cols * 0.8, rows * 0.8 + 0.4), squeeze=False)
+  for i, ax in enumerate(axes.flat):
+    if i < n:
+      ax.imshow(_tile(images[i]), cmap='gray', interpolation='nearest')
+    ax.axis('off')
+  if title:
+    fig.suptitle(title, fontsize=9)
+  return _save(fig, path)
+
+
+def image_grid(images: np.ndarray, path: str | pathlib.Path,
+               value_range: tuple[float, float] = (0.0, 1.0), title: str = '') -> pathlib.Path:
+  """Images [n, H, W, C] in a square grid on a shared value range (e.g. VAE samples)."""
+  images = np.clip(np.asarray(images), *value_range)
+  n = len(images)
+  cols = int(np.ceil(np.sqrt(n)))
+  rows = int(np.ceil(n / cols))
+  fig, axes = plt.subplots(rows, cols, figsize=(cols * 0.9, rows * 0.9 + 0.4), squeeze=False)
+  for i, ax in enumerate(axes.flat):
+    if i < n:
+      img = images[i]
+      ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap='gray', vmin=value_range[0],
+                vmax=value_range[1])
+    ax.axis('off')
+  if title:
+    fig.suptitle(title, fontsize=9)
+  return _save(fig, path)
+
+
+def pca_2d(code: np.ndarray) -> tuple[np.ndarray, str]:
+  """The code itself when it is at most 2 wide, else its projection on the first two principal
+  components; returns (points [n, 2], axis description)."""
+  code = np.asarray(code, np.float64).reshape(len(code), -1)
+  if code.shape[1] == 1:
+    return np.concatenate([code, np.zeros_like(code)], axis=1), 'code (1-D)'
+  if code.shape[1] == 2:
+    return code, 'code'
+  centred = code - code.mean(axis=0)
+  _, s, vt = np.linalg.svd(centred, full_matrices=False)
+  explained = s[:2] ** 2 / max(np.sum(s ** 2), 1e-30)
+  return centred @ vt[:2].T, (f'PCA of the {code.shape[1]}-d code '
+                              f'({100 * explained[0]:.0f}% + {100 * explained[1]:.0f}% of variance)')
+
+
+def latent_scatter(code: np.ndarray, labels: np.ndarray, path: str | pathlib.Path,
+                   label_names: Sequence[str] | None = None, title: str = '') -> pathlib.Path:
+  """2-D scatter of the code (PCA when wider than 2) coloured by label."""
+  points, axes_name = pca_2d(code)
+  labels = np.asarray(labels)
+  fig, ax = plt.subplots(figsize=(6.5, 5.5))
+  classes = np.unique(labels)
+  cmap = plt.get_cmap('tab10' if len(classes) <= 10 else 'tab20')
+  for i, c in enumerate(classes):
+    sel = labels == c
+    name = label_names[int(c)] if label_names is not None and 0 <= int(c) < len(label_names) else str(c)
+    ax.scatter(points[sel, 0], points[sel, 1], s=4, alpha=0.6, color=cmap(i % cmap.N), label=name)
+  ax.legend(markerscale=3, fontsize=7, loc='best')
+  ax.set_xlabel(f'{axes_name}: 1')
+  ax.set_ylabel(f'{axes_name}: 2')
+  if title:
+    ax.set_title(title, fontsize=9)
+  return _save(fig, path)

@@ -3,6 +3,7 @@ checkpoints with automatic resume, and everything the run produces written to it
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import pathlib
@@ -19,7 +20,8 @@ import numpy as np
 import optax
 import tqdm
 
-from aelab import checkpoint, data, evaluate, losses, models, optim, plots, preprocessing, sharding
+from aelab import (checkpoint, corruption, data, evaluate, iwae, losses, models, optim, plots,
+                   preprocessing, sharding)
 from aelab.config import check_fields
 from aelab.errors import AelabError
 from aelab.writers import MetricWriter, read_jsonl
@@ -41,7 +43,9 @@ DEFAULTS = dict(
 _DEVICE_DATA_AUTO_BYTES = 1 << 30
 
 # Config groups that must not change when a run resumes from its workdir.
-_FROZEN_ON_RESUME = ('seed', 'dataset', 'preprocessing', 'model', 'loss', 'optimizer')
+_FROZEN_ON_RESUME = ('seed', 'dataset', 'preprocessing', 'model', 'loss', 'optimizer', 'input_noise')
+# Optional config groups: `input_noise` (aelab/corruption.py), `iwae` (aelab/iwae.py).
+_OPTIONAL_GROUPS = ('input_noise', 'iwae')
 
 
 def defaults(**overrides) -> ml_collections.ConfigDict:
@@ -57,14 +61,34 @@ class TrainState:
   rng: jax.Array        # base key; step t uses fold_in(rng, t)
 
 
-def make_forward(model, loss_fn: Callable, mode: str) -> Callable:
-  """Raw batch -> preprocess -> model -> composed loss; the one forward pass train and eval share."""
+def make_forward(model, loss_fn: Callable, mode: str,
+                 noise: corruption.InputNoise | None = None) -> Callable:
+  """Raw batch -> [binarize] -> preprocess -> [corrupt] -> model -> composed loss; the one forward
+  pass train and eval share.
 
-  def forward(params, stats, x, rng, train):
-    z, ctx = preprocessing.apply(mode, stats, x)
-    recon, aux = model.apply({'params': params}, z, train=train, rngs={'noise': rng})
-    total, terms = loss_fn(losses.Outputs(x=z, recon=recon, aux=aux, params=params))
-    return total, (terms, recon, ctx)
+  forward(params, stats, x, rng, train, step=None, corrupt=None) -> (total, (terms, recon, ctx)).
+  `rng` is split between the input noise (aelab/corruption.py) and the model's 'noise' stream
+  (VAE sampling). The model sees the corrupted input when `corrupt` (default: `train` and
+  input_noise.train); the loss target stays the clean (binarized, if so configured) batch.
+  `step` is the train step for weight warm-up. `terms` holds every loss term, unweighted, plus
+  the code statistics of `evaluate.code_statistics` (code_mean, code_near_zero).
+  """
+  noise = noise or corruption.InputNoise()
+  needs_step = getattr(loss_fn, 'needs_step', False)
+
+  def forward(params, stats, x, rng, train, step=None, corrupt=None):
+    if train and step is None and needs_step:
+      raise AelabError('a loss weight warms up (warmup_steps > 0), so the train step must pass '
+                       'the step: forward(params, stats, x, rng, True, step=state.step)')
+    k_input, k_model = jax.random.split(rng)
+    corrupt = (train and noise.train) if corrupt is None else corrupt
+    z, z_in, ctx = noise.prepare(mode, stats, x, k_input, corrupt)
+    variables = {'params': params}
+    recon, aux = model.apply(variables, z_in, train=train, rngs={'noise': k_model})
+    encode = functools.partial(model.apply, variables, method=model.encode)
+    total, terms = loss_fn(losses.Outputs(x=z, recon=recon, aux=aux, params=params, inputs=z_in,
+                                          step=step, encode=encode))
+    return total, ({**terms, **evaluate.code_statistics(aux['code'])}, recon, ctx)
 
   return forward
 
@@ -188,8 +212,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   """
   t_start = time.time()
   workdir = pathlib.Path(workdir)
-  check_fields(config, ('seed', 'dataset', 'preprocessing', 'model', 'loss', 'optimizer', 'train'),
-               'config')
+  check_fields(config, ('seed', 'dataset', 'preprocessing', 'model', 'loss', 'optimizer', 'train',
+                       *_OPTIONAL_GROUPS), 'config')
   tc = config.train
   check_fields(tc, DEFAULTS, 'train')
   preprocessing.check_mode(config.preprocessing)
@@ -198,6 +222,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   # Data, preprocessing, model, loss, optimizer: all resolved (and validated) before any work.
   dataset = data.load(config.dataset, seed=config.seed)
   model = models.build(config.model, dataset.feature_shape)
+  noise = corruption.for_dataset(config.get('input_noise'), dataset, config.preprocessing)
+  iwae_fields = iwae.resolve(config.get('iwae'), model)
   unit = dataset.value_range is not None and dataset.value_range[0] >= 0 and dataset.value_range[1] <= 1
   loss_fn = losses.compose(config.loss, layer_activations=models.layer_activations(config.model),
                            targets_in_unit_interval=unit and config.preprocessing == 'none')
@@ -214,9 +240,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   if total_steps <= 0 or tc.steps_per_call <= 0:
     raise AelabError('train.num_steps (or num_epochs) and train.steps_per_call must be positive')
   tx = optim.make(config.optimizer, total_steps)
-  forward = make_forward(model, loss_fn, config.preprocessing)
+  forward = make_forward(model, loss_fn, config.preprocessing, noise)
   train_block = make_train_block(forward, tx, mesh)
-  eval_step = evaluate.make_eval_step(forward, config.preprocessing, unit)
+  eval_step = evaluate.make_eval_step(forward, config.preprocessing, unit, noisy=noise.corrupts)
   rep = sharding.replicated(mesh)
 
   # State: built abstractly, then either restored or initialised, replicated over the mesh.
@@ -323,6 +349,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     save()
   results = {name: run_eval(name, split.x) for name, split in
              (('val', dataset.val), ('test', dataset.test)) if len(split)}
+  if iwae_fields and 'test' in results:  # a VAE's importance-weighted bound on the test set
+    bound = iwae.evaluate(model, state.params, stats, dataset.test.x, iwae_fields,
+                          config.preprocessing, noise)
+    writer.write(step, {f'test/{k}': v for k, v in bound.items()})
+    results['test'].update(bound)
   ckpts.wait()
   ckpts.close()
   writer.close()
@@ -340,22 +371,49 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   if main_process:
     (workdir / 'summary.json').write_text(json.dumps(summary, indent=2) + '\n')
     if tc.plots:
-      _plots(workdir, forward, state, stats, dataset, config.preprocessing)
+      _plots(workdir, forward, state, stats, dataset, config, model, noise)
   return summary
 
 
-def _plots(workdir: pathlib.Path, forward, state, stats, dataset, mode: str) -> None:
+def _plots(workdir: pathlib.Path, forward, state, stats, dataset, config, model,
+           noise: corruption.InputNoise) -> None:
+  """reconstructions (with corrupted inputs and their reconstructions for a denoiser), train and
+  val curves (every loss term), first-layer filters, the code coloured by label, VAE samples."""
+  mode, out = config.preprocessing, workdir / 'plots'
   split = dataset.test if len(dataset.test) else dataset.val
   x = split.x[:10]
-  _, (_, recon, ctx) = jax.jit(forward, static_argnums=4)(state.params, stats, x,
-                                                           jax.random.PRNGKey(0), False)
+  rng = jax.random.PRNGKey(0)
+  _, (_, recon, ctx) = jax.jit(forward, static_argnums=4)(state.params, stats, x, rng, False)
   x_hat = np.asarray(preprocessing.invert(mode, stats, recon, ctx))
-  if dataset.is_image:
-    plots.image_rows([x, x_hat], ['input', 'recon'], workdir / 'plots' / 'reconstructions.png',
-                     dataset.value_range or (float(x.min()), float(x.max())))
+  value_range = dataset.value_range or (float(x.min()), float(x.max()))
+  apply = jax.jit(lambda p, v, key: model.apply({'params': p}, v, rngs={'noise': key})[0])
+  if dataset.is_image and noise.corrupts:
+    _, z_in, ctx_in = noise.prepare(mode, stats, x, rng, True)
+    noisy = np.asarray(preprocessing.invert(mode, stats, z_in, ctx_in))
+    denoised = np.asarray(preprocessing.invert(mode, stats, apply(state.params, z_in, rng), ctx_in))
+    plots.image_rows([x, noisy, denoised, x_hat], ['clean', 'corrupted', 'denoised', 'recon of clean'],
+                     out / 'reconstructions.png', value_range)
+  elif dataset.is_image:
+    plots.image_rows([x, x_hat], ['input', 'recon'], out / 'reconstructions.png', value_range)
   else:
-    plots.vector_rows(x[:4], x_hat[:4], workdir / 'plots' / 'reconstructions.png',
+    plots.vector_rows(x[:4], x_hat[:4], out / 'reconstructions.png',
                       title=f'{dataset.name}: input vs reconstruction (input units)')
   rows = read_jsonl(workdir / 'metrics.jsonl')
-  plots.curves(rows, workdir / 'plots' / 'train_curves.png', 'train/')
-  plots.curves(rows, workdir / 'plots' / 'val_curves.png', 'val/')
+  plots.curves(rows, out / 'train_curves.png', 'train/')
+  plots.curves(rows, out / 'val_curves.png', 'val/')
+  title = f'{config.model.name} on {dataset.name}'
+  filters = models.filters(config.model, jax.device_get(state.params), dataset.feature_shape)
+  if filters is not None:
+    plots.filters(np.asarray(filters), out / 'filters.png', f'{title}: first-layer filters')
+  if split.y is not None:
+    xs = split.x[:2000]
+    z = preprocessing.apply(mode, stats, xs)[0]
+    code = jax.jit(lambda p, v: model.apply({'params': p}, v, method=model.encode))(state.params, z)
+    plots.latent_scatter(np.asarray(code), split.y[:2000], out / 'latent.png',
+                         dataset.source.get('label_names') if isinstance(dataset.source, dict) else None,
+                         f'{title}: code of {len(xs)} held-out examples')
+  if config.model.name == 'vae' and dataset.is_image and mode != 'per_sample':
+    z = jax.random.normal(jax.random.PRNGKey(1), (64, config.model.latent))
+    samples = jax.jit(lambda p, v: model.apply({'params': p}, v, method=model.decode))(state.params, z)
+    plots.image_grid(np.asarray(preprocessing.invert(mode, stats, samples, {})), out / 'samples.png',
+                     value_range, f'{title}: decoder means of z ~ N(0, I)')

@@ -249,9 +249,9 @@ def test_unknown_term_lists_terms():
 
 
 def test_unknown_term_is_an_error_even_at_weight_zero():
-  with pytest.raises(AelabError, match='contractive'):
+  with pytest.raises(AelabError, match='jacobian_penalty'):
     losses.compose(_cfg(reconstruction=dict(weight=1.0),
-                        contractive=dict(weight=0.0)))
+                        jacobian_penalty=dict(weight=0.0)))
 
 
 def test_unknown_option_names_it_and_the_valid_ones():

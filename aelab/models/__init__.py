@@ -8,9 +8,9 @@ import flax.linen as nn
 import ml_collections
 
 from aelab.config import check_choice, check_fields
-from aelab.models import dense
+from aelab.models import conv, dense, vae
 
-_MODULES = {'dense': dense}
+_MODULES = {'dense': dense, 'conv': conv, 'vae': vae}
 NAMES = tuple(_MODULES)
 
 
@@ -33,3 +33,8 @@ def build(cfg: ml_collections.ConfigDict, feature_shape: Sequence[int]) -> nn.Mo
 
 def layer_activations(cfg: ml_collections.ConfigDict) -> dict[str, str]:
   return _module(cfg.name).layer_activations(cfg)
+
+
+def filters(cfg: ml_collections.ConfigDict, params, feature_shape: Sequence[int]):
+  """The first encoder layer's weights as images [n, h, w, c] (None where they are not images)."""
+  return _module(cfg.name).filters(params, feature_shape)

@@ -108,3 +108,11 @@ def layer_activations(cfg: ml_collections.ConfigDict) -> dict[str, str]:
   out = {str(i + 1): a for i, a in enumerate(names)}
   out['code'] = names[-1]
   return out
+
+
+def filters(params, feature_shape: Sequence[int]):
+  """The first encoder layer's weights as images [n, *feature_shape] (None for non-image data)."""
+  if len(feature_shape) != 3:
+    return None
+  kernel = jnp.asarray(params['encoder_1']['kernel'])
+  return kernel.T.reshape(kernel.shape[1], *feature_shape)

@@ -1,0 +1,44 @@
+"""Convolutional autoencoder: conv 16-32 (3x3, stride 2) -> dense 32 code -> dense + transposed
+convs back to exactly the input shape (taken from the dataset: 28x28x1 here, any H x W x C works).
+
+Sized for a CPU: XLA:CPU runs the convolution gradients ~5-7x slower inside the trainer's scanned
+step than in a single jitted step (jax-ml/jax#12868), so widths 32-64 cost ~0.45 s a step there.
+On a GPU/TPU widen it: --config.model.channels='(32, 64)'.
+
+    AELAB_DATA_DIR=../shared/data/mnist python -m aelab.run \
+        --config=experiments/conv_ae_mnist.py --workdir=workdirs/conv_ae_mnist
+    python -m aelab.run --config=experiments/conv_ae_mnist.py:fashion \
+        --workdir=workdirs/conv_ae_mnist_fashion   # AELAB_DATA_DIR unset (not the MNIST dir)
+
+  :fashion   the full Fashion-MNIST
+
+Expected figure: test BCE per pixel about 0.085 and R^2 0.89 on MNIST (0.278 and 0.87 on
+Fashion-MNIST) in ~1.5 minutes; plots/filters.png shows the 16 first-layer 3x3 kernels.
+`:tiny` runs 60 steps on 1000 digits (used by the tests).
+"""
+
+from aelab import data, losses, models, optim, train
+from aelab.config import variants
+
+
+def get_config(arg=None):
+  import ml_collections
+  v = variants(arg, ('tiny', 'fashion'))
+  config = ml_collections.ConfigDict()
+  config.seed = 0
+  config.dataset = data.defaults('fashion_mnist' if 'fashion' in v else 'mnist')
+  config.preprocessing = 'none'
+  config.model = models.defaults('conv', channels=(16, 32), kernel_size=3, latent=32,
+                                 activation='relu', output_activation='sigmoid')
+  config.loss = losses.defaults(reconstruction=dict(weight=1.0, kind='bce'))
+  config.optimizer = optim.defaults(name='adam', learning_rate=1e-3)
+  # 15 epochs of the 9k MNIST subset (2100 steps); 3 of the 54k Fashion-MNIST (2530 steps).
+  config.train = train.defaults(batch_size=64, num_epochs=3 if 'fashion' in v else 15,
+                                log_every=100, eval_every=1000, checkpoint_every=1000)
+  if 'tiny' in v:
+    config.dataset.train_limit = 1000
+    config.dataset.test_limit = 500
+    config.model.update(channels=(8, 16), latent=16)
+    config.train.update(batch_size=50, num_epochs=0, num_steps=60, steps_per_call=10,
+                        log_every=20, eval_every=0, checkpoint_every=0)
+  return config

@@ -1,0 +1,46 @@
+"""Sparse autoencoder, Keras style: 784-32 relu code with an L1 activity penalty, sigmoid output.
+
+The penalty is Keras' `activity_regularizer=l1(1e-5)`: 1e-5 * sum_j |h_j| averaged over the
+batch (the `l1_activity` loss term), added to the per-pixel binary cross-entropy. `:plain` is the
+same model without the penalty, for the comparison; `:fashion` trains on the full Fashion-MNIST.
+
+    AELAB_DATA_DIR=../shared/data/mnist python -m aelab.run \
+        --config=experiments/sparse_l1_mnist.py --workdir=workdirs/sparse_l1_mnist
+    AELAB_DATA_DIR=../shared/data/mnist python -m aelab.run \
+        --config=experiments/sparse_l1_mnist.py:plain --workdir=workdirs/sparse_l1_mnist_plain
+    python -m aelab.run --config=experiments/sparse_l1_mnist.py:fashion \
+        --workdir=workdirs/sparse_l1_mnist_fashion   # AELAB_DATA_DIR unset (not the MNIST dir)
+
+Expected figure: the test `code_mean` (mean activation of the code) of the penalised model below
+the unpenalised one's at about the same BCE: 4.65 vs 5.89 on MNIST (2.15 vs 2.55 on
+Fashion-MNIST), 2.22 with weight 1e-4 (the Keras blog's code has l1(10e-5) = 1e-4; the tutorial
+reports 3.33 vs 7.30 after 100 epochs on the full 60k). `plots/filters.png`: the 32 filters.
+`:tiny` runs 60 steps on 1000 digits (used by the tests).
+"""
+
+from aelab import data, losses, models, optim, train
+from aelab.config import variants
+
+
+def get_config(arg=None):
+  import ml_collections
+  v = variants(arg, ('tiny', 'plain', 'fashion'))
+  config = ml_collections.ConfigDict()
+  config.seed = 0
+  config.dataset = data.defaults('fashion_mnist' if 'fashion' in v else 'mnist')
+  config.preprocessing = 'none'
+  config.model = models.defaults('dense', hidden=(32,), activation='relu',
+                                 output_activation='sigmoid')
+  config.loss = losses.defaults(
+      reconstruction=dict(weight=1.0, kind='bce'),
+      l1_activity=dict(weight=0.0 if 'plain' in v else 1e-5, layer='code'))
+  config.optimizer = optim.defaults(name='adam', learning_rate=1e-3)
+  # 100 epochs of the 9k MNIST subset (3500 steps); 20 of the 54k Fashion-MNIST (4200 steps).
+  config.train = train.defaults(batch_size=256, num_epochs=20 if 'fashion' in v else 100,
+                                log_every=100, eval_every=1000, checkpoint_every=1000)
+  if 'tiny' in v:
+    config.dataset.train_limit = 1000
+    config.dataset.test_limit = 500
+    config.train.update(batch_size=50, num_epochs=0, num_steps=60, steps_per_call=10,
+                        log_every=20, eval_every=0, checkpoint_every=0)
+  return config
