@@ -213,10 +213,10 @@ def run_bare(block: Callable, carry, stats, xs, key, steps: int, k: int):
   return (params, opt_state, step), time.perf_counter() - t0
 
 
-def time_compile(forward: Callable, tx, mesh, args) -> tuple[float, float]:
+def time_compile(forward: Callable, tx, mesh, args, unroll: int | bool = 1) -> tuple[float, float]:
   """(lower seconds, compile seconds) of a freshly built train block (no cache can help)."""
   from aelab import train
-  block = train.make_train_block(forward, tx, mesh)
+  block = train.make_train_block(forward, tx, mesh, unroll)
   t0 = time.perf_counter()
   lowered = block.lower(*args)
   t1 = time.perf_counter()
@@ -283,7 +283,7 @@ def benchmark(config, *, repeats: int = 5, steps: int = 0, target_s: float = 2.0
   default_path = 'device_data' if s.device_data_default else 'host_fed'
 
   # FLOPs of one train step, from the real train block's jaxpr (and the bare one's).
-  block = train.make_train_block(s.forward, s.tx, mesh)
+  block = train.make_train_block(s.forward, s.tx, mesh, s.config.train.scan_unroll)
   counts = flops.count_by_primitive(block, s.state, s.stats, prebuilt, None)
   step_flops = counts.total / k
   bare_block = make_bare_block(s.model, s.loss_fn, s.tx, config.preprocessing, s.noise)
@@ -318,7 +318,8 @@ def benchmark(config, *, repeats: int = 5, steps: int = 0, target_s: float = 2.0
       'lower_s', 'xla_compile_s', 'device_data', 'host_fed', 'on_device', 'bare', 'matmul')}
   paths = ('device_data', 'host_fed', 'on_device')
   for r in range(repeats):
-    lower_s, compile_s = time_compile(s.forward, s.tx, mesh, compile_args)
+    lower_s, compile_s = time_compile(s.forward, s.tx, mesh, compile_args,
+                                      s.config.train.scan_unroll)
     raw['lower_s'].append(lower_s)
     raw['xla_compile_s'].append(compile_s)
     sec = dict.fromkeys((*paths, 'bare', 'matmul'), 0.0)

@@ -39,6 +39,8 @@ DEFAULTS = dict(
     plots=True,
     progress=True,          # tqdm progress bar
     device_data='auto',     # keep the training set on the devices: auto (if <= 1 GiB), yes, no
+    scan_unroll=1,          # lax.scan unroll of the block; XLA:CPU runs convolutions inside a
+                            # rolled scan several times slower (jax-ml/jax#12868): unroll there
 )
 _DEVICE_DATA_AUTO_BYTES = 1 << 30
 
@@ -93,14 +95,16 @@ def make_forward(model, loss_fn: Callable, mode: str,
   return forward
 
 
-def make_train_block(forward: Callable, tx: optax.GradientTransformation, mesh) -> Callable:
+def make_train_block(forward: Callable, tx: optax.GradientTransformation, mesh,
+                     unroll: int | bool = 1) -> Callable:
   """jit(lax.scan(step)) over a block of k batches [k, B, ...]: state and stats replicated (the
   state donated), batches sharded on `data`; per-step metrics come back stacked [k]."""
 
   def step(carry, x):
     state, stats = carry
     rng = jax.random.fold_in(state.rng, state.step)
-    grad_fn = jax.value_and_grad(lambda p: forward(p, stats, x, rng, True), has_aux=True)
+    grad_fn = jax.value_and_grad(lambda p: forward(p, stats, x, rng, True, step=state.step),
+                                 has_aux=True)
     (total, (terms, _, _)), grads = grad_fn(state.params)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
@@ -113,7 +117,7 @@ def make_train_block(forward: Callable, tx: optax.GradientTransformation, mesh) 
     """source: the training set on the device and idx [k, B] rows of it, or the batches [k, B, ...]
     themselves with idx None (data fed from the host)."""
     xs = source if idx is None else jax.lax.with_sharding_constraint(source[idx], batches_spec)
-    (state, _), metrics = jax.lax.scan(step, (state, stats), xs)
+    (state, _), metrics = jax.lax.scan(step, (state, stats), xs, unroll=unroll)
     return state, metrics
 
   rep, batches_spec = sharding.replicated(mesh), sharding.batch_sharding(mesh, 1)
@@ -241,7 +245,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     raise AelabError('train.num_steps (or num_epochs) and train.steps_per_call must be positive')
   tx = optim.make(config.optimizer, total_steps)
   forward = make_forward(model, loss_fn, config.preprocessing, noise)
-  train_block = make_train_block(forward, tx, mesh)
+  train_block = make_train_block(forward, tx, mesh, tc.scan_unroll)
   eval_step = evaluate.make_eval_step(forward, config.preprocessing, unit, noisy=noise.corrupts)
   rep = sharding.replicated(mesh)
 

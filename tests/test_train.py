@@ -121,3 +121,15 @@ def test_fashion_mnist_trains_from_the_debian_files(tmp_path):
   rows = [r for r in read_jsonl(tmp_path / 'metrics.jsonl') if 'train/loss' in r]
   assert rows[-1]['train/loss'] < 0.9 * rows[0]['train/loss']
   assert summary['test']['bce'] < 0.6
+
+
+def test_loss_weight_warmup_follows_the_train_step(tmp_path):
+  config = experiment('vae_mnist')
+  config.loss.vae_kl.warmup_steps = 1000  # ramp = step / 1000 < 0.06 over the 60 tiny steps
+  config.train.update(progress=False, plots=False)
+  config.iwae.samples = 2
+  train.train_and_evaluate(config, tmp_path)
+  rows = [r for r in read_jsonl(tmp_path / 'metrics.jsonl') if 'train/loss' in r]
+  for r in rows:
+    ramp_kl = r['train/loss'] - r['train/reconstruction']
+    assert 0 < ramp_kl < 0.06 * r['train/vae_kl'], r
