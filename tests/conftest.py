@@ -17,5 +17,15 @@ def _offline_data_env(monkeypatch, tmp_path_factory):
   monkeypatch.setenv('AELAB_CACHE_DIR', str(tmp_path_factory.getbasetemp() / 'cache'))
 
 
+@pytest.fixture
+def x64():
+  """Float64 for hand-derived and finite-difference gradient checks; restores the setting."""
+  import jax
+  previous = jax.config.read('jax_enable_x64')
+  jax.config.update('jax_enable_x64', True)
+  yield
+  jax.config.update('jax_enable_x64', previous)
+
+
 def experiment(name: str, arg: str = 'tiny'):
   return config_lib.load(str(ROOT / 'experiments' / f'{name}.py') + f':{arg}')

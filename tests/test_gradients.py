@@ -21,14 +21,6 @@ from aelab.errors import AelabError
 from aelab.models import activations
 
 
-@pytest.fixture
-def x64():
-  """Float64, so hand-written and automatic gradients can agree to ~1e-12."""
-  previous = jax.config.read('jax_enable_x64')
-  jax.config.update('jax_enable_x64', True)
-  yield
-  jax.config.update('jax_enable_x64', previous)
-
 
 def _sigmoid(z):
   return 1.0 / (1.0 + np.exp(-z))

@@ -13,14 +13,6 @@ from aelab.errors import AelabError
 from aelab.losses import Outputs
 
 
-@pytest.fixture
-def x64():
-  """Float64 for finite-difference checks; restores the previous setting."""
-  previous = jax.config.read('jax_enable_x64')
-  jax.config.update('jax_enable_x64', True)
-  yield
-  jax.config.update('jax_enable_x64', previous)
-
 
 def _sigmoid(z):
   return 1.0 / (1.0 + np.exp(-z))

@@ -14,13 +14,6 @@ from aelab.errors import AelabError
 from aelab.losses import Outputs
 
 
-@pytest.fixture
-def x64():
-  previous = jax.config.read('jax_enable_x64')
-  jax.config.update('jax_enable_x64', True)
-  yield
-  jax.config.update('jax_enable_x64', previous)
-
 
 def _fd_jacobian_norms(encode, x, eps=1e-6):
   """sum_ij (d code_i / d x_j)^2 per example, by central differences in float64 numpy."""
