@@ -7,7 +7,7 @@
 After warm-up, each repeat measures, in this order (medians, min and max over repeats):
 
   compile    lower + compile of a fresh `train.make_train_block` (the default data path);
-  aelab      the trainer's path: `train._Batches` + the jitted train block, `steps_per_call` steps
+  aelab      the trainer's path: `train.Batches` + the jitted train block, `steps_per_call` steps
              per call, dispatched as `train_and_evaluate` does (the previous block's losses are
              checked while the next one runs; nothing else syncs until the end of the run);
              device-resident data (the default) and host-fed data (`device_data='no'`);
@@ -93,51 +93,16 @@ class Setup:
 
 
 def build(config) -> Setup:
-  """Mirrors the setup part of `train.train_and_evaluate` (no workdir, no checkpoints)."""
+  """The trainer's own setup (`train.build`), with the state initialised and stats placed."""
   import jax
-  import jax.numpy as jnp
 
-  from aelab import corruption, data, losses, models, optim, preprocessing, sharding, train
-  config_lib.check_fields(config, ('seed', 'dataset', 'preprocessing', 'model', 'loss',
-                                   'optimizer', 'train', *train._OPTIONAL_GROUPS), 'config')
-  tc = config.train
-  config_lib.check_fields(tc, train.DEFAULTS, 'train')
-  preprocessing.check_mode(config.preprocessing)
-  dataset = data.load(config.dataset, seed=config.seed)
-  model = models.build(config.model, dataset.feature_shape)
-  noise = corruption.for_dataset(config.get('input_noise'), dataset, config.preprocessing)
-  value_range = dataset.value_range
-  unit = value_range is not None and value_range[0] >= 0 and value_range[1] <= 1
-  loss_fn = losses.compose(config.loss, layer_activations=models.layer_activations(config.model),
-                           targets_in_unit_interval=unit and config.preprocessing == 'none')
-  mesh = sharding.make_mesh()
-  sharding.check_batch_size(tc.batch_size, mesh)
-  choices = {'auto': dataset.train.x.nbytes <= train._DEVICE_DATA_AUTO_BYTES, 'yes': True, 'no': False}
-  if tc.device_data not in choices:
-    raise AelabError(f'train.device_data = {tc.device_data!r}; valid choices: auto, yes, no')
-  steps_per_epoch = len(dataset.train) // tc.batch_size
-  if steps_per_epoch == 0:
-    raise AelabError(f'train.batch_size = {tc.batch_size} exceeds the {len(dataset.train)} training '
-                     'examples; lower it')
-  if tc.steps_per_call <= 0:
-    raise AelabError('train.steps_per_call must be positive')
-  total_steps = tc.num_steps or tc.num_epochs * steps_per_epoch
-  tx = optim.make(config.optimizer, max(total_steps, 1))
-  forward = train.make_forward(model, loss_fn, config.preprocessing, noise)
-  rep = sharding.replicated(mesh)
-  init_rng, train_rng = jax.random.split(jax.random.PRNGKey(config.seed))
-  stats_host = preprocessing.fit(config.preprocessing, dataset.train.x)
-  example = preprocessing.apply(config.preprocessing, stats_host, dataset.train.x[:1])[0]
-
-  def init(rng):
-    params = model.init(rng, jnp.asarray(example))['params']
-    return train.TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                            opt_state=tx.init(params), rng=train_rng)
-
-  return Setup(config=config, dataset=dataset, model=model, noise=noise, loss_fn=loss_fn, tx=tx,
-               forward=forward, mesh=mesh, stats=sharding.put_tree(stats_host, rep),
-               state=jax.jit(init, out_shardings=rep)(init_rng),
-               device_data_default=choices[tc.device_data], batch_size=tc.batch_size,
+  from aelab import sharding, train
+  s = train.build(config)
+  rep, tc = sharding.replicated(s.mesh), config.train
+  return Setup(config=config, dataset=s.dataset, model=s.model, noise=s.noise, loss_fn=s.loss_fn,
+               tx=s.tx, forward=s.forward, mesh=s.mesh, stats=sharding.put_tree(s.stats_host, rep),
+               state=jax.jit(s.init, out_shardings=rep)(s.init_rng),
+               device_data_default=s.batches.on_device, batch_size=tc.batch_size,
                steps_per_call=tc.steps_per_call, dtype=str(tc.get('compute_dtype', 'float32')))
 
 
@@ -275,9 +240,9 @@ def benchmark(config, *, repeats: int = 5, steps: int = 0, target_s: float = 2.0
   x = s.dataset.train.x
 
   # The data paths: the trainer's (device-resident, host-fed) and one pre-built block.
-  feeds = {'device_data': train._Batches(x, bsz, seed, mesh, on_device=True).block,
-           'host_fed': train._Batches(x, bsz, seed, mesh, on_device=False).block}
-  host_block = x[train._Batches(x, bsz, seed, mesh, on_device=False).indices(0, k)]
+  feeds = {'device_data': train.Batches(x, bsz, seed, mesh, on_device=True).block,
+           'host_fed': train.Batches(x, bsz, seed, mesh, on_device=False).block}
+  host_block = x[train.Batches(x, bsz, seed, mesh, on_device=False).indices(0, k)]
   prebuilt = sharding.put(host_block, sharding.batch_sharding(mesh, 1))
   feeds['on_device'] = lambda step, k_: (prebuilt, None)
   default_path = 'device_data' if s.device_data_default else 'host_fed'

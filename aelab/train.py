@@ -3,6 +3,7 @@ checkpoints with automatic resume, and everything the run produces written to it
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import math
@@ -124,7 +125,7 @@ def make_train_block(forward: Callable, tx: optax.GradientTransformation, mesh,
   return jax.jit(block, out_shardings=(rep, rep), donate_argnums=(0,))
 
 
-class _Batches:
+class Batches:
   """Batch t of the run is rows perm_e[i*B:(i+1)*B] with e, i = divmod(t, steps_per_epoch):
   a pure function of the step, so a resumed run sees exactly the data an unbroken one would.
 
@@ -136,6 +137,7 @@ class _Batches:
     self.x, self.batch_size, self.seed = x, batch_size, seed
     self.steps_per_epoch = len(x) // batch_size
     self._spec = sharding.batch_sharding(mesh, 1)
+    self.on_device = on_device
     self._device_x = sharding.put(x, sharding.replicated(mesh)) if on_device else None
     self._epoch, self._perm = -1, None
 
@@ -207,23 +209,34 @@ def _param_count(params) -> int:
   return int(sum(np.prod(p.shape) for p in jax.tree.leaves(params)))
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
-                       should_stop: Callable[[int], bool] | None = None) -> dict:
-  """Trains `config` in `workdir`, resuming from its latest checkpoint; returns the summary.
+@dataclasses.dataclass(frozen=True)
+class Setup:
+  """What a run builds from its config before training; everything validated, nothing written."""
+  config: ml_collections.ConfigDict
+  dataset: data.Dataset
+  model: Any
+  noise: corruption.InputNoise
+  iwae_fields: Any
+  unit: bool              # the data lie in [0, 1] (bce metrics apply)
+  loss_fn: Callable
+  mesh: Any
+  batches: Batches
+  total_steps: int
+  tx: optax.GradientTransformation
+  forward: Callable
+  stats_host: dict        # preprocessing statistics fitted on the training split
+  init: Callable          # init(rng) -> TrainState
+  init_rng: jax.Array
 
-  `should_stop(step)` is asked after every block of steps; True checkpoints and returns early
-  (as SIGTERM/SIGINT do), and rerunning resumes exactly where it stopped.
-  """
-  t_start = time.time()
-  workdir = pathlib.Path(workdir)
+
+def build(config: ml_collections.ConfigDict) -> Setup:
+  """Resolves and validates data, preprocessing, model, loss and optimizer (AelabError on any
+  bad field) and places the training set; shared by the trainer and the benchmark."""
   check_fields(config, ('seed', 'dataset', 'preprocessing', 'model', 'loss', 'optimizer', 'train',
-                       *_OPTIONAL_GROUPS), 'config')
+                        *_OPTIONAL_GROUPS), 'config')
   tc = config.train
   check_fields(tc, DEFAULTS, 'train')
   preprocessing.check_mode(config.preprocessing)
-  main_process = jax.process_index() == 0
-
-  # Data, preprocessing, model, loss, optimizer: all resolved (and validated) before any work.
   dataset = data.load(config.dataset, seed=config.seed)
   model = models.build(config.model, dataset.feature_shape)
   noise = corruption.for_dataset(config.get('input_noise'), dataset, config.preprocessing)
@@ -236,29 +249,48 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   on_device = {'auto': dataset.train.x.nbytes <= _DEVICE_DATA_AUTO_BYTES, 'yes': True, 'no': False}
   if tc.device_data not in on_device:
     raise AelabError(f"train.device_data = {tc.device_data!r}; valid choices: auto, yes, no")
-  batches = _Batches(dataset.train.x, tc.batch_size, config.seed, mesh, on_device[tc.device_data])
-  if batches.steps_per_epoch == 0:
+  if len(dataset.train) < tc.batch_size:
     raise AelabError(f'train.batch_size = {tc.batch_size} exceeds the {len(dataset.train)} training '
                      'examples; lower it')
+  batches = Batches(dataset.train.x, tc.batch_size, config.seed, mesh, on_device[tc.device_data])
   total_steps = tc.num_steps or tc.num_epochs * batches.steps_per_epoch
   if total_steps <= 0 or tc.steps_per_call <= 0:
     raise AelabError('train.num_steps (or num_epochs) and train.steps_per_call must be positive')
   tx = optim.make(config.optimizer, total_steps)
   forward = make_forward(model, loss_fn, config.preprocessing, noise)
-  train_block = make_train_block(forward, tx, mesh, tc.scan_unroll)
-  eval_step = evaluate.make_eval_step(forward, config.preprocessing, unit, noisy=noise.corrupts)
-  rep = sharding.replicated(mesh)
-
-  # State: built abstractly, then either restored or initialised, replicated over the mesh.
   init_rng, train_rng = jax.random.split(jax.random.PRNGKey(config.seed))
   stats_host = preprocessing.fit(config.preprocessing, dataset.train.x)
-  stats = sharding.put_tree(stats_host, rep)
   example = preprocessing.apply(config.preprocessing, stats_host, dataset.train.x[:1])[0]
 
   def init(rng):
     params = model.init(rng, jnp.asarray(example))['params']
     return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
                       rng=train_rng)
+
+  return Setup(config=config, dataset=dataset, model=model, noise=noise, iwae_fields=iwae_fields,
+               unit=unit, loss_fn=loss_fn, mesh=mesh, batches=batches, total_steps=total_steps,
+               tx=tx, forward=forward, stats_host=stats_host, init=init, init_rng=init_rng)
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
+                       should_stop: Callable[[int], bool] | None = None) -> dict:
+  """Trains `config` in `workdir`, resuming from its latest checkpoint; returns the summary.
+
+  `should_stop(step)` is asked after every block of steps; True checkpoints and returns early
+  (as SIGTERM/SIGINT do), and rerunning resumes exactly where it stopped.
+  """
+  t_start = time.time()
+  workdir = pathlib.Path(workdir)
+  main_process = jax.process_index() == 0
+  setup = build(config)
+  tc, dataset, model, noise, mesh = config.train, setup.dataset, setup.model, setup.noise, setup.mesh
+  batches, total_steps, tx, forward = setup.batches, setup.total_steps, setup.tx, setup.forward
+  init, init_rng, stats_host = setup.init, setup.init_rng, setup.stats_host
+  train_block = make_train_block(forward, tx, mesh, tc.scan_unroll)
+  eval_step = evaluate.make_eval_step(forward, config.preprocessing, setup.unit,
+                                      noisy=noise.corrupts)
+  rep = sharding.replicated(mesh)
+  stats = sharding.put_tree(stats_host, rep)
 
   workdir.mkdir(parents=True, exist_ok=True)
   ckpts = checkpoint.Checkpoints(workdir, keep=tc.keep_checkpoints)
@@ -353,8 +385,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     save()
   results = {name: run_eval(name, split.x) for name, split in
              (('val', dataset.val), ('test', dataset.test)) if len(split)}
-  if iwae_fields and 'test' in results:  # a VAE's importance-weighted bound on the test set
-    bound = iwae.evaluate(model, state.params, stats, dataset.test.x, iwae_fields,
+  if setup.iwae_fields and 'test' in results:  # a VAE's importance-weighted bound on the test set
+    bound = iwae.evaluate(model, state.params, stats, dataset.test.x, setup.iwae_fields,
                           config.preprocessing, noise)
     writer.write(step, {f'test/{k}': v for k, v in bound.items()})
     results['test'].update(bound)
