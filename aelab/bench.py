@@ -106,25 +106,30 @@ def build(config) -> Setup:
                steps_per_call=tc.steps_per_call, dtype=str(tc.get('compute_dtype', 'float32')))
 
 
-def make_bare_block(model, loss_fn: Callable, tx, mode: str, noise=None) -> Callable:
+def make_bare_block(model, loss_fn: Callable, tx, mode: str, noise=None,
+                    compute_dtype: Any = None) -> Callable:
   """The same model's train step as a user would write it bare: jit(scan(step)) over batches
   already on the device, optax, the same flax module and composed loss (and input noise, for a
   denoiser); params and optimizer state donated; no metrics, no TrainState, nothing else."""
-  import functools
 
   import jax
   import optax
 
-  from aelab import corruption, losses
+  import jax.numpy as jnp
+
+  from aelab import corruption, losses, precision
 
   noise = noise or corruption.InputNoise()
+  dtype = jnp.float32 if compute_dtype is None else compute_dtype
 
   def loss(params, stats, x, rng, step):
     k_input, k_model = jax.random.split(rng)
     z, z_in, _ = noise.prepare(mode, stats, x, k_input, noise.train)
-    variables = {'params': params}
-    recon, aux = model.apply(variables, z_in, train=True, rngs={'noise': k_model})
-    encode = functools.partial(model.apply, variables, method=model.encode)
+    variables = {'params': precision.for_compute(params, dtype)}  # bf16 compute, f32 master
+    recon, aux = precision.to_float32(model.apply(
+        variables, precision.for_compute(z_in, dtype), train=True, rngs={'noise': k_model}))
+    encode = lambda v: precision.to_float32(  # noqa: E731
+        model.apply(variables, precision.for_compute(v, dtype), method=model.encode))
     return loss_fn(losses.Outputs(x=z, recon=recon, aux=aux, params=params, inputs=z_in,
                                   step=step, encode=encode))[0]
 
@@ -227,7 +232,7 @@ def benchmark(config, *, repeats: int = 5, steps: int = 0, target_s: float = 2.0
   import jax
   import numpy as np
 
-  from aelab import flops, sharding, train
+  from aelab import flops, precision, sharding, train
   if repeats < 1:
     raise AelabError(f'--repeats = {repeats}; it must be at least 1')
   if steps < 0 or chunk_s < 0 or matmul_size < 0 or target_s <= 0:
@@ -251,7 +256,8 @@ def benchmark(config, *, repeats: int = 5, steps: int = 0, target_s: float = 2.0
   block = train.make_train_block(s.forward, s.tx, mesh, s.config.train.scan_unroll)
   counts = flops.count_by_primitive(block, s.state, s.stats, prebuilt, None)
   step_flops = counts.total / k
-  bare_block = make_bare_block(s.model, s.loss_fn, s.tx, config.preprocessing, s.noise)
+  bare_block = make_bare_block(s.model, s.loss_fn, s.tx, config.preprocessing, s.noise,
+                               precision.dtype(s.dtype))
   dev0 = lambda tree: jax.device_put(tree, device)  # noqa: E731
   bare_carry = dev0((jax.tree.map(lambda a: a.copy(), s.state.params),
                      jax.tree.map(lambda a: a.copy(), s.state.opt_state), np.int32(0)))

@@ -4,7 +4,6 @@ checkpoints with automatic resume, and everything the run produces written to it
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import math
 import pathlib
@@ -22,7 +21,7 @@ import optax
 import tqdm
 
 from aelab import (checkpoint, corruption, data, evaluate, iwae, losses, models, optim, plots,
-                   preprocessing, sharding)
+                   precision, preprocessing, sharding)
 from aelab.config import check_fields
 from aelab.errors import AelabError
 from aelab.writers import MetricWriter, read_jsonl
@@ -40,6 +39,7 @@ DEFAULTS = dict(
     plots=True,
     progress=True,          # tqdm progress bar
     device_data='auto',     # keep the training set on the devices: auto (if <= 1 GiB), yes, no
+    compute_dtype='float32',  # bfloat16: bf16 compute, float32 master weights, loss and metrics
     scan_unroll=1,          # lax.scan unroll of the block; XLA:CPU runs convolutions inside a
                             # rolled scan several times slower (jax-ml/jax#12868): unroll there
 )
@@ -65,7 +65,8 @@ class TrainState:
 
 
 def make_forward(model, loss_fn: Callable, mode: str,
-                 noise: corruption.InputNoise | None = None) -> Callable:
+                 noise: corruption.InputNoise | None = None,
+                 compute_dtype: Any = jnp.float32) -> Callable:
   """Raw batch -> [binarize] -> preprocess -> [corrupt] -> model -> composed loss; the one forward
   pass train and eval share.
 
@@ -86,9 +87,14 @@ def make_forward(model, loss_fn: Callable, mode: str,
     k_input, k_model = jax.random.split(rng)
     corrupt = (train and noise.train) if corrupt is None else corrupt
     z, z_in, ctx = noise.prepare(mode, stats, x, k_input, corrupt)
-    variables = {'params': params}
-    recon, aux = model.apply(variables, z_in, train=train, rngs={'noise': k_model})
-    encode = functools.partial(model.apply, variables, method=model.encode)
+    variables = {'params': precision.for_compute(params, compute_dtype)}
+    recon, aux = precision.to_float32(model.apply(
+        variables, precision.for_compute(z_in, compute_dtype), train=train, rngs={'noise': k_model}))
+
+    def encode(v):
+      return precision.to_float32(model.apply(variables, precision.for_compute(v, compute_dtype),
+                                              method=model.encode))
+
     total, terms = loss_fn(losses.Outputs(x=z, recon=recon, aux=aux, params=params, inputs=z_in,
                                           step=step, encode=encode))
     return total, ({**terms, **evaluate.code_statistics(aux['code'])}, recon, ctx)
@@ -257,7 +263,8 @@ def build(config: ml_collections.ConfigDict) -> Setup:
   if total_steps <= 0 or tc.steps_per_call <= 0:
     raise AelabError('train.num_steps (or num_epochs) and train.steps_per_call must be positive')
   tx = optim.make(config.optimizer, total_steps)
-  forward = make_forward(model, loss_fn, config.preprocessing, noise)
+  forward = make_forward(model, loss_fn, config.preprocessing, noise,
+                         precision.dtype(tc.compute_dtype))
   init_rng, train_rng = jax.random.split(jax.random.PRNGKey(config.seed))
   stats_host = preprocessing.fit(config.preprocessing, dataset.train.x)
   example = preprocessing.apply(config.preprocessing, stats_host, dataset.train.x[:1])[0]

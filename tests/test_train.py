@@ -133,3 +133,23 @@ def test_loss_weight_warmup_follows_the_train_step(tmp_path):
   for r in rows:
     ramp_kl = r['train/loss'] - r['train/reconstruction']
     assert 0 < ramp_kl < 0.06 * r['train/vae_kl'], r
+
+
+def test_bfloat16_compute_keeps_float32_master_weights(tmp_path):
+  from aelab import precision
+  config = experiment('mnist_ae')
+  config.train.update(progress=False, plots=False, compute_dtype='bfloat16')
+  setup = train.build(config)
+  state = setup.init(setup.init_rng)
+  x = setup.dataset.train.x[:8]
+  jaxpr = str(jax.make_jaxpr(lambda p: setup.forward(p, setup.stats_host, x, jax.random.PRNGKey(0),
+                                                     True, step=0))(state.params))
+  dots = [line for line in jaxpr.splitlines() if 'dot_general' in line]
+  assert dots and all('bf16[' in line for line in dots)  # every matmul runs in bfloat16
+  summary = train.train_and_evaluate(config, tmp_path)
+  final = _final_arrays(tmp_path)['state']['params']
+  assert all(a.dtype == np.float32 for a in jax.tree.leaves(final))
+  rows = [r for r in read_jsonl(tmp_path / 'metrics.jsonl') if 'train/loss' in r]
+  assert rows[-1]['train/loss'] < 0.8 * rows[0]['train/loss']
+  assert summary['test']['bce'] < 0.45
+  assert precision.for_compute(state.params, np.float32) is state.params

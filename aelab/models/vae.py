@@ -121,7 +121,7 @@ class VAE(nn.Module):
     _, mean, logvar = self._posterior(x)
     if not sample:
       return mean
-    return mean + jnp.exp(0.5 * logvar) * jax.random.normal(self.make_rng('noise'), mean.shape)
+    return mean + jnp.exp(0.5 * logvar) * jax.random.normal(self.make_rng('noise'), mean.shape, mean.dtype)
 
   def decode(self, z: jax.Array) -> jax.Array:
     """The decoder's mean E[x | z], shaped [N, *shape]."""
