@@ -492,3 +492,18 @@ def test_split_validation():
     Split(x=np.zeros((2, 3)), y=None)
   with pytest.raises(AelabError, match='2 rows of x but 3 labels'):
     Split(x=np.zeros((2, 3), np.float32), y=np.zeros(3, np.int32))
+
+
+_SHARED_MNIST = Path(__file__).resolve().parents[2] / 'shared' / 'data' / 'mnist'
+_DEBIAN_FASHION = Path('/usr/share/datasets/fashion-mnist')
+
+
+@pytest.mark.skipif(not (_SHARED_MNIST.is_dir() and _DEBIAN_FASHION.is_dir()),
+                    reason='needs ../shared/data/mnist and dataset-fashion-mnist')
+def test_fashion_search_passes_over_a_data_dir_of_mnist_files(monkeypatch):
+  monkeypatch.setenv('AELAB_DATA_DIR', str(_SHARED_MNIST))  # MNIST files under published names
+  monkeypatch.setattr(locate, 'SYSTEM_DIRS', {'fashion_mnist': (_DEBIAN_FASHION,)})
+  cfg = data.defaults('fashion_mnist')
+  cfg.update(train_limit=100, test_limit=100)
+  ds = data.load(cfg, seed=0)
+  assert all(str(_DEBIAN_FASHION) in f['path'] for f in ds.source['files'].values())

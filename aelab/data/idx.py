@@ -162,9 +162,10 @@ def _locate(name: str, path: str) -> tuple[Path, str, dict[str, Path]]:
   searched = []
   for how, directory in locate.candidate_dirs(name):
     files = locate.find_files(name, directory)
-    if len(files) == 4:
+    other = _other_dataset(name, files) if len(files) == 4 else None
+    if len(files) == 4 and other is None:
       return directory, how, files
-    state = ('missing' if not directory.exists() else
+    state = ('missing' if not directory.exists() else f'holds the {other} files' if other else
              f'has {", ".join(p.name for p in files.values())}' if files else 'no IDX files')
     searched.append(f'{directory} ({how}: {state})')
 
@@ -179,6 +180,20 @@ def _locate(name: str, path: str) -> tuple[Path, str, dict[str, Path]]:
   except download.DownloadError as e:
     raise AelabError(_offline_message(name, searched, needed, e)) from None
   return cache, 'download', files
+
+
+def _other_dataset(name: str, files: Mapping[str, Path]) -> str | None:
+  """The other dataset whose published test labels these are (MNIST and Fashion-MNIST share file
+  names, so $AELAB_DATA_DIR holding one must not stop the search for the other), else None."""
+  path = files['test_labels']
+  if not locate.is_official(name, 'test_labels', path):
+    return None
+  data = _read_bytes(path)
+  md5s = {download.md5_of(data), download.md5_of(gunzip(data, str(path)))}
+  for other, table in download.OFFICIAL.items():
+    if other != name and md5s & {table['test_labels'].md5, table['test_labels'].content_md5}:
+      return other
+  return None
 
 
 def _offline_message(name: str, searched: list[str], needed: list[str],
