@@ -127,7 +127,7 @@ def _from_csv(run: runs.Run, path: pathlib.Path, label_column: str | None) -> Ro
     opts['label_column'] = ''  # The run's label column is simply absent from this file.
   trained = run.feature_names
   columns = ''
-  looks_like_header = any(c and not _is_number(c) for c in first)
+  looks_like_header = any(c and not tabular.is_number(c) for c in first)
   if trained and looks_like_header and opts['header'] != 'no':
     missing = [c for c in trained if c not in first]
     if missing:
@@ -148,11 +148,3 @@ def _from_csv(run: runs.Run, path: pathlib.Path, label_column: str | None) -> Ro
   source = f'{path} (md5 {download.md5_of(path.read_bytes())})'
   return Rows(x=runs.check_rows(run, x, str(path)), y=y, label_names=extra.get('label_names'),
               columns=names, source=source)
-
-
-def _is_number(text: str) -> bool:
-  try:
-    float(text)
-    return True
-  except ValueError:
-    return False

@@ -140,7 +140,7 @@ def _read_rows(path: Path, delimiter: str) -> tuple[list[list[str]], list[int]]:
   return rows, lines
 
 
-def _is_number(text: str) -> bool:
+def is_number(text: str) -> bool:
   try:
     float(text)
     return True
@@ -156,7 +156,7 @@ def _has_header(first: Sequence[str], label_column: str, header: str, path: Path
   skip = None
   if label_column and -len(first) <= int(label_column) < len(first):
     skip = int(label_column) % len(first)
-  return any(c.strip() and not _is_number(c) for i, c in enumerate(first) if i != skip)
+  return any(c.strip() and not is_number(c) for i, c in enumerate(first) if i != skip)
 
 
 def _is_int(text: str) -> bool:
