@@ -423,14 +423,7 @@ _ARGV: list[str] = []
 def run(argv: list[str] | None = None) -> None:
   argv = list(sys.argv if argv is None else argv)
   _ARGV[:] = argv
-  try:
-    spec = next((a.split('=', 1)[1] for a in argv if a.startswith('--config=')), None)
-    if spec is not None:
-      config_lib.check_override_paths(config_lib.load(spec), argv)
-    app.run(main, argv=argv)
-  except AelabError as e:
-    print(f'aelab: error: {e}', file=sys.stderr, flush=True)
-    sys.exit(2)
+  config_lib.run_app(main, argv)
 
 
 if __name__ == '__main__':

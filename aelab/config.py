@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import importlib.util
 import pathlib
+import sys
 from collections.abc import Mapping, Sequence
 
 import ml_collections
+from absl import app
 
 from aelab.errors import AelabError
 
@@ -73,3 +75,16 @@ def variants(arg: str | None, valid: Sequence[str]) -> set[str]:
                      f'{", ".join(map(repr, unknown))}; valid variants (comma-separated): '
                      f'{", ".join(valid)}')
   return words
+
+
+def run_app(main, argv: list[str]) -> None:
+  """absl `app.run(main)` for a `--config` CLI: a missing config file or an unknown override field
+  is reported before absl parses, and every AelabError is one line on stderr with exit code 2."""
+  try:
+    spec = next((a.split('=', 1)[1] for a in argv if a.startswith('--config=')), None)
+    if spec is not None:
+      check_override_paths(load(spec), argv)
+    app.run(main, argv=argv)
+  except AelabError as e:
+    print(f'aelab: error: {e}', file=sys.stderr, flush=True)
+    sys.exit(2)

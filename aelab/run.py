@@ -12,20 +12,11 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from aelab import config as config_lib
-from aelab.errors import AelabError
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Experiment config file[:arg].',
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for checkpoints, metrics and plots.')
 flags.mark_flags_as_required(['config', 'workdir'])
-
-
-def _precheck(argv: list[str]) -> None:
-  """Reports a missing config file or an unknown `--config.x.y` field in one line, before absl."""
-  spec = next((a.split('=', 1)[1] for a in argv if a.startswith('--config=')), None)
-  if spec is None:
-    return
-  config_lib.check_override_paths(config_lib.load(spec), argv)
 
 
 def main(argv: list[str]) -> None:
@@ -44,13 +35,7 @@ def main(argv: list[str]) -> None:
 
 
 def run(argv: list[str] | None = None) -> None:
-  argv = list(sys.argv if argv is None else argv)
-  try:
-    _precheck(argv)
-    app.run(main, argv=argv)
-  except AelabError as e:
-    print(f'aelab: error: {e}', file=sys.stderr, flush=True)
-    sys.exit(2)
+  config_lib.run_app(main, list(sys.argv if argv is None else argv))
 
 
 if __name__ == '__main__':
