@@ -296,6 +296,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   train_block = make_train_block(forward, tx, mesh, tc.scan_unroll)
   eval_step = evaluate.make_eval_step(forward, config.preprocessing, setup.unit,
                                       noisy=noise.corrupts)
+  learning_rate = optim.schedule(config.optimizer, total_steps)
   rep = sharding.replicated(mesh)
   stats = sharding.put_tree(stats_host, rep)
 
@@ -362,8 +363,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
         host = jax.device_get([m for _, m in pending])
         means = {f'train/{key}': float(np.mean(np.concatenate([np.atleast_1d(h[key]) for h in host])))
                  for key in host[0]}
-        writer.write(step, {**means, 'train/learning_rate': float(optim.schedule(
-            config.optimizer, total_steps)(step - 1))})
+        writer.write(step, {**means, 'train/learning_rate': float(learning_rate(step - 1))})
         bar.set_postfix(loss=f'{means["train/loss"]:.4g}')
         pending = []
       if clock is None:  # time from the end of the first (compiling) block

@@ -9,7 +9,7 @@ here). `:plain` drops the penalty (the baseline); `:fashion` trains on the full 
     AELAB_DATA_DIR=../shared/data/mnist python -m aelab.run \
         --config=experiments/contractive_mnist.py --workdir=workdirs/contractive_mnist
     python -m aelab.run --config=experiments/contractive_mnist.py:fashion \
-        --workdir=workdirs/contractive_mnist_fashion   # AELAB_DATA_DIR unset (not the MNIST dir)
+        --workdir=workdirs/contractive_mnist_fashion
 
 Expected figure: test `contractive` (mean ||J||_F^2 per example) about 30% below the plain tied
 AE's (`:plain` still logs it, at weight 1e-12): 79 vs 113 on MNIST, 55 vs 99 on Fashion-MNIST,
@@ -18,7 +18,7 @@ for ~0.003 more BCE per pixel.
 """
 
 from aelab import data, losses, models, optim, train
-from aelab.config import variants
+from aelab.config import tiny_images, variants
 
 
 def get_config(arg=None):
@@ -39,9 +39,6 @@ def get_config(arg=None):
   config.train = train.defaults(batch_size=128, num_epochs=8 if 'fashion' in v else 40,
                                 log_every=100, eval_every=1000, checkpoint_every=1000)
   if 'tiny' in v:
-    config.dataset.train_limit = 1000
-    config.dataset.test_limit = 500
+    tiny_images(config)
     config.model.hidden = (32,)
-    config.train.update(batch_size=50, num_epochs=0, num_steps=60, steps_per_call=10,
-                        log_every=20, eval_every=0, checkpoint_every=0)
   return config

@@ -16,7 +16,7 @@ Combine with commas, e.g. `:masking,plain`.
     AELAB_DATA_DIR=../shared/data/mnist python -m aelab.run \
         --config=experiments/denoising_mnist.py:plain --workdir=workdirs/denoising_mnist_plain
     python -m aelab.run --config=experiments/denoising_mnist.py:fashion \
-        --workdir=workdirs/denoising_mnist_fashion   # AELAB_DATA_DIR unset (not the MNIST dir)
+        --workdir=workdirs/denoising_mnist_fashion
 
 Expected figure: test `noisy_mse` / `noisy_bce` (reconstruction of corrupted test digits against
 the clean ones; both runs see the same corrupted digits) clearly lower for the denoiser than for
@@ -27,7 +27,7 @@ denoised rows.
 """
 
 from aelab import corruption, data, losses, models, optim, train
-from aelab.config import variants
+from aelab.config import tiny_images, variants
 
 
 def get_config(arg=None):
@@ -51,9 +51,6 @@ def get_config(arg=None):
   config.train = train.defaults(batch_size=128, num_epochs=8 if 'fashion' in v else 40,
                                 log_every=100, eval_every=1000, checkpoint_every=1000)
   if 'tiny' in v:
-    config.dataset.train_limit = 1000
-    config.dataset.test_limit = 500
+    tiny_images(config)
     config.model.hidden = (64, 16)
-    config.train.update(batch_size=50, num_epochs=0, num_steps=60, steps_per_call=10,
-                        log_every=20, eval_every=0, checkpoint_every=0)
   return config

@@ -15,10 +15,10 @@ from aelab import config as config_lib, data
 
 def get_config(arg=None):
   config = config_lib.load(f'{pathlib.Path(__file__).with_name("mnist_ae.py")}:{arg or ""}')
+  limits = {k: config.dataset[k] for k in ('train_limit', 'test_limit')}  # :tiny's, if any
   config.dataset = data.defaults('fashion_mnist')
-  if arg == 'tiny':
-    config.dataset.update(train_limit=1000, test_limit=500)
-  else:
+  config.dataset.update(limits)
+  if 'tiny' not in config_lib.variants(arg, ('tiny',)):
     config.train.update(batch_size=256, num_epochs=20, log_every=100, eval_every=1000,
                         checkpoint_every=1000)
   return config

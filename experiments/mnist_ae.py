@@ -10,10 +10,12 @@ Keras 784-32-784 tutorial reports about 0.10 on the full 60k training set.)
 """
 
 from aelab import data, losses, models, optim, train
+from aelab.config import tiny_images, variants
 
 
 def get_config(arg=None):
   import ml_collections
+  v = variants(arg, ('tiny',))
   config = ml_collections.ConfigDict()
   config.seed = 0
   config.dataset = data.defaults('mnist')
@@ -24,12 +26,7 @@ def get_config(arg=None):
   config.optimizer = optim.defaults(name='adam', learning_rate=1e-3)
   config.train = train.defaults(batch_size=128, num_epochs=60, log_every=70, eval_every=700,
                                 checkpoint_every=700)
-  if arg == 'tiny':
-    config.dataset.train_limit = 1000
-    config.dataset.test_limit = 500
+  if 'tiny' in v:
+    tiny_images(config, checkpoint_every=30)
     config.model.hidden = (32, 8)
-    config.train.update(batch_size=50, num_epochs=0, num_steps=60, steps_per_call=10,
-                        log_every=20, eval_every=0, checkpoint_every=30)
-  elif arg not in (None, ''):
-    raise ValueError(f'unknown variant {arg!r}; valid: tiny')
   return config

@@ -9,7 +9,7 @@ of 500, so rho_hat is a 500-example mean. `:fashion` trains on the full Fashion-
     AELAB_DATA_DIR=../shared/data/mnist python -m aelab.run \
         --config=experiments/sparse_kl_mnist.py --workdir=workdirs/sparse_kl_mnist
     python -m aelab.run --config=experiments/sparse_kl_mnist.py:fashion \
-        --workdir=workdirs/sparse_kl_mnist_fashion   # AELAB_DATA_DIR unset (not the MNIST dir)
+        --workdir=workdirs/sparse_kl_mnist_fashion
 
 Expected figure: test `code_mean` (the mean activation of the 196 hidden units) within 20% of
 rho = 0.1 (0.1065 on MNIST, 0.1069 on Fashion-MNIST), and `plots/filters.png` showing the classic pen-stroke filters (after ~60 epochs
@@ -18,7 +18,7 @@ they still look like whole digits; the strokes need the longer run).
 """
 
 from aelab import data, losses, models, optim, train
-from aelab.config import variants
+from aelab.config import tiny_images, variants
 
 
 def get_config(arg=None):
@@ -39,8 +39,5 @@ def get_config(arg=None):
   config.train = train.defaults(batch_size=500, num_epochs=40 if 'fashion' in v else 400,
                                 log_every=100, eval_every=1000, checkpoint_every=2000)
   if 'tiny' in v:
-    config.dataset.train_limit = 1000
-    config.dataset.test_limit = 500
-    config.train.update(batch_size=100, num_epochs=0, num_steps=60, steps_per_call=10,
-                        log_every=20, eval_every=0, checkpoint_every=0)
+    tiny_images(config, batch_size=100)
   return config

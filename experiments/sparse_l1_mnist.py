@@ -9,7 +9,7 @@ same model without the penalty, for the comparison; `:fashion` trains on the ful
     AELAB_DATA_DIR=../shared/data/mnist python -m aelab.run \
         --config=experiments/sparse_l1_mnist.py:plain --workdir=workdirs/sparse_l1_mnist_plain
     python -m aelab.run --config=experiments/sparse_l1_mnist.py:fashion \
-        --workdir=workdirs/sparse_l1_mnist_fashion   # AELAB_DATA_DIR unset (not the MNIST dir)
+        --workdir=workdirs/sparse_l1_mnist_fashion
 
 Expected figure: the test `code_mean` (mean activation of the code) of the penalised model below
 the unpenalised one's at about the same BCE: 4.65 vs 5.89 on MNIST (2.15 vs 2.55 on
@@ -19,7 +19,7 @@ reports 3.33 vs 7.30 after 100 epochs on the full 60k). `plots/filters.png`: the
 """
 
 from aelab import data, losses, models, optim, train
-from aelab.config import variants
+from aelab.config import tiny_images, variants
 
 
 def get_config(arg=None):
@@ -39,8 +39,5 @@ def get_config(arg=None):
   config.train = train.defaults(batch_size=256, num_epochs=20 if 'fashion' in v else 100,
                                 log_every=100, eval_every=1000, checkpoint_every=1000)
   if 'tiny' in v:
-    config.dataset.train_limit = 1000
-    config.dataset.test_limit = 500
-    config.train.update(batch_size=50, num_epochs=0, num_steps=60, steps_per_call=10,
-                        log_every=20, eval_every=0, checkpoint_every=0)
+    tiny_images(config)
   return config

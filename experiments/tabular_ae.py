@@ -11,12 +11,14 @@ The default table is the UCI breast-cancer data shipped in tests/data (569 x 30,
 import pathlib
 
 from aelab import data, losses, models, optim, train
+from aelab.config import variants
 
 TABLE = pathlib.Path(__file__).resolve().parents[1] / 'tests' / 'data' / 'breast_cancer.csv'
 
 
 def get_config(arg=None):
   import ml_collections
+  v = variants(arg, ('tiny',))
   config = ml_collections.ConfigDict()
   config.seed = 0
   config.dataset = data.defaults('csv')
@@ -29,8 +31,6 @@ def get_config(arg=None):
   config.optimizer = optim.defaults(name='adam', learning_rate=3e-3)
   config.train = train.defaults(batch_size=32, num_epochs=200, log_every=100, eval_every=500,
                                 checkpoint_every=1000, eval_batch_size=256)
-  if arg == 'tiny':
+  if 'tiny' in v:
     config.train.update(num_epochs=0, num_steps=40, log_every=20, checkpoint_every=0)
-  elif arg not in (None, ''):
-    raise ValueError(f'unknown variant {arg!r}; valid: tiny')
   return config

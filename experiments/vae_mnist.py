@@ -13,7 +13,7 @@ importance-weighted bound with k = 5000 samples (config.iwae) estimates the test
     AELAB_DATA_DIR=../shared/data/mnist python -m aelab.run \
         --config=experiments/vae_mnist.py --workdir=workdirs/vae_mnist
     python -m aelab.run --config=experiments/vae_mnist.py:fashion \
-        --workdir=workdirs/vae_mnist_fashion   # AELAB_DATA_DIR unset (not the MNIST dir)
+        --workdir=workdirs/vae_mnist_fashion
 
 Expected figure: test `loss` (negative ELBO, one sample) and `iwae_neg_elbo` (5000-sample ELBO)
 about 104 nats and `iwae_nll` (the IWAE bound, k = 5000) about 97, i.e. 7 nats tighter
@@ -25,7 +25,7 @@ the posterior means coloured by digit), reconstructions.png.
 """
 
 from aelab import corruption, data, iwae, losses, models, optim, train
-from aelab.config import variants
+from aelab.config import tiny_images, variants
 
 
 def get_config(arg=None):
@@ -48,10 +48,7 @@ def get_config(arg=None):
                                 log_every=200, eval_every=2000, checkpoint_every=2000)
   config.iwae = iwae.defaults(samples=5000, batch_size=100)
   if 'tiny' in v:
-    config.dataset.train_limit = 1000
-    config.dataset.test_limit = 500
+    tiny_images(config)
     config.model.update(hidden=(64, 64), channels=(8, 16), latent=8)
-    config.train.update(batch_size=50, num_epochs=0, num_steps=60, steps_per_call=10,
-                        log_every=20, eval_every=0, checkpoint_every=0)
     config.iwae.update(samples=20, examples=100)
   return config
