@@ -24,7 +24,7 @@ import numpy as np
 from aelab.errors import AelabError
 
 if TYPE_CHECKING:
-  from aelab import inputs, runs
+  from aelab.analysis import inputs, runs
 
 PROG = 'python -m aelab.inspect'
 
@@ -89,7 +89,7 @@ class _Output(NamedTuple):
 
 def _features(run: runs.Run, rows: inputs.Rows, args: argparse.Namespace,
               where: str) -> _Output:
-  from aelab import runs
+  from aelab.analysis import runs
   layer = int(args.layer) if args.layer.strip().isdigit() else args.layer.strip()
   h = runs.features(run, rows.x, layer, args.batch_size)
   depth = run.depth
@@ -105,7 +105,7 @@ def _features(run: runs.Run, rows: inputs.Rows, args: argparse.Namespace,
 
 def _reconstruct(run: runs.Run, rows: inputs.Rows, args: argparse.Namespace, where: str,
                  names: list[str]) -> _Output:
-  from aelab import runs
+  from aelab.analysis import runs
   r = runs.reconstruct(run, rows.x, args.space, args.batch_size)
   unit = ('input units (preprocessing inverted)' if args.space == 'input'
           else f'the normalized space the network works in (preprocessing {run.mode!r})')
@@ -117,7 +117,7 @@ def _reconstruct(run: runs.Run, rows: inputs.Rows, args: argparse.Namespace, whe
 
 def _anomaly(run: runs.Run, rows: inputs.Rows, args: argparse.Namespace, where: str,
              names: list[str]) -> _Output:
-  from aelab import anomaly, inputs, runs
+  from aelab.analysis import anomaly, inputs, runs
   se = anomaly.errors(run, rows.x, args.space, per_feature=True, batch_size=args.batch_size)
   err, n = se.mean(axis=1), len(se)
   if args.space == 'normalized':
@@ -162,7 +162,8 @@ def _anomaly(run: runs.Run, rows: inputs.Rows, args: argparse.Namespace, where: 
 
 def main(args: argparse.Namespace) -> str:
   """Runs one verb; returns the one-line summary to print."""
-  from aelab import export, inputs, preprocessing, runs  # after parsing: keeps --help fast
+  from aelab import preprocessing  # after parsing: keeps --help fast
+  from aelab.analysis import export, inputs, runs
 
   fmt = None if args.verb == 'weights' else export.format_of(args.out)
   run = runs.load(args.workdir, args.step)

@@ -22,7 +22,7 @@ flags.mark_flags_as_required(['config', 'workdir'])
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
-  from aelab import sharding, train  # imported after flag parsing: keeps --help fast
+  from aelab.trainer import sharding, train  # imported after flag parsing: keeps --help fast
   sharding.maybe_initialize_distributed()
   logging.set_verbosity(logging.WARNING)
   summary = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)

@@ -14,7 +14,8 @@ about 80-85 steps/s, 0.92-0.93 of the bare jit(scan) loop's FLOP/s, input pipeli
 4096 about 5.5 steps/s (95 GFLOP/s), 0.95-0.98 of bare. `launch/bench_all.sh` runs the standard set.
 """
 
-from aelab import data, losses, models, optim, train
+from aelab import data, losses, models
+from aelab.trainer import optim, train
 from aelab.errors import AelabError
 
 

@@ -17,7 +17,8 @@ for ~0.003 more BCE per pixel.
 `:tiny` runs 60 steps on 1000 digits (used by the tests).
 """
 
-from aelab import data, losses, models, optim, train
+from aelab import data, losses, models
+from aelab.trainer import optim, train
 from aelab.config import tiny_images, variants
 
 

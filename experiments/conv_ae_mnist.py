@@ -18,7 +18,8 @@ then measured 31.7 -> 149.4 steps/s here); plots/filters.png shows the 16 first-
 `:tiny` runs 60 steps on 1000 digits (used by the tests).
 """
 
-from aelab import data, losses, models, optim, train
+from aelab import data, losses, models
+from aelab.trainer import optim, train
 from aelab.config import tiny_images, variants
 
 

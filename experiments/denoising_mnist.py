@@ -26,7 +26,8 @@ denoised rows.
 `:tiny` runs 60 steps on 1000 digits (used by the tests).
 """
 
-from aelab import corruption, data, losses, models, optim, train
+from aelab import corruption, data, losses, models
+from aelab.trainer import optim, train
 from aelab.config import tiny_images, variants
 
 

@@ -33,7 +33,8 @@ Expected (409 training rows, 4090 steps, a few seconds on a CPU): see the README
 
 import pathlib
 
-from aelab import data, losses, models, optim, train
+from aelab import data, losses, models
+from aelab.trainer import optim, train
 from aelab.config import variants
 
 TABLE = pathlib.Path(__file__).resolve().parents[1] / 'tests' / 'data' / 'breast_cancer.csv'

@@ -19,7 +19,8 @@ and steps; only the preprocessing differs:
 has the table. `:raw,tiny` and `:normalized,tiny` run in seconds (used by the tests).
 """
 
-from aelab import data, losses, models, optim, train
+from aelab import data, losses, models
+from aelab.trainer import optim, train
 
 VARIANTS = {'raw': 'none', 'normalized': 'per_sample'}
 

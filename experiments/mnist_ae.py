@@ -9,7 +9,8 @@ Keras 784-32-784 tutorial reports about 0.10 on the full 60k training set.)
 `:tiny` trains a 784-32-8-32-784 model on 1000 digits in seconds (used by the tests).
 """
 
-from aelab import data, losses, models, optim, train
+from aelab import data, losses, models
+from aelab.trainer import optim, train
 from aelab.config import tiny_images, variants
 
 

@@ -18,7 +18,8 @@ reports 3.33 vs 7.30 after 100 epochs on the full 60k). `plots/filters.png`: the
 `:tiny` runs 60 steps on 1000 digits (used by the tests).
 """
 
-from aelab import data, losses, models, optim, train
+from aelab import data, losses, models
+from aelab.trainer import optim, train
 from aelab.config import tiny_images, variants
 
 

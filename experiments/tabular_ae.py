@@ -10,7 +10,8 @@ The default table is the UCI breast-cancer data shipped in tests/data (569 x 30,
 
 import pathlib
 
-from aelab import data, losses, models, optim, train
+from aelab import data, losses, models
+from aelab.trainer import optim, train
 from aelab.config import variants
 
 TABLE = pathlib.Path(__file__).resolve().parents[1] / 'tests' / 'data' / 'breast_cancer.csv'

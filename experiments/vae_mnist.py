@@ -24,7 +24,9 @@ the posterior means coloured by digit), reconstructions.png.
 `:tiny` runs 60 steps on 1000 digits with k = 20 (used by the tests).
 """
 
-from aelab import corruption, data, iwae, losses, models, optim, train
+from aelab import corruption, data, losses, models
+from aelab.evaluators import iwae
+from aelab.trainer import optim, train
 from aelab.config import tiny_images, variants
 
 

@@ -13,7 +13,10 @@ import numpy as np
 import optax
 import pytest
 
-from aelab import bench, flops, losses, models, sharding, train
+from aelab.bench import cli as bench
+from aelab import losses, models
+from aelab.bench import flops
+from aelab.trainer import sharding, train
 from conftest import DATA, ROOT, experiment
 
 DENSE = (784, 512, 32, 512, 784)

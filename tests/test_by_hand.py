@@ -8,7 +8,9 @@ import shutil
 import numpy as np
 import pytest
 
-from aelab import export, inspect, train
+from aelab import inspect
+from aelab.analysis import export
+from aelab.trainer import train
 from conftest import DATA, ROOT, experiment
 
 SECTION = '## Reproduce the features by hand'

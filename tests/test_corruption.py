@@ -6,7 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from aelab import corruption, losses, preprocessing, train
+from aelab import corruption, losses, preprocessing
+from aelab.trainer import train
 from aelab.errors import AelabError
 
 KEY = jax.random.PRNGKey(0)

@@ -5,7 +5,8 @@ import json
 
 import pytest
 
-from aelab import inputs, runs, train
+from aelab.analysis import inputs, runs
+from aelab.trainer import train
 from conftest import experiment
 
 

@@ -10,7 +10,9 @@ import sys
 import numpy as np
 import pytest
 
-from aelab import anomaly, export, inputs, inspect, preprocessing, runs, train
+from aelab import inspect, preprocessing
+from aelab.analysis import anomaly, export, inputs, runs
+from aelab.trainer import train
 from aelab.errors import AelabError
 from conftest import DATA, ROOT, experiment
 

@@ -9,7 +9,7 @@ import jax
 import numpy as np
 import pytest
 
-from aelab import checkpoint, sharding, train
+from aelab.trainer import checkpoint, sharding, train
 from aelab.errors import AelabError
 from conftest import DATA, ROOT, experiment
 
@@ -17,7 +17,7 @@ _SCRIPT = """
 import json, sys, jax
 sys.path.insert(0, 'tests')
 from conftest import experiment
-from aelab import train
+from aelab.trainer import train
 config = experiment('mnist_ae')
 config.train.update(batch_size=40, num_steps=20, progress=False, plots=False)
 summary = train.train_and_evaluate(config, sys.argv[1])

@@ -6,9 +6,9 @@ import jax
 import numpy as np
 import pytest
 
-from aelab import checkpoint, train
+from aelab.trainer import checkpoint, train
 from aelab.errors import AelabError
-from aelab.writers import read_jsonl
+from aelab.trainer.writers import read_jsonl
 from conftest import experiment
 
 
@@ -136,7 +136,7 @@ def test_loss_weight_warmup_follows_the_train_step(tmp_path):
 
 
 def test_bfloat16_compute_keeps_float32_master_weights(tmp_path):
-  from aelab import precision
+  from aelab.trainer import precision
   config = experiment('mnist_ae')
   config.train.update(progress=False, plots=False, compute_dtype='bfloat16')
   setup = train.build(config)

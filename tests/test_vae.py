@@ -6,7 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from aelab import corruption, iwae, losses, models
+from aelab import corruption, losses, models
+from aelab.evaluators import iwae
 from aelab.errors import AelabError
 from aelab.losses import Outputs
 

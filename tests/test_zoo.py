@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from aelab import config as config_lib
-from aelab import train
+from aelab.trainer import train
 from aelab.errors import AelabError
-from aelab.writers import read_jsonl
+from aelab.trainer.writers import read_jsonl
 from conftest import DATA, experiment
 
 ZOO = ('sparse_l1_mnist', 'sparse_kl_mnist', 'denoising_mnist', 'vae_mnist', 'conv_ae_mnist',

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from jax.test_util import check_grads
 
-from aelab import evaluate, losses, models
+from aelab import losses, models
+from aelab.evaluators import reconstruction as evaluate
 from aelab.errors import AelabError
 from aelab.losses import Outputs
 
@@ -147,7 +148,7 @@ def test_warmup_ramps_the_weight_and_evaluation_uses_the_full_weight():
 
 
 def test_forward_refuses_a_warmup_without_the_step():
-  from aelab import train
+  from aelab.trainer import train
   cfg = models.defaults('vae', hidden=(8,), latent=2)
   model = models.build(cfg, (6,))
   loss_fn = losses.compose(losses.defaults(

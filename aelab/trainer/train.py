@@ -20,11 +20,12 @@ import numpy as np
 import optax
 import tqdm
 
-from aelab import (checkpoint, corruption, data, evaluate, iwae, losses, models, optim, plots,
-                   precision, preprocessing, sharding)
+from aelab import corruption, data, losses, models, plots, preprocessing
+from aelab.trainer import checkpoint, optim, precision, sharding
+from aelab.evaluators import reconstruction as evaluate, iwae
 from aelab.config import check_fields
 from aelab.errors import AelabError
-from aelab.writers import MetricWriter, read_jsonl
+from aelab.trainer.writers import MetricWriter, read_jsonl
 
 DEFAULTS = dict(
     batch_size=128,

@@ -26,7 +26,8 @@ import jax
 import ml_collections
 import numpy as np
 
-from aelab import checkpoint, losses, models, preprocessing
+from aelab import losses, models, preprocessing
+from aelab.trainer import checkpoint
 from aelab.errors import AelabError
 
 SPACES = ('input', 'normalized')  # input units, or the preprocessed space the network works in

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from aelab import inputs, runs
+from aelab.analysis import inputs, runs
 from aelab.errors import AelabError
 
 

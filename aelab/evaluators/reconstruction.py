@@ -28,7 +28,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
 
-from aelab import preprocessing, sharding
+from aelab import preprocessing
+from aelab.trainer import sharding
 
 _EPS = 1e-7
 NEAR_ZERO = 1e-2

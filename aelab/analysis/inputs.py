@@ -16,7 +16,8 @@ import sys
 
 import numpy as np
 
-from aelab import data, runs
+from aelab import data
+from aelab.analysis import runs
 from aelab.data import download, tabular
 from aelab.errors import AelabError
 

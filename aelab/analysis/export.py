@@ -20,7 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from aelab import preprocessing, runs
+from aelab import preprocessing
+from aelab.analysis import runs
 from aelab.errors import AelabError
 
 FORMATS = ('csv', 'npz')

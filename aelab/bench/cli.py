@@ -96,7 +96,7 @@ def build(config) -> Setup:
   """The trainer's own setup (`train.build`), with the state initialised and stats placed."""
   import jax
 
-  from aelab import sharding, train
+  from aelab.trainer import sharding, train
   s = train.build(config)
   rep, tc = sharding.replicated(s.mesh), config.train
   return Setup(config=config, dataset=s.dataset, model=s.model, noise=s.noise, loss_fn=s.loss_fn,
@@ -117,7 +117,8 @@ def make_bare_block(model, loss_fn: Callable, tx, mode: str, noise=None,
 
   import jax.numpy as jnp
 
-  from aelab import corruption, losses, precision
+  from aelab import corruption, losses
+  from aelab.trainer import precision
 
   noise = noise or corruption.InputNoise()
   dtype = jnp.float32 if compute_dtype is None else compute_dtype
@@ -185,7 +186,7 @@ def run_bare(block: Callable, carry, stats, xs, key, steps: int, k: int):
 
 def time_compile(forward: Callable, tx, mesh, args, unroll: int | bool = 1) -> tuple[float, float]:
   """(lower seconds, compile seconds) of a freshly built train block (no cache can help)."""
-  from aelab import train
+  from aelab.trainer import train
   block = train.make_train_block(forward, tx, mesh, unroll)
   t0 = time.perf_counter()
   lowered = block.lower(*args)
@@ -232,7 +233,8 @@ def benchmark(config, *, repeats: int = 5, steps: int = 0, target_s: float = 2.0
   import jax
   import numpy as np
 
-  from aelab import flops, precision, sharding, train
+  from aelab.bench import flops
+  from aelab.trainer import precision, sharding, train
   if repeats < 1:
     raise AelabError(f'--repeats = {repeats}; it must be at least 1')
   if steps < 0 or chunk_s < 0 or matmul_size < 0 or target_s <= 0:
@@ -401,7 +403,7 @@ def main(argv: list[str]) -> None:
   from absl import logging
   logging.set_verbosity(logging.WARNING)
   jax.config.update('jax_enable_compilation_cache', False)  # compile time means compiling
-  from aelab import sharding
+  from aelab.trainer import sharding
   sharding.maybe_initialize_distributed()
   spec = next((a.split('=', 1)[1] for a in _ARGV if a.startswith('--config=')), '')
   overrides = [a for a in _ARGV if a.startswith('--config.')]

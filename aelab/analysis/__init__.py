@@ -1,0 +1,1 @@
+"""A trained run read back: features, reconstructions, exported weights, anomaly scores."""

@@ -1,0 +1,3 @@
+from aelab.bench.cli import run
+
+run()

@@ -1,0 +1,1 @@
+"""Evaluators: small named modules, each run on held-out data, chosen in `config.evals`."""
