@@ -6,10 +6,10 @@ binarization. Every transform is a pure function of (x, rng); nothing here holds
   x_in  = masking(x, rng, fraction=0.25)            # a random `fraction` of entries set to 0
   x_in  = salt_and_pepper(x, rng, fraction=0.1, low=0, high=1)  # half to `low`, half to `high`
 
-`config.input_noise` (see `defaults`) selects them; `InputNoise.prepare` is what the trainer's
-forward pass calls: binarize the raw batch (that sample is also the loss target), preprocess it,
-then corrupt the model's input only, so the loss compares the reconstruction of the corrupted
-input with the clean one.
+`config.input_noise` (fields and defaults: `aelab.config.defaults.input_noise`) selects them;
+`InputNoise.prepare` is what the trainer's forward pass calls: binarize the raw batch (that sample
+is also the loss target), preprocess it, then corrupt the model's input only, so the loss compares
+the reconstruction of the corrupted input with the clean one.
 """
 
 from __future__ import annotations
@@ -25,22 +25,12 @@ import numpy as np
 
 from aelab import preprocessing
 from aelab.config import check_choice, check_fields
+from aelab.config.defaults import INPUT_NOISE
 from aelab.errors import AelabError
 
 KINDS = ('none', 'gaussian', 'masking', 'salt_and_pepper')
 
-DEFAULTS = dict(
-    binarize=False,     # dynamic binarization: each step sees a fresh Bernoulli(x) sample of [0, 1] data
-    corruption='none',  # one of KINDS
-    level=0.0,          # gaussian: noise std (noise factor); masking / salt_and_pepper: fraction of entries
-    clip=True,          # gaussian: clip the noisy input to the training data's range
-    train=True,         # corrupt the training inputs (False: a plain AE, still evaluated on corrupted inputs)
-)
-
-
-def defaults(**overrides) -> ml_collections.ConfigDict:
-  check_fields(overrides, DEFAULTS, 'input_noise')
-  return ml_collections.ConfigDict({**DEFAULTS, **overrides})
+DEFAULTS = INPUT_NOISE  # the fields of config.input_noise (aelab/config/defaults.py)
 
 
 # --- the transforms: pure functions of (x, rng) ------------------------------------------------
@@ -98,7 +88,7 @@ class InputNoise:
       return salt_and_pepper(z, rng, self.level, lo, hi)
     return z
 
-  def prepare(self, mode: str, stats: dict, x: jax.Array, rng: jax.Array,
+  def prepare(self, prep: preprocessing.Preprocessor, x: jax.Array, rng: jax.Array,
               corrupt: bool) -> tuple[jax.Array, jax.Array, dict]:
     """Raw batch -> (clean target z, model input, preprocessing ctx), all in model space.
 
@@ -108,7 +98,7 @@ class InputNoise:
     k_bin, k_corrupt = jax.random.split(rng)
     if self.binarize:
       x = binarize(jnp.asarray(x), k_bin)
-    z, ctx = preprocessing.apply(mode, stats, x)
+    z, ctx = prep.apply(x)
     z_in = self.corrupt(z, k_corrupt) if corrupt and self.corrupts else z
     return z, z_in, ctx
 
@@ -143,14 +133,14 @@ def build(cfg: ml_collections.ConfigDict | Mapping[str, Any] | None,
 
 
 def for_dataset(cfg: ml_collections.ConfigDict | Mapping[str, Any] | None, dataset,
-                mode: str) -> InputNoise:
-  """`build` with the ranges measured on the dataset's training split (after `mode` preprocessing)."""
+                prep: preprocessing.Preprocessor) -> InputNoise:
+  """`build` with the ranges measured on the dataset's training split (after `prep`)."""
   if cfg is None:
     return InputNoise()
   x = dataset.train.x
   data_range = dataset.value_range or (float(x.min()), float(x.max()))
   model_range = data_range
-  if (cfg.get('corruption', 'none') != 'none') and mode != 'none':
-    z = np.asarray(preprocessing.apply(mode, preprocessing.fit(mode, x), x)[0])
+  if (cfg.get('corruption', 'none') != 'none') and prep.mode != 'none':
+    z = np.asarray(prep.apply(x)[0])
     model_range = (float(z.min()), float(z.max()))
   return build(cfg, data_range=data_range, model_range=model_range)

@@ -4,7 +4,7 @@ Each term is `fn(out: Outputs, **options) -> scalar`, unweighted. The config
 names the terms and their weights (and, optionally, `warmup_steps`: the weight
 ramps linearly from 0 at step 0 to its value at that step, e.g. KL warm-up):
 
-  config.loss = losses.defaults(
+  config.loss = aelab.config.defaults.loss(
       reconstruction=dict(weight=1.0, kind='bce'),
       kl_sparsity=dict(weight=3.0, rho=0.05),
       weight_decay=dict(weight=1e-4))
@@ -13,11 +13,13 @@ ramps linearly from 0 at step 0 to its value at that step, e.g. KL warm-up):
 
 `compose` validates names and options up front (outside jit); the function it
 returns is pure and jit-able and reports every active term plus the total.
+Each term's options and their defaults are the table LOSS_TERMS of
+aelab/config/defaults.py (the term functions' keyword defaults equal it; a test
+checks).
 """
 
 from __future__ import annotations
 
-import inspect
 import math
 import numbers
 from collections.abc import Callable, Mapping
@@ -29,6 +31,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
+from aelab.config.defaults import LOSS_COMMON, LOSS_TERMS
 from aelab.errors import AelabError
 
 
@@ -43,6 +46,8 @@ class Outputs:
   inputs: jax.Array | None = None
   # The training step (int scalar), for weight warm-up; None outside training (full weights).
   step: jax.Array | None = None
+  # The batch's labels (int [B]) when the dataset has them, for supervised terms.
+  labels: jax.Array | None = None
   # code = encode(inputs) with these params (for the contractive term); not a pytree leaf.
   encode: Callable[[jax.Array], jax.Array] | None = flax.struct.field(
       pytree_node=False, default=None)
@@ -228,13 +233,12 @@ TERMS: dict[str, Callable[..., jax.Array]] = {
 }
 
 # Options every term takes besides its own: the weight, and a linear warm-up of it.
-_COMMON_OPTIONS = ('weight', 'warmup_steps')
+_COMMON_OPTIONS = LOSS_COMMON
 
 
 def _options(name: str) -> dict[str, Any]:
-  """A term's options and their defaults, from its signature (minus `out`)."""
-  params = list(inspect.signature(TERMS[name]).parameters.values())[1:]
-  return {p.name: p.default for p in params}
+  """A term's own options and their defaults (aelab/config/defaults.py)."""
+  return dict(LOSS_TERMS[name])
 
 
 def _term(name: str) -> Callable[..., jax.Array]:
@@ -377,19 +381,3 @@ def compose(
   loss_fn.needs_step = any(warmup for _, _, _, warmup, _ in active)
   return loss_fn
 
-
-def defaults(**terms: Mapping[str, Any]) -> ml_collections.ConfigDict:
-  """A config.loss with each given term's options filled from its signature.
-
-  E.g. defaults(reconstruction=dict(weight=1., kind='bce')) gives
-  {'reconstruction': {'weight': 1.0, 'kind': 'bce', 'reduction': 'mean'}}, so
-  every option can be overridden on the command line.
-  """
-  cfg = ml_collections.ConfigDict()
-  for name, given in terms.items():
-    _term(name)
-    opts = _as_dict(name, given)
-    _check_options(name, opts, need_weight=True)
-    full = {'weight': float(opts.pop('weight')), **_options(name), **opts}
-    cfg[name] = ml_collections.ConfigDict(full)
-  return cfg

@@ -1,10 +1,14 @@
 """Explicit, invertible input transforms, fitted on the training split only.
 
-Every mode is three pure functions:
+What travels through aelab is a `Preprocessor`: the mode and its statistics as one pytree
+(the statistics are its leaves, the mode static), so it crosses jit and checkpoints whole:
 
-  stats = fit(mode, x_train)          # host-side numpy, float64 maths, float32 result
-  z, ctx = apply(mode, stats, x)      # jax.numpy; works on numpy/jax arrays and under jit
-  x = invert(mode, stats, z, ctx)     # the exact inverse of `apply`
+  prep = Preprocessor.fit(mode, x_train)   # host-side numpy, float64 maths, float32 statistics
+  z, ctx = prep.apply(x)                   # jax.numpy; works on numpy/jax arrays and under jit
+  x = prep.invert(z, ctx)                  # the exact inverse of `apply`
+
+Underneath, every mode is three pure functions: fit(mode, x), apply(mode, stats, x) and
+invert(mode, stats, z, ctx).
 
 `stats` are per feature (shaped like one example) and are saved with the
 checkpoint; `ctx` carries per-example statistics (only `per_sample` has any) so
@@ -26,6 +30,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import flax
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -202,3 +207,31 @@ def describe(mode: str, stats: dict | None = None) -> str:
     if len(shapes) == 1:
       line += f'; statistics {", ".join(STAT_KEYS[mode])} of shape {shapes.pop()}'
   return line
+
+
+@flax.struct.dataclass
+class Preprocessor:
+  """A preprocessing mode with its fitted statistics: a pytree whose leaves are the statistics."""
+  mode: str = flax.struct.field(pytree_node=False)
+  stats: dict = flax.struct.field(default_factory=dict)
+
+  @classmethod
+  def fit(cls, mode: str, x: np.ndarray) -> Preprocessor:
+    """Fits `mode` on the training split `x` [N, *feature_shape]."""
+    return cls(mode=mode, stats=fit(mode, x))
+
+  def apply(self, x: Array) -> tuple[Array, dict[str, Array]]:
+    """Inputs -> model space: (z, ctx); ctx is {} except for per_sample."""
+    return apply(self.mode, self.stats, x)
+
+  def invert(self, z: Array, ctx: dict[str, Array]) -> Array:
+    """Model space -> input units: the exact inverse of `apply`."""
+    return invert(self.mode, self.stats, z, ctx)
+
+  def describe(self) -> str:
+    """One line: the formula in the names of the statistics."""
+    return describe(self.mode, self.stats)
+
+  @property
+  def stat_keys(self) -> tuple[str, ...]:
+    return STAT_KEYS[self.mode]

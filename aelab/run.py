@@ -1,41 +1,61 @@
 """Training CLI: `python -m aelab.run --config=experiments/mnist_ae.py[:tiny] --workdir=DIR`.
 
 Any config field can be overridden, e.g. `--config.optimizer.learning_rate=3e-4`. Rerunning the
-same command resumes from the latest checkpoint in DIR.
+same command resumes from the latest verified checkpoint in DIR; rerunning a finished run says
+so. Exit codes: 0 finished (or already finished), 2 an error (one line on stderr), 75 stopped by
+SIGTERM/SIGINT with a checkpoint saved (rerun the same command to resume; schedulers requeue
+on it).
 """
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 
-from absl import app, flags, logging
-from ml_collections import config_flags
-
-from aelab import config as config_lib
-
-_CONFIG = config_flags.DEFINE_config_file('config', None, 'Experiment config file[:arg].',
-                                          lock_config=True)
-_WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for checkpoints, metrics and plots.')
-flags.mark_flags_as_required(['config', 'workdir'])
+from aelab.trainer import signals  # standard library only: installed before anything heavy
 
 
-def main(argv: list[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+def _report(summary: dict, workdir: str) -> None:
+  if summary.get('already_complete'):
+    print(f'aelab: the run in {workdir} is already complete ({summary["step"]} steps); results '
+          f'in {workdir}/summary.json', flush=True)
+    return
+  if 'interrupted' in summary:
+    where = {'evaluation': 'during the final evaluation', 'start': 'before training began'}.get(
+        summary.get('during'), f'at step {summary["step"]}/{summary.get("total_steps")}')
+    saved = (f'checkpoint at step {summary["checkpoint_step"]} in {workdir}/checkpoints'
+             if summary.get('checkpoint_step') is not None else 'nothing to save yet')
+    print(f'aelab: stopped by {summary["interrupted"]} {where}; {saved}. Rerun the same command '
+          'to resume.', file=sys.stderr, flush=True)
+    sys.exit(signals.INTERRUPTED)
+  tests = summary.get('test') or summary.get('val') or {}
+  figures = ', '.join(f'{k} {v:.5g}' for k, v in tests.items())
+  rate = summary['train_steps_per_s']
+  print(f'aelab: done, {summary["step"]} steps in {summary["wall_time_s"]:.1f} s'
+        f'{f" ({rate:.1f} steps/s)" if rate else ""}. test: {figures}. Results in {workdir}',
+        flush=True)
+
+
+def main(config, flags, spec: str, overrides: list[str]) -> None:
+  del spec, overrides  # the resolved config is what the run records
+  from absl import logging
+  from aelab.errors import AelabError
   from aelab.trainer import sharding, train  # imported after flag parsing: keeps --help fast
   sharding.maybe_initialize_distributed()
   logging.set_verbosity(logging.WARNING)
-  summary = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
-  if 'interrupted' not in summary:
-    tests = summary.get('test') or summary.get('val') or {}
-    figures = ', '.join(f'{k} {v:.5g}' for k, v in tests.items())
-    print(f'aelab: done, {summary["step"]} steps in {summary["wall_time_s"]:.1f} s '
-          f'({summary["train_steps_per_s"]:.1f} steps/s). test: {figures}. '
-          f'Results in {_WORKDIR.value}', flush=True)
+  try:
+    summary = train.train_and_evaluate(config, flags.workdir)
+  except OSError as e:  # a full disk, a read-only workdir: the OS's own words, on one line
+    raise AelabError(f'{e.strerror or e}: {e.filename or flags.workdir}') from None
+  _report(summary, flags.workdir)
 
 
-def run(argv: list[str] | None = None) -> None:
-  config_lib.run_app(main, list(sys.argv if argv is None else argv))
+def run(argv: Sequence[str] | None = None) -> None:
+  with signals.catch():
+    from aelab import cli
+    flags = (cli.Flag('workdir', str, None, 'Directory for checkpoints, metrics and plots.',
+                      required=True),)
+    cli.main(argv, prog='python -m aelab.run', doc=__doc__, flags=flags, run=main)
 
 
 if __name__ == '__main__':

@@ -14,41 +14,22 @@ about 80-85 steps/s, 0.92-0.93 of the bare jit(scan) loop's FLOP/s, input pipeli
 4096 about 5.5 steps/s (95 GFLOP/s), 0.95-0.98 of bare. `launch/bench_all.sh` runs the standard set.
 """
 
-from aelab import data, losses, models
-from aelab.trainer import optim, train
+from mnist_ae import get_config as mnist_ae_config
+
+from aelab.config import defaults, parse_arg
 from aelab.errors import AelabError
 
 
-def _parse(arg: str | None) -> dict:
-  opts = {'batch': None, 'tiny': False}
-  for item in filter(None, (s.strip() for s in (arg or '').split(','))):
-    key, eq, value = item.partition('=')
-    if key == 'tiny' and not eq:
-      opts['tiny'] = True
-    elif key == 'batch' and eq and value.isdigit() and int(value) > 0:
-      opts['batch'] = int(value)
-    else:
-      raise AelabError(f'unknown variant {item!r} of bench_dense.py; valid: batch=N (N > 0), tiny')
-  return opts
-
-
 def get_config(arg=None):
-  import ml_collections
-  opts = _parse(arg)
-  config = ml_collections.ConfigDict()
-  config.seed = 0
-  config.dataset = data.defaults('mnist')
-  config.preprocessing = 'none'
-  config.model = models.defaults('dense', hidden=(512, 32), activation='relu',
-                                 output_activation='sigmoid')
-  config.loss = losses.defaults(reconstruction=dict(weight=1.0, kind='bce'))
-  config.optimizer = optim.defaults(name='adam', learning_rate=1e-3)
-  batch = opts['batch'] or (50 if opts['tiny'] else 256)
-  config.train = train.defaults(batch_size=batch, num_epochs=10, steps_per_call=10,
-                                log_every=100, eval_every=0, checkpoint_every=0)
-  if opts['tiny']:
-    config.dataset.train_limit = 1000
-    config.dataset.test_limit = 500
+  v = parse_arg(arg, batch=int, tiny=False)  # batch: 256, or 50 with tiny
+  if v.batch is not None and v.batch <= 0:
+    raise AelabError(f"unknown variant 'batch={v.batch}' of bench_dense.py; batch=N needs N > 0")
+  config = mnist_ae_config()
+  config.model.hidden = (512, 32)
+  config.train.update(batch_size=v.batch or 256, num_epochs=10, steps_per_call=10, log_every=100,
+                      checkpoint_every=0)
+  config.evals.val.every = 0
+  if v.tiny:
+    defaults.tiny_images(config, batch_size=v.batch or 50, steps_per_call=5)
     config.model.hidden = (32, 8)
-    config.train.update(num_epochs=0, num_steps=60, steps_per_call=5, log_every=20)
   return config

@@ -17,29 +17,25 @@ for ~0.003 more BCE per pixel.
 `:tiny` runs 60 steps on 1000 digits (used by the tests).
 """
 
-from aelab import data, losses, models
-from aelab.trainer import optim, train
-from aelab.config import tiny_images, variants
+from mnist_ae import get_config as mnist_ae_config
+
+from aelab.config import defaults, parse_arg
 
 
 def get_config(arg=None):
-  import ml_collections
-  v = variants(arg, ('tiny', 'plain', 'exact', 'fashion'))
-  config = ml_collections.ConfigDict()
-  config.seed = 0
-  config.dataset = data.defaults('fashion_mnist' if 'fashion' in v else 'mnist')
-  config.preprocessing = 'none'
-  config.model = models.defaults('dense', hidden=(256,), activation='sigmoid',
-                                 output_activation='sigmoid', tied=True)
-  config.loss = losses.defaults(
+  v = parse_arg(arg, tiny=False, plain=False, exact=False, fashion=False)
+  config = mnist_ae_config()
+  if v.fashion:
+    config.dataset = defaults.dataset('fashion_mnist')
+  config.model.update(hidden=(256,), activation='sigmoid', tied=True)
+  config.loss = defaults.loss(
       reconstruction=dict(weight=1.0, kind='bce', reduction='sum'),
       # weight 1e-12 in :plain keeps the term logged without changing the objective.
-      contractive=dict(weight=1e-12 if 'plain' in v else 0.1,
-                       method='exact' if 'exact' in v else 'sigmoid_layer'))
-  config.optimizer = optim.defaults(name='adam', learning_rate=1e-3)
-  config.train = train.defaults(batch_size=128, num_epochs=8 if 'fashion' in v else 40,
-                                log_every=100, eval_every=1000, checkpoint_every=1000)
-  if 'tiny' in v:
-    tiny_images(config)
+      contractive=dict(weight=1e-12 if v.plain else 0.1,
+                       method='exact' if v.exact else 'sigmoid_layer'))
+  config.train.update(num_epochs=8 if v.fashion else 40, log_every=100, checkpoint_every=1000)
+  config.evals.val.every = 1000
+  if v.tiny:
+    defaults.tiny_images(config)
     config.model.hidden = (32,)
   return config

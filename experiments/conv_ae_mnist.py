@@ -18,27 +18,24 @@ then measured 31.7 -> 149.4 steps/s here); plots/filters.png shows the 16 first-
 `:tiny` runs 60 steps on 1000 digits (used by the tests).
 """
 
-from aelab import data, losses, models
-from aelab.trainer import optim, train
-from aelab.config import tiny_images, variants
+from mnist_ae import get_config as mnist_ae_config
+
+from aelab.config import defaults, parse_arg
 
 
 def get_config(arg=None):
-  import ml_collections
-  v = variants(arg, ('tiny', 'fashion'))
-  config = ml_collections.ConfigDict()
-  config.seed = 0
-  config.dataset = data.defaults('fashion_mnist' if 'fashion' in v else 'mnist')
-  config.preprocessing = 'none'
-  config.model = models.defaults('conv', channels=(16, 32), kernel_size=3, latent=32,
-                                 activation='relu', output_activation='sigmoid')
-  config.loss = losses.defaults(reconstruction=dict(weight=1.0, kind='bce'))
-  config.optimizer = optim.defaults(name='adam', learning_rate=1e-3)
+  v = parse_arg(arg, tiny=False, fashion=False)
+  config = mnist_ae_config()
+  if v.fashion:
+    config.dataset = defaults.dataset('fashion_mnist')
+  config.model = defaults.model('conv', channels=(16, 32), kernel_size=3, latent=32,
+                                activation='relu', output_activation='sigmoid')
   # 15 epochs of the 9k MNIST subset (2100 steps); 3 of the 54k Fashion-MNIST (2530 steps).
-  config.train = train.defaults(batch_size=64, num_epochs=3 if 'fashion' in v else 15,
-                                log_every=100, eval_every=1000, checkpoint_every=1000,
-                                scan_unroll=10)  # XLA:CPU convs in a rolled scan: 4.7x slower
-  if 'tiny' in v:
-    tiny_images(config)
+  config.train.update(batch_size=64, num_epochs=3 if v.fashion else 15, log_every=100,
+                      checkpoint_every=1000,
+                      scan_unroll=10)  # XLA:CPU convs in a rolled scan: 4.7x slower
+  config.evals.val.every = 1000
+  if v.tiny:
+    defaults.tiny_images(config)
     config.model.update(channels=(8, 16), latent=16)
   return config

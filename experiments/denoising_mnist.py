@@ -26,32 +26,25 @@ denoised rows.
 `:tiny` runs 60 steps on 1000 digits (used by the tests).
 """
 
-from aelab import corruption, data, losses, models
-from aelab.trainer import optim, train
-from aelab.config import tiny_images, variants
+from mnist_ae import get_config as mnist_ae_config
+
+from aelab.config import defaults, parse_arg
+
+NOISE = {'masking': dict(corruption='masking', level=0.25),
+         'salt_and_pepper': dict(corruption='salt_and_pepper', level=0.2),
+         'gaussian': dict(corruption='gaussian', level=0.5, clip=True)}
 
 
 def get_config(arg=None):
-  import ml_collections
-  v = variants(arg, ('tiny', 'plain', 'masking', 'salt_and_pepper', 'fashion'))
-  config = ml_collections.ConfigDict()
-  config.seed = 0
-  config.dataset = data.defaults('fashion_mnist' if 'fashion' in v else 'mnist')
-  config.preprocessing = 'none'
-  if 'masking' in v:
-    config.input_noise = corruption.defaults(corruption='masking', level=0.25)
-  elif 'salt_and_pepper' in v:
-    config.input_noise = corruption.defaults(corruption='salt_and_pepper', level=0.2)
-  else:
-    config.input_noise = corruption.defaults(corruption='gaussian', level=0.5, clip=True)
-  config.input_noise.train = 'plain' not in v
-  config.model = models.defaults('dense', hidden=(256, 64), activation='relu',
-                                 output_activation='sigmoid')
-  config.loss = losses.defaults(reconstruction=dict(weight=1.0, kind='bce'))
-  config.optimizer = optim.defaults(name='adam', learning_rate=1e-3)
-  config.train = train.defaults(batch_size=128, num_epochs=8 if 'fashion' in v else 40,
-                                log_every=100, eval_every=1000, checkpoint_every=1000)
-  if 'tiny' in v:
-    tiny_images(config)
+  v = parse_arg(arg, tiny=False, plain=False, masking=False, salt_and_pepper=False, fashion=False)
+  config = mnist_ae_config()
+  if v.fashion:
+    config.dataset = defaults.dataset('fashion_mnist')
+  kind = 'masking' if v.masking else 'salt_and_pepper' if v.salt_and_pepper else 'gaussian'
+  config.input_noise = defaults.input_noise(**NOISE[kind], train=not v.plain)
+  config.train.update(num_epochs=8 if v.fashion else 40, log_every=100, checkpoint_every=1000)
+  config.evals.val.every = 1000
+  if v.tiny:
+    defaults.tiny_images(config)
     config.model.hidden = (64, 16)
   return config

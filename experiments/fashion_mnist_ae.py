@@ -8,17 +8,18 @@ test BCE per pixel 0.270 (Fashion-MNIST's grey levels keep the BCE floor far abo
 test R^2 0.90. `:tiny` trains a small model on 1000 images in seconds (used by the tests).
 """
 
-import pathlib
+from mnist_ae import get_config as mnist_ae_config
 
-from aelab import config as config_lib, data
+from aelab.config import defaults, parse_arg
 
 
 def get_config(arg=None):
-  config = config_lib.load(f'{pathlib.Path(__file__).with_name("mnist_ae.py")}:{arg or ""}')
+  v = parse_arg(arg, tiny=False)
+  config = mnist_ae_config(arg)
   limits = {k: config.dataset[k] for k in ('train_limit', 'test_limit')}  # :tiny's, if any
-  config.dataset = data.defaults('fashion_mnist')
+  config.dataset = defaults.dataset('fashion_mnist')
   config.dataset.update(limits)
-  if 'tiny' not in config_lib.variants(arg, ('tiny',)):
-    config.train.update(batch_size=256, num_epochs=20, log_every=100, eval_every=1000,
-                        checkpoint_every=1000)
+  if not v.tiny:
+    config.train.update(batch_size=256, num_epochs=20, log_every=100, checkpoint_every=1000)
+    config.evals.val.every = 1000
   return config

@@ -33,29 +33,30 @@ Expected (409 training rows, 4090 steps, a few seconds on a CPU): see the README
 
 import pathlib
 
-from aelab import data, losses, models
-from aelab.trainer import optim, train
-from aelab.config import variants
+import ml_collections
+
+from aelab.config import defaults, parse_arg
 
 TABLE = pathlib.Path(__file__).resolve().parents[1] / 'tests' / 'data' / 'breast_cancer.csv'
 
 
 def get_config(arg=None):
-  import ml_collections
-  v = variants(arg, ('tiny',))
+  v = parse_arg(arg, tiny=False)
   config = ml_collections.ConfigDict()
   config.seed = 0
-  config.dataset = data.defaults('csv')
+  config.dataset = defaults.dataset('csv')
   config.dataset.path = str(TABLE)
   config.dataset.label_column = 'diagnosis'
   config.preprocessing = 'h2o'
-  config.model = models.defaults('dense', hidden=(25, 10), activation='tanh',
-                                 output_activation='tanh')
-  config.loss = losses.defaults(reconstruction=dict(weight=1.0, kind='mse'))
-  config.optimizer = optim.defaults(name='adadelta', learning_rate=1.0, adadelta_rho=0.99,
-                                    adadelta_eps=1e-8)
-  config.train = train.defaults(batch_size=1, num_epochs=10, steps_per_call=100, log_every=100,
-                                eval_every=1000, checkpoint_every=0, eval_batch_size=1000)
-  if 'tiny' in v:
-    config.train.update(num_epochs=0, num_steps=300, eval_every=0)
+  config.model = defaults.model('dense', hidden=(25, 10), activation='tanh',
+                                output_activation='tanh')
+  config.loss = defaults.loss(reconstruction=dict(weight=1.0, kind='mse'))
+  config.optimizer = defaults.optimizer(name='adadelta', learning_rate=1.0, adadelta_rho=0.99,
+                                        adadelta_eps=1e-8)
+  config.train = defaults.train(batch_size=1, num_epochs=10, steps_per_call=100, log_every=100,
+                                checkpoint_every=0)
+  config.evals = defaults.evals(every=1000, batch_size=1000)
+  if v.tiny:
+    config.train.update(num_epochs=0, num_steps=300)
+    config.evals.val.every = 0
   return config

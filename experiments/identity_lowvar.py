@@ -19,31 +19,30 @@ and steps; only the preprocessing differs:
 has the table. `:raw,tiny` and `:normalized,tiny` run in seconds (used by the tests).
 """
 
-from aelab import data, losses, models
-from aelab.trainer import optim, train
+import ml_collections
 
-VARIANTS = {'raw': 'none', 'normalized': 'per_sample'}
+from aelab.config import defaults, parse_arg
+from aelab.errors import AelabError
 
 
 def get_config(arg=None):
-  import ml_collections
-  tokens = [t.strip() for t in (arg or 'normalized').split(',') if t.strip()]
-  unknown = [t for t in tokens if t not in (*VARIANTS, 'tiny')]
-  chosen = [t for t in tokens if t in VARIANTS]
-  if unknown or len(chosen) != 1:
-    raise ValueError(f'unknown variant {arg!r}; valid: raw or normalized, optionally with ",tiny" '
-                     '(e.g. raw,tiny)')
+  v = parse_arg(arg, raw=False, normalized=False, tiny=False)
+  if v.raw and v.normalized:
+    raise AelabError(f'variants {arg!r}: choose raw or normalized (the default), not both; '
+                     'optionally with ",tiny" (e.g. raw,tiny)')
   config = ml_collections.ConfigDict()
   config.seed = 0
-  config.dataset = data.defaults('lowvar')
-  config.preprocessing = VARIANTS[chosen[0]]
-  config.model = models.defaults('dense', hidden=(84,), activation='linear',
-                                 output_activation='linear')
-  config.loss = losses.defaults(reconstruction=dict(weight=1.0, kind='mse'))
-  config.optimizer = optim.defaults(name='adam', learning_rate=1e-3)
-  config.train = train.defaults(batch_size=100, num_epochs=20, steps_per_call=40, log_every=80,
-                                eval_every=400, checkpoint_every=0, eval_batch_size=1000)
-  if 'tiny' in tokens:
+  config.dataset = defaults.dataset('lowvar')
+  config.preprocessing = 'none' if v.raw else 'per_sample'
+  config.model = defaults.model('dense', hidden=(84,), activation='linear',
+                                output_activation='linear')
+  config.loss = defaults.loss(reconstruction=dict(weight=1.0, kind='mse'))
+  config.optimizer = defaults.optimizer(name='adam', learning_rate=1e-3)
+  config.train = defaults.train(batch_size=100, num_epochs=20, steps_per_call=40, log_every=80,
+                                checkpoint_every=0)
+  config.evals = defaults.evals(every=400, batch_size=1000)
+  if v.tiny:
     config.dataset.num_examples = 2000
-    config.train.update(num_epochs=0, num_steps=400, eval_every=0)
+    config.train.update(num_epochs=0, num_steps=400)
+    config.evals.val.every = 0
   return config

@@ -9,25 +9,24 @@ Keras 784-32-784 tutorial reports about 0.10 on the full 60k training set.)
 `:tiny` trains a 784-32-8-32-784 model on 1000 digits in seconds (used by the tests).
 """
 
-from aelab import data, losses, models
-from aelab.trainer import optim, train
-from aelab.config import tiny_images, variants
+import ml_collections
+
+from aelab.config import defaults, parse_arg
 
 
 def get_config(arg=None):
-  import ml_collections
-  v = variants(arg, ('tiny',))
+  v = parse_arg(arg, tiny=False)
   config = ml_collections.ConfigDict()
   config.seed = 0
-  config.dataset = data.defaults('mnist')
+  config.dataset = defaults.dataset('mnist')
   config.preprocessing = 'none'
-  config.model = models.defaults('dense', hidden=(256, 64), activation='relu',
-                                 output_activation='sigmoid')
-  config.loss = losses.defaults(reconstruction=dict(weight=1.0, kind='bce'))
-  config.optimizer = optim.defaults(name='adam', learning_rate=1e-3)
-  config.train = train.defaults(batch_size=128, num_epochs=60, log_every=70, eval_every=700,
-                                checkpoint_every=700)
-  if 'tiny' in v:
-    tiny_images(config, checkpoint_every=30)
+  config.model = defaults.model('dense', hidden=(256, 64), activation='relu',
+                                output_activation='sigmoid')
+  config.loss = defaults.loss(reconstruction=dict(weight=1.0, kind='bce'))
+  config.optimizer = defaults.optimizer(name='adam', learning_rate=1e-3)
+  config.train = defaults.train(batch_size=128, num_epochs=60, log_every=70, checkpoint_every=700)
+  config.evals = defaults.evals(every=700)
+  if v.tiny:
+    defaults.tiny_images(config, checkpoint_every=30)
     config.model.hidden = (32, 8)
   return config

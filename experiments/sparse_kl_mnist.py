@@ -17,28 +17,26 @@ they still look like whole digits; the strokes need the longer run).
 `:tiny` runs 60 steps on 1000 digits (used by the tests).
 """
 
-from aelab import data, losses, models
-from aelab.trainer import optim, train
-from aelab.config import tiny_images, variants
+from mnist_ae import get_config as mnist_ae_config
+
+from aelab.config import defaults, parse_arg
 
 
 def get_config(arg=None):
-  import ml_collections
-  v = variants(arg, ('tiny', 'fashion'))
-  config = ml_collections.ConfigDict()
-  config.seed = 0
-  config.dataset = data.defaults('fashion_mnist' if 'fashion' in v else 'mnist')
-  config.preprocessing = 'none'
-  config.model = models.defaults('dense', hidden=(196,), activation='sigmoid',
-                                 output_activation='sigmoid')
-  config.loss = losses.defaults(
+  v = parse_arg(arg, tiny=False, fashion=False)
+  config = mnist_ae_config()
+  if v.fashion:
+    config.dataset = defaults.dataset('fashion_mnist')
+  config.model.update(hidden=(196,), activation='sigmoid')
+  config.loss = defaults.loss(
       reconstruction=dict(weight=0.5, kind='mse', reduction='sum'),
       kl_sparsity=dict(weight=3.0, rho=0.1, layer='code'),
       weight_decay=dict(weight=3e-3))
-  config.optimizer = optim.defaults(name='adam', learning_rate=3e-3)
+  config.optimizer.learning_rate = 3e-3
   # 400 epochs of the 9k MNIST subset (7200 steps); 40 of the 54k Fashion-MNIST (4320 steps).
-  config.train = train.defaults(batch_size=500, num_epochs=40 if 'fashion' in v else 400,
-                                log_every=100, eval_every=1000, checkpoint_every=2000)
-  if 'tiny' in v:
-    tiny_images(config, batch_size=100)
+  config.train.update(batch_size=500, num_epochs=40 if v.fashion else 400, log_every=100,
+                      checkpoint_every=2000)
+  config.evals.val.every = 1000
+  if v.tiny:
+    defaults.tiny_images(config, batch_size=100)
   return config

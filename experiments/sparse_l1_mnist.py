@@ -18,27 +18,22 @@ reports 3.33 vs 7.30 after 100 epochs on the full 60k). `plots/filters.png`: the
 `:tiny` runs 60 steps on 1000 digits (used by the tests).
 """
 
-from aelab import data, losses, models
-from aelab.trainer import optim, train
-from aelab.config import tiny_images, variants
+from mnist_ae import get_config as mnist_ae_config
+
+from aelab.config import defaults, parse_arg
 
 
 def get_config(arg=None):
-  import ml_collections
-  v = variants(arg, ('tiny', 'plain', 'fashion'))
-  config = ml_collections.ConfigDict()
-  config.seed = 0
-  config.dataset = data.defaults('fashion_mnist' if 'fashion' in v else 'mnist')
-  config.preprocessing = 'none'
-  config.model = models.defaults('dense', hidden=(32,), activation='relu',
-                                 output_activation='sigmoid')
-  config.loss = losses.defaults(
-      reconstruction=dict(weight=1.0, kind='bce'),
-      l1_activity=dict(weight=0.0 if 'plain' in v else 1e-5, layer='code'))
-  config.optimizer = optim.defaults(name='adam', learning_rate=1e-3)
+  v = parse_arg(arg, tiny=False, plain=False, fashion=False)
+  config = mnist_ae_config()
+  if v.fashion:
+    config.dataset = defaults.dataset('fashion_mnist')
+  config.model.hidden = (32,)
+  config.loss.update(defaults.loss(l1_activity=dict(weight=0.0 if v.plain else 1e-5, layer='code')))
   # 100 epochs of the 9k MNIST subset (3500 steps); 20 of the 54k Fashion-MNIST (4200 steps).
-  config.train = train.defaults(batch_size=256, num_epochs=20 if 'fashion' in v else 100,
-                                log_every=100, eval_every=1000, checkpoint_every=1000)
-  if 'tiny' in v:
-    tiny_images(config)
+  config.train.update(batch_size=256, num_epochs=20 if v.fashion else 100, log_every=100,
+                      checkpoint_every=1000)
+  config.evals.val.every = 1000
+  if v.tiny:
+    defaults.tiny_images(config)
   return config

@@ -10,28 +10,28 @@ The default table is the UCI breast-cancer data shipped in tests/data (569 x 30,
 
 import pathlib
 
-from aelab import data, losses, models
-from aelab.trainer import optim, train
-from aelab.config import variants
+import ml_collections
+
+from aelab.config import defaults, parse_arg
 
 TABLE = pathlib.Path(__file__).resolve().parents[1] / 'tests' / 'data' / 'breast_cancer.csv'
 
 
 def get_config(arg=None):
-  import ml_collections
-  v = variants(arg, ('tiny',))
+  v = parse_arg(arg, tiny=False)
   config = ml_collections.ConfigDict()
   config.seed = 0
-  config.dataset = data.defaults('csv')
+  config.dataset = defaults.dataset('csv')
   config.dataset.path = str(TABLE)
   config.dataset.label_column = 'diagnosis'
   config.preprocessing = 'standardize'
-  config.model = models.defaults('dense', hidden=(16, 4), activation='tanh',
-                                 output_activation='linear')
-  config.loss = losses.defaults(reconstruction=dict(weight=1.0, kind='mse'))
-  config.optimizer = optim.defaults(name='adam', learning_rate=3e-3)
-  config.train = train.defaults(batch_size=32, num_epochs=200, log_every=100, eval_every=500,
-                                checkpoint_every=1000, eval_batch_size=256)
-  if 'tiny' in v:
+  config.model = defaults.model('dense', hidden=(16, 4), activation='tanh',
+                                output_activation='linear')
+  config.loss = defaults.loss(reconstruction=dict(weight=1.0, kind='mse'))
+  config.optimizer = defaults.optimizer(name='adam', learning_rate=3e-3)
+  config.train = defaults.train(batch_size=32, num_epochs=200, log_every=100,
+                                checkpoint_every=1000)
+  config.evals = defaults.evals(every=500, batch_size=256)
+  if v.tiny:
     config.train.update(num_epochs=0, num_steps=40, log_every=20, checkpoint_every=0)
   return config

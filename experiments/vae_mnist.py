@@ -4,7 +4,7 @@ Encoder 784-200-200 (tanh) -> mean, log-variance (50); z = mean + exp(logvar/2) 
 decoder 50-200-200 (tanh) -> 784 Bernoulli logits. Loss = reconstruction (bce summed over the
 pixels) + vae_kl (weight = beta = 1): the negative ELBO in nats per example. Every training step
 sees a fresh Bernoulli sample of each image (input_noise.binarize). After training, the
-importance-weighted bound with k = 5000 samples (config.iwae) estimates the test NLL.
+importance-weighted bound with k = 5000 samples (config.evals.iwae) estimates the test NLL.
 
   :conv      the convolutional body (conv 16-32, stride 2) around the same Gaussian heads
   :fashion   the full Fashion-MNIST (binarized the same way)
@@ -24,33 +24,29 @@ the posterior means coloured by digit), reconstructions.png.
 `:tiny` runs 60 steps on 1000 digits with k = 20 (used by the tests).
 """
 
-from aelab import corruption, data, losses, models
-from aelab.evaluators import iwae
-from aelab.trainer import optim, train
-from aelab.config import tiny_images, variants
+from mnist_ae import get_config as mnist_ae_config
+
+from aelab.config import defaults, parse_arg
 
 
 def get_config(arg=None):
-  import ml_collections
-  v = variants(arg, ('tiny', 'conv', 'fashion', 'beta4'))
-  config = ml_collections.ConfigDict()
-  config.seed = 0
-  config.dataset = data.defaults('fashion_mnist' if 'fashion' in v else 'mnist')
-  config.preprocessing = 'none'
-  config.input_noise = corruption.defaults(binarize=True)
-  config.model = models.defaults('vae', body='conv' if 'conv' in v else 'dense', hidden=(200, 200),
-                                 channels=(16, 32), latent=50,
-                                 activation='relu' if 'conv' in v else 'tanh',
-                                 likelihood='bernoulli')
-  config.loss = losses.defaults(
+  v = parse_arg(arg, tiny=False, conv=False, fashion=False, beta4=False)
+  config = mnist_ae_config()
+  if v.fashion:
+    config.dataset = defaults.dataset('fashion_mnist')
+  config.input_noise = defaults.input_noise(binarize=True)
+  config.model = defaults.model('vae', body='conv' if v.conv else 'dense', hidden=(200, 200),
+                                channels=(16, 32), latent=50,
+                                activation='relu' if v.conv else 'tanh', likelihood='bernoulli')
+  config.loss = defaults.loss(
       reconstruction=dict(weight=1.0, kind='bce', reduction='sum'),
-      vae_kl=dict(weight=4.0 if 'beta4' in v else 1.0, warmup_steps=0))
-  config.optimizer = optim.defaults(name='adam', learning_rate=1e-3)
-  config.train = train.defaults(batch_size=100, num_epochs=20 if 'fashion' in v else 150,
-                                log_every=200, eval_every=2000, checkpoint_every=2000)
-  config.iwae = iwae.defaults(samples=5000, batch_size=100)
-  if 'tiny' in v:
-    tiny_images(config)
+      vae_kl=dict(weight=4.0 if v.beta4 else 1.0, warmup_steps=0))
+  config.train.update(batch_size=100, num_epochs=20 if v.fashion else 150, log_every=200,
+                      checkpoint_every=2000)
+  config.evals.val.every = 2000
+  config.evals.iwae = defaults.evaluator('iwae', samples=5000, batch_size=100)
+  if v.tiny:
+    defaults.tiny_images(config)
     config.model.update(hidden=(64, 64), channels=(8, 16), latent=8)
-    config.iwae.update(samples=20, examples=100)
+    config.evals.iwae.update(samples=20, examples=100)
   return config

@@ -29,3 +29,18 @@ def x64():
 
 def experiment(name: str, arg: str = 'tiny'):
   return config_lib.load(str(ROOT / 'experiments' / f'{name}.py') + f':{arg}')
+
+
+def read_table(path):
+  """A CSV that aelab wrote, read with aelab's one CSV reader: (its '# ' comment lines,
+  {column: values} in column order); the 'label' and 'feature' columns as text."""
+  import numpy as np
+
+  from aelab.data import tabular
+  names = tabular.first_row(path, comment='#')
+  text = next((c for c in ('label', 'feature') if c in names), '')
+  x, y, columns, extra = tabular.read_csv(path, label_column=text, comment='#')
+  table = {c: x[:, j] for j, c in enumerate(columns)}
+  if text:
+    table[text] = np.asarray(extra['label_names'])[y] if 'label_names' in extra else y
+  return extra['comments'], {c: table[c] for c in names}

@@ -13,17 +13,19 @@ import numpy as np
 import optax
 import pytest
 
-from aelab.bench import cli as bench
-from aelab import losses, models
-from aelab.bench import flops
-from aelab.trainer import sharding, train
+from aelab import losses, models, preprocessing
+from aelab.bench import bare, flops
+from aelab.config import defaults
+from aelab.trainer import sharding
+from aelab.trainer.forward import Forward
+from aelab.trainer.state import TrainState, make_train_block
 from conftest import DATA, ROOT, experiment
 
 DENSE = (784, 512, 32, 512, 784)
 
 
 def _dense_ae(hidden=(512, 32)):
-  cfg = models.defaults('dense', hidden=hidden, activation='relu', output_activation='sigmoid')
+  cfg = defaults.model('dense', hidden=hidden, activation='relu', output_activation='sigmoid')
   return models.build(cfg, (28, 28, 1))
 
 
@@ -45,7 +47,7 @@ def test_dense_grad_step_is_six_per_weight_less_the_first_input_gradient():
   x = jnp.zeros((batch, 28, 28, 1))
   params = jax.eval_shape(model.init, jax.random.PRNGKey(0), x[:1])['params']
   tx = optax.adam(1e-3)
-  loss_fn = losses.compose(losses.defaults(reconstruction=dict(weight=1.0, kind='bce')))
+  loss_fn = losses.compose(defaults.loss(reconstruction=dict(weight=1.0, kind='bce')))
 
   def step(params, opt_state, x):
     def loss(p):
@@ -64,18 +66,18 @@ def test_the_real_train_block_counts_k_steps():
   config = experiment('bench_dense', 'batch=256')
   model = models.build(config.model, (28, 28, 1))
   tx = optax.adam(1e-3)
-  forward = train.make_forward(model, losses.compose(config.loss), 'none')
-  mesh = sharding.make_mesh()
-  block = train.make_train_block(forward, tx, mesh)
+  forward = Forward(model, losses.compose(config.loss))
+  none = preprocessing.Preprocessor('none')
+  block = make_train_block(forward, tx, sharding.make_mesh())
   k, batch = 10, 256
   params = jax.eval_shape(model.init, jax.random.PRNGKey(0), jnp.zeros((1, 28, 28, 1)))['params']
-  state = train.TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                           opt_state=jax.eval_shape(tx.init, params), rng=jax.random.PRNGKey(0))
+  state = TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                     opt_state=jax.eval_shape(tx.init, params), rng=jax.random.PRNGKey(0))
   xs = jax.ShapeDtypeStruct((k, batch, 28, 28, 1), jnp.float32)
   per_step = 6 * batch * _layer_sum(DENSE) - 2 * batch * 784 * 512
-  assert flops.count(block, state, {}, xs, None) == k * per_step
-  bare = bench.make_bare_block(model, losses.compose(config.loss), tx, 'none')
-  assert flops.count(bare, params, jax.eval_shape(tx.init, params), jnp.int32(0), {}, xs,
+  assert flops.count(block, state, none, {'x': xs}, None) == k * per_step
+  bare_block = bare.make_bare_block(forward, tx)
+  assert flops.count(bare_block, params, jax.eval_shape(tx.init, params), jnp.int32(0), none, xs,
                      jax.random.PRNGKey(0)) == k * per_step
 
 

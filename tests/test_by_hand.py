@@ -11,7 +11,7 @@ import pytest
 from aelab import inspect
 from aelab.analysis import export
 from aelab.trainer import train
-from conftest import DATA, ROOT, experiment
+from conftest import DATA, ROOT, experiment, read_table
 
 SECTION = '## Reproduce the features by hand'
 
@@ -27,7 +27,7 @@ def _blocks():
 
 
 def _matrix(path):
-  _, table = export.read_csv(path)
+  _, table = read_table(path)
   return np.stack([v for k, v in table.items() if k != 'label'], axis=1)
 
 
@@ -42,7 +42,8 @@ def recipe(tmp_path_factory):
   assert train_cmd == ['python -m aelab.run --config=experiments/h2o_tanh.py '
                        '--workdir=workdirs/h2o_tanh']
   config = experiment('h2o_tanh')
-  config.train.update(progress=False, plots=False)
+  config.train.progress = False
+  config.evals.plots.every = -1
   train.train_and_evaluate(config, tmp / 'workdirs' / 'h2o_tanh')
   with pytest.MonkeyPatch.context() as mp:
     mp.chdir(tmp)

@@ -31,7 +31,8 @@ def _tiny(workdir, *overrides):
     ('--config.model.foo=3', "unknown config field 'config.model.foo'; valid fields of model: "
                              'activation, hidden, name, output_activation, tied'),
     ('--config.modle.hidden=(8,)', "unknown config field 'config.modle.hidden'; valid fields of "
-                                   'config: dataset, loss, model, optimizer, preprocessing, seed, train'),
+                                   'config: dataset, evals, loss, model, optimizer, preprocessing, '
+                                   'seed, train'),
     ('--config.model.hidden=(32,0)', 'model.hidden[1] = 0; every hidden width must be a positive '
                                      'integer'),
     ('--config.optimizer.name=adamax', "unknown optimizer 'adamax'; valid choices: adam, adamw, sgd"),
@@ -47,10 +48,65 @@ def test_bad_config_is_one_clear_line_and_writes_nothing(tmp_path, override, mes
   assert not workdir.exists()
 
 
+def _one_line_error(result) -> str:
+  """The message of a CLI error: exit code 2, exactly one stderr line `aelab: error: ...`."""
+  lines = result.stderr.splitlines()
+  assert result.returncode == 2 and len(lines) == 1, result.stderr
+  assert lines[0].startswith('aelab: error: ')
+  return lines[0][len('aelab: error: '):]
+
+
 def test_wrong_type_names_the_field(tmp_path):
-  result = _run(*_tiny(tmp_path / 'run', '--config.optimizer.learning_rate=fast'))
-  assert result.returncode != 0 and 'Traceback' not in result.stderr
-  assert '--config.optimizer.learning_rate=fast' in result.stderr
+  message = _one_line_error(_run(*_tiny(tmp_path / 'run', '--config.train.batch_size=abc')))
+  assert message == "--config.train.batch_size='abc': train.batch_size is an int (now 50)"
+  message = _one_line_error(_run(*_tiny(tmp_path / 'run', '--config.optimizer.learning_rate',
+                                        'fast')))
+  assert message.startswith("--config.optimizer.learning_rate='fast': optimizer.learning_rate is "
+                            'a float')
+  assert not (tmp_path / 'run').exists()
+
+
+def test_broken_config_files_are_one_line(tmp_path):
+  syntax = tmp_path / 'syntax.py'
+  syntax.write_text('import ml_collections\ndef get_config(arg=None)\n  return 1\n')
+  message = _one_line_error(_run(f'--config={syntax}', f'--workdir={tmp_path / "run"}'))
+  assert message == f"{syntax}:2: syntax error: expected ':'"
+  raises = tmp_path / 'raises.py'
+  raises.write_text('def get_config(arg=None):\n  return 1 / 0\n')
+  message = _one_line_error(_run(f'--config={raises}:tiny', f'--workdir={tmp_path / "run"}'))
+  assert message == f"{raises}: get_config('tiny') raised ZeroDivisionError: division by zero"
+  assert not (tmp_path / 'run').exists()
+
+
+@pytest.mark.parametrize('args,message', [
+    (('--config', 'experiments/mnist_ae.py:tiny', '--config.model.widths', '3', '--workdir=w'),
+     "unknown config field 'config.model.widths'; valid fields of model: activation, hidden, "
+     'name, output_activation, tied'),
+    (('--config=experiments/mnist_ae.py:tiny', '--workdir='),
+     'argument --workdir: is empty; pass a value, --workdir=WORKDIR'),
+    (('--config=experiments/mnist_ae.py:tiny',),
+     'the following arguments are required: --workdir'),
+    (('--workdir=w',), '--config is required: pass --config=experiments/NAME.py[:ARG]'),
+    (('--config=experiments/mnist_ae.py:tiny', '--workdir=w', '--wokrdir=x'),
+     'unrecognized arguments: --wokrdir=x'),
+    (('--config=experiments/mnist_ae.py:huge', '--workdir=w'),
+     "unknown variant 'huge'; valid variants (comma-separated): tiny"),
+    (('--config=experiments/nope.py', '--workdir=w'), "config file 'experiments/nope.py' does not"),
+])
+def test_command_line_errors_are_one_line(args, message):
+  assert message in _one_line_error(_run(*args))
+
+
+@pytest.mark.parametrize('module,flag', [('aelab.run', '--workdir=WORKDIR'),
+                                         ('aelab.bench', '[--repeats=REPEATS]')])
+@pytest.mark.parametrize('help_flag', ['--help', '-h', '--helpfull'])
+def test_help_exits_0_with_the_usage(module, flag, help_flag):
+  result = subprocess.run([sys.executable, '-m', module, help_flag], cwd=ROOT, env=_env(),
+                          capture_output=True, text=True, timeout=60)
+  assert result.returncode == 0 and result.stderr == '', result.stderr
+  usage = result.stdout.splitlines()[0]
+  assert usage.startswith(f'usage: python -m {module} --config=FILE.py[:ARG] ') and flag in usage
+  assert '--config.FIELD=VALUE' in result.stdout
 
 
 def test_missing_dataset_offline_says_what_to_do(tmp_path):
@@ -77,9 +133,9 @@ def test_sigterm_checkpoints_and_the_rerun_resumes(tmp_path):
     time.sleep(0.2)
   proc.send_signal(signal.SIGTERM)
   out, err = proc.communicate(timeout=60)
-  assert proc.returncode == 0, err
-  assert 'stopped by SIGTERM at step' in out
-  stopped = int(out.split('at step ')[1].split('/')[0])
+  assert proc.returncode == 75, err  # signals.INTERRUPTED: a scheduler requeues on it
+  assert 'stopped by SIGTERM at step' in err
+  stopped = int(err.split('at step ')[1].split('/')[0])
   assert 0 < stopped < 100000 and stopped % 10 == 0
   assert (workdir / 'checkpoints' / str(stopped)).is_dir()
   resumed = _run(*_tiny(workdir, f'--config.train.num_steps={stopped + 20}',

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from aelab import models
+from aelab.config import defaults
 from aelab.errors import AelabError
 from aelab.models import conv
 
@@ -19,7 +20,7 @@ KEY = jax.random.PRNGKey(0)
     ((1, 9, 1), (2,)),           # a single row
 ])
 def test_conv_ae_returns_exactly_the_input_shape(shape, channels):
-  model = models.build(models.defaults('conv', channels=channels, latent=5), shape)
+  model = models.build(defaults.model('conv', channels=channels, latent=5), shape)
   x = jax.ShapeDtypeStruct((3, *shape), jnp.float32)
   params = jax.eval_shape(model.init, KEY, x)['params']   # shapes only: nothing is compiled
   recon, aux = jax.eval_shape(lambda p, v: model.apply({'params': p}, v), params, x)
@@ -34,7 +35,7 @@ def test_conv_ae_returns_exactly_the_input_shape(shape, channels):
 
 
 def test_conv_ae_encode_decode_and_filters_agree_with_call():
-  shape, cfg = (20, 12, 3), models.defaults('conv', channels=(4, 6), latent=5)
+  shape, cfg = (20, 12, 3), defaults.model('conv', channels=(4, 6), latent=5)
   model = models.build(cfg, shape)
   x = jax.random.uniform(KEY, (3, *shape))
   params = jax.jit(model.init)(KEY, x)['params']
@@ -56,7 +57,7 @@ def test_conv_ae_encode_decode_and_filters_agree_with_call():
 
 
 def test_conv_vae_on_non_square_images():
-  cfg = models.defaults('vae', body='conv', channels=(4, 8), latent=3, activation='relu')
+  cfg = defaults.model('vae', body='conv', channels=(4, 8), latent=3, activation='relu')
   model = models.build(cfg, (20, 12, 3))
   x = jax.random.uniform(KEY, (2, 20, 12, 3))
   params = jax.jit(model.init)({'params': KEY, 'noise': KEY}, x)['params']
@@ -75,7 +76,7 @@ def test_conv_vae_on_non_square_images():
 
 
 def test_dense_filters_are_first_layer_columns_as_images():
-  cfg = models.defaults('dense', hidden=(6, 2))
+  cfg = defaults.model('dense', hidden=(6, 2))
   model = models.build(cfg, (4, 3, 1))
   params = model.init(KEY, jnp.zeros((1, 4, 3, 1)))['params']
   f = np.asarray(models.filters(cfg, params, (4, 3, 1)))
@@ -91,7 +92,7 @@ def test_dense_filters_are_first_layer_columns_as_images():
     ('activation', 'swish!', "unknown activation 'swish!'"),
 ])
 def test_bad_conv_config_is_a_clear_error(field, value, message):
-  cfg = models.defaults('conv')
+  cfg = defaults.model('conv')
   cfg[field] = value
   with pytest.raises(AelabError) as err:
     models.build(cfg, (28, 28, 1))
@@ -100,4 +101,4 @@ def test_bad_conv_config_is_a_clear_error(field, value, message):
 
 def test_conv_needs_images():
   with pytest.raises(AelabError, match=r'needs image data \[H, W, C\].*\(30,\)'):
-    models.build(models.defaults('conv'), (30,))
+    models.build(defaults.model('conv'), (30,))

@@ -7,10 +7,12 @@ import numpy as np
 import pytest
 
 from aelab import corruption, losses, preprocessing
-from aelab.trainer import train
+from aelab.config import defaults
 from aelab.errors import AelabError
+from aelab.trainer.forward import Forward
 
 KEY = jax.random.PRNGKey(0)
+NONE = preprocessing.Preprocessor('none')
 
 
 def _uniform(shape=(400, 250), seed=0):
@@ -72,7 +74,7 @@ def test_transforms_are_pure_functions_of_the_key():
 ])
 def test_bad_input_noise_config_is_a_clear_error(fields, message):
   with pytest.raises(AelabError) as err:
-    corruption.build(corruption.defaults(**fields) if 'strength' not in fields else fields)
+    corruption.build(defaults.input_noise(**fields) if 'strength' not in fields else fields)
   assert message in str(err.value)
 
 
@@ -99,16 +101,16 @@ class _Identity(nn.Module):
 
 def _forward(noise, loss_cfg=None):
   model = _Identity()
-  loss_fn = losses.compose(loss_cfg or losses.defaults(reconstruction=dict(weight=1.0, kind='mse')))
+  loss_fn = losses.compose(loss_cfg or defaults.loss(reconstruction=dict(weight=1.0, kind='mse')))
   params = model.init(KEY, jnp.zeros((1, 20)))['params']
-  return train.make_forward(model, loss_fn, 'none', noise), params
+  return Forward(model, loss_fn, noise), params
 
 
 def test_denoising_loss_compares_the_reconstruction_with_the_clean_input():
   x = _uniform((64, 20)) + 0.1
   noise = corruption.build(dict(corruption='masking', level=0.25))
   forward, params = _forward(noise)
-  total, (terms, recon, _) = jax.jit(forward, static_argnums=4)(params, {}, x, KEY, True)
+  total, (terms, recon, _) = jax.jit(forward, static_argnums=4)(params, NONE, {'x': x}, KEY, True)
   recon = np.asarray(recon)
   masked = recon == 0
   assert abs(masked.mean() - 0.25) < 0.05           # the model saw a masked input...
@@ -125,11 +127,11 @@ def test_plain_training_and_clean_evaluation_do_not_corrupt():
       (corruption.build(dict(corruption='gaussian', level=0.5, train=False)), True, None),
       (corruption.build(dict(corruption='gaussian', level=0.5)), False, None)):
     forward, params = _forward(noise)
-    total, (_, recon, _) = forward(params, {}, x, KEY, train_flag, corrupt=corrupt)
+    total, (_, recon, _) = forward(params, NONE, {'x': x}, KEY, train_flag, corrupt=corrupt)
     np.testing.assert_array_equal(recon, x)
     assert float(total) == 0.0
     # Asked explicitly (the eval step's noisy metrics), the input is corrupted.
-    total, (_, recon, _) = forward(params, {}, x, KEY, False, corrupt=True)
+    total, (_, recon, _) = forward(params, NONE, {'x': x}, KEY, False, corrupt=True)
     assert float(total) > 0.01 and recon.min() >= 0.0 and recon.max() <= 1.0
 
 
@@ -144,13 +146,13 @@ def test_binarized_target_is_the_sample_the_model_sees():
     seen.update(x=out.x, inputs=out.inputs)
     return jnp.zeros(()), {}
 
-  forward = train.make_forward(model, loss_fn, 'none', noise)
-  forward(params, {}, x, KEY, True)
+  forward = Forward(model, loss_fn, noise)
+  forward(params, NONE, {'x': x}, KEY, True)
   assert set(np.unique(np.asarray(seen['x']))) == {0.0, 1.0}
   np.testing.assert_array_equal(seen['x'], seen['inputs'])
   # With a corruption as well, the target stays the binarized sample and only the input changes.
   noise = corruption.build(dict(binarize=True, corruption='masking', level=0.5), data_range=(0, 1))
-  train.make_forward(model, loss_fn, 'none', noise)(params, {}, x, KEY, True)
+  Forward(model, loss_fn, noise)(params, NONE, {'x': x}, KEY, True)
   target, inputs = np.asarray(seen['x']), np.asarray(seen['inputs'])
   assert set(np.unique(target)) == {0.0, 1.0}
   assert np.all((inputs == target) | (inputs == 0)) and (inputs < target).any()
@@ -159,7 +161,7 @@ def test_binarized_target_is_the_sample_the_model_sees():
 def test_corruption_range_is_measured_after_preprocessing():
   from aelab import data
   ds = data.load(data.defaults('lowvar'), seed=0)
-  noise = corruption.for_dataset(corruption.defaults(corruption='salt_and_pepper', level=0.1), ds,
-                                 'minmax')
+  noise = corruption.for_dataset(defaults.input_noise(corruption='salt_and_pepper', level=0.1), ds,
+                                 preprocessing.Preprocessor.fit('minmax', ds.train.x))
   z = preprocessing.apply('minmax', preprocessing.fit('minmax', ds.train.x), ds.train.x)[0]
   assert noise.value_range == (float(np.min(z)), float(np.max(z))) == (-0.5, 0.5)

@@ -14,7 +14,7 @@ from aelab import inspect, preprocessing
 from aelab.analysis import anomaly, export, inputs, runs
 from aelab.trainer import train
 from aelab.errors import AelabError
-from conftest import DATA, ROOT, experiment
+from conftest import DATA, ROOT, experiment, read_table
 
 TABLE = DATA / 'breast_cancer.csv'
 
@@ -41,7 +41,8 @@ def benign_run(tmp_path_factory):
   train_csv, eval_csv, n_benign, n_malignant = _split_by_class(tmp)
   config = experiment('h2o_tanh')
   config.dataset.path = str(train_csv)
-  config.train.update(progress=False, plots=False, num_steps=600, steps_per_call=100)
+  config.train.update(progress=False, num_steps=600, steps_per_call=100)
+  config.evals.plots.every = -1
   summary = train.train_and_evaluate(config, tmp / 'run')
   return runs.load(tmp / 'run'), eval_csv, n_benign, n_malignant, summary
 
@@ -61,7 +62,7 @@ def _cli(*argv):
 
 
 def _numbers(path, skip=('label',)):
-  header, table = export.read_csv(path)
+  header, table = read_table(path)
   cols = [c for c in table if c not in skip]
   return header, cols, np.stack([table[c] for c in cols], axis=1)
 
@@ -72,7 +73,7 @@ def test_features_are_the_models_activations_on_preprocessed_rows(benign_run):
   run, eval_csv, *_ = benign_run
   rows = inputs.from_file(run, eval_csv)
   z, _ = preprocessing.apply('h2o', run.stats, rows.x)
-  _, aux = run.model.apply({'params': run.params}, z)
+  _, aux = run.forward.model.apply({'params': run.params}, z)
   assert run.depth == 2 and run.step == 600 and run.mode == 'h2o'
   h1 = runs.features(run, rows.x, 1, batch_size=50)  # batching must not change anything
   np.testing.assert_allclose(h1, aux['encoder'][0], atol=1e-6)
@@ -174,7 +175,7 @@ def test_cli_weights_state_their_orientation_and_match_the_params(benign_run, tm
     np.testing.assert_array_equal(kernel_csv.astype(np.float32), w['encoder_1/kernel'])
     bias_csv = np.loadtxt(tmp_path / 'w' / 'decoder_2.bias.csv', delimiter=',')
     np.testing.assert_array_equal(bias_csv.astype(np.float32), w['decoder_2/bias'])
-    _, table = export.read_csv(tmp_path / 'w' / 'preprocessing.csv')
+    _, table = read_table(tmp_path / 'w' / 'preprocessing.csv')
     assert table['feature'][0] == 'mean_radius'
     np.testing.assert_array_equal(table['mean'].astype(np.float32), w['mean'])
   first = (tmp_path / 'w' / 'encoder_1.kernel.csv').read_text().splitlines()[0]
@@ -196,7 +197,7 @@ def test_cli_anomaly_writes_the_space_threshold_and_auroc(benign_run, tmp_path):
                         f'--out={out_csv}', '--per-feature', '--threshold=0.99',
                         '--positive=malignant')
   assert code == 0, err
-  header, table = export.read_csv(out_csv)
+  header, table = read_table(out_csv)
   text = '\n'.join(header)
   assert "in normalized space (preprocessing 'h2o': z = (x - mean) * mul" in text
   assert 'the 0.99 quantile of the errors of the run\'s' in text

@@ -1,5 +1,7 @@
 """Tests for aelab.losses: each term against numpy, composition, errors, grads."""
 
+import inspect
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -9,6 +11,7 @@ import pytest
 from jax.test_util import check_grads
 
 from aelab import losses
+from aelab.config import defaults
 from aelab.errors import AelabError
 from aelab.losses import Outputs
 
@@ -217,7 +220,7 @@ def test_compose_accepts_plain_dicts():
 
 def test_compose_is_jittable():
   out = _outputs()
-  loss_fn = losses.compose(losses.defaults(
+  loss_fn = losses.compose(defaults.loss(
       reconstruction=dict(weight=1.0, kind='bce'),
       kl_sparsity=dict(weight=3.0),
       l1_activity=dict(weight=1e-3, layer='1'),
@@ -308,8 +311,16 @@ def test_bce_with_targets_outside_unit_interval_is_an_error():
                  targets_in_unit_interval=False)
 
 
+def test_option_table_equals_each_term_signature():
+  """aelab/config/defaults.py's LOSS_TERMS: each term's keyword options and their defaults."""
+  assert set(defaults.LOSS_TERMS) == set(losses.TERMS)
+  for name, fn in losses.TERMS.items():
+    params = list(inspect.signature(fn).parameters.values())[1:]  # all but `out`
+    assert {p.name: p.default for p in params} == defaults.LOSS_TERMS[name], name
+
+
 def test_defaults_fill_every_option():
-  cfg = losses.defaults(reconstruction=dict(weight=1, kind='bce'),
+  cfg = defaults.loss(reconstruction=dict(weight=1, kind='bce'),
                         weight_decay=dict(weight=1e-4),
                         kl_sparsity=dict(weight=3.0, layer='1'))
   assert isinstance(cfg, ml_collections.ConfigDict)
@@ -327,9 +338,9 @@ def test_defaults_fill_every_option():
   np.testing.assert_allclose(terms['kl_sparsity'],
                              _np_kl(0.1, out.aux['encoder'][0]), rtol=1e-5)
   with pytest.raises(AelabError, match='valid terms'):
-    losses.defaults(sparse=dict(weight=1.0))
+    defaults.loss(sparse=dict(weight=1.0))
   with pytest.raises(AelabError, match="'beta'"):
-    losses.defaults(kl_sparsity=dict(weight=1.0, beta=3))
+    defaults.loss(kl_sparsity=dict(weight=1.0, beta=3))
 
 
 # --- gradients ---------------------------------------------------------------
@@ -411,7 +422,7 @@ def test_composed_grads_match_ufldl_backprop(x64):
   params = jax.tree_util.tree_map(
       lambda a: a.astype(jnp.float64),
       model.init(jax.random.PRNGKey(0), x)['params'])
-  loss_fn = losses.compose(losses.defaults(
+  loss_fn = losses.compose(defaults.loss(
       reconstruction=dict(weight=0.5, reduction='sum'),
       weight_decay=dict(weight=lam),
       kl_sparsity=dict(weight=beta, rho=rho)),

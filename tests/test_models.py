@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from aelab import models
+from aelab.config import defaults
 from aelab.errors import AelabError
 
 
@@ -17,7 +18,7 @@ def _init(cfg, shape, batch=5):
 
 
 def test_forward_matches_numpy_by_hand():
-  cfg = models.defaults('dense', hidden=(6, 3), activation='tanh,sigmoid', output_activation='linear')
+  cfg = defaults.model('dense', hidden=(6, 3), activation='tanh,sigmoid', output_activation='linear')
   model, params, x = _init(cfg, (4, 2, 1))
   recon, aux = model.apply({'params': params}, x)
   p = jax.tree.map(np.asarray, params)
@@ -34,7 +35,7 @@ def test_forward_matches_numpy_by_hand():
 
 
 def test_encode_decode_agree_with_call():
-  cfg = models.defaults('dense', hidden=(7, 2))
+  cfg = defaults.model('dense', hidden=(7, 2))
   model, params, x = _init(cfg, (9,))
   recon, aux = model.apply({'params': params}, x)
   code = model.apply({'params': params}, x, method=model.encode)
@@ -44,7 +45,7 @@ def test_encode_decode_agree_with_call():
 
 
 def test_tied_weights_share_the_encoder_kernels():
-  cfg = models.defaults('dense', hidden=(5, 3), activation='linear', output_activation='linear',
+  cfg = defaults.model('dense', hidden=(5, 3), activation='linear', output_activation='linear',
                         tied=True)
   model, params, x = _init(cfg, (8,))
   assert set(params['decoder_1']) == {'bias'} and set(params['decoder_2']) == {'bias'}
@@ -66,7 +67,7 @@ def test_tied_weights_share_the_encoder_kernels():
     ('output_activation', 'nope', "unknown activation 'nope'"),
 ])
 def test_bad_model_config_is_a_clear_error(field, value, message):
-  cfg = models.defaults('dense', hidden=(8, 4))
+  cfg = defaults.model('dense', hidden=(8, 4))
   cfg[field] = value
   with pytest.raises(AelabError, match=None) as e:
     models.build(cfg, (10,))
@@ -75,4 +76,4 @@ def test_bad_model_config_is_a_clear_error(field, value, message):
 
 def test_unknown_model_name_lists_choices():
   with pytest.raises(AelabError, match="unknown model 'mlp'; valid choices: dense"):
-    models.defaults('mlp')
+    defaults.model('mlp')

@@ -19,7 +19,8 @@ sys.path.insert(0, 'tests')
 from conftest import experiment
 from aelab.trainer import train
 config = experiment('mnist_ae')
-config.train.update(batch_size=40, num_steps=20, progress=False, plots=False)
+config.train.update(batch_size=40, num_steps=20, progress=False)
+config.evals.plots.every = -1
 summary = train.train_and_evaluate(config, sys.argv[1])
 print(json.dumps({'devices': jax.device_count(), 'summary_devices': summary['devices'],
                   'test': summary['test']}))
@@ -36,12 +37,13 @@ def test_eight_devices_match_one(tmp_path):
   assert eight['devices'] == 8 and eight['summary_devices'] == 8
 
   config = experiment('mnist_ae')
-  config.train.update(batch_size=40, num_steps=20, progress=False, plots=False)
+  config.train.update(batch_size=40, num_steps=20, progress=False)
+  config.evals.plots.every = -1
   one = train.train_and_evaluate(config, tmp_path / 'one')
   assert one['devices'] == 1
   for key in ('bce', 'mse', 'loss'):
     assert eight['test'][key] == pytest.approx(one['test'][key], rel=1e-4)
-  params = [checkpoint.Checkpoints(tmp_path / d).restore_raw(20)['state']['params']
+  params = [checkpoint.Checkpoints(tmp_path / d).restore_raw(20)[1]['state']['params']
             for d in ('eight', 'one')]
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), *params)
 

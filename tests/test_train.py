@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from aelab.trainer import checkpoint, train
+from aelab.trainer.setup import build
 from aelab.errors import AelabError
 from aelab.trainer.writers import read_jsonl
 from conftest import experiment
@@ -14,7 +15,7 @@ from conftest import experiment
 
 def _final_arrays(workdir):
   ckpts = checkpoint.Checkpoints(workdir)
-  arrays = ckpts.restore_raw(ckpts.latest_step())
+  _, arrays, _ = ckpts.restore_raw()
   ckpts.close()
   return arrays
 
@@ -69,9 +70,9 @@ def test_resumed_run_ends_with_the_same_parameters(tiny_run, tmp_path):
   workdir_full, _ = tiny_run
   config = experiment('mnist_ae')
   config.train.progress = False
-  config.train.plots = False
+  config.evals.plots.every = -1
   out = train.train_and_evaluate(config, tmp_path, should_stop=lambda step: step == 20)
-  assert out == {'step': 20, 'interrupted': 'should_stop'}
+  assert (out['step'], out['interrupted'], out['checkpoint_step']) == (20, 'should_stop', 20)
   assert checkpoint.Checkpoints(tmp_path).latest_step() == 20
   summary = train.train_and_evaluate(config, tmp_path)
   assert summary['resumed_from_step'] == 20 and summary['step'] == 60
@@ -102,7 +103,8 @@ def test_nonfinite_loss_stops_with_the_step(tmp_path):
 def test_device_and_host_data_paths_train_identically(tiny_run, tmp_path):
   workdir_full, _ = tiny_run  # device_data='auto': the tiny set lives on the device
   config = experiment('mnist_ae')
-  config.train.update(progress=False, plots=False, device_data='no')
+  config.train.update(progress=False, device_data='no')
+  config.evals.plots.every = -1
   train.train_and_evaluate(config, tmp_path)
   full, host = _final_arrays(workdir_full), _final_arrays(tmp_path)
   jax.tree.map(np.testing.assert_array_equal, full['state'], host['state'])
@@ -114,7 +116,8 @@ FASHION = '/usr/share/datasets/fashion-mnist'
 @pytest.mark.skipif(not __import__('os').path.isdir(FASHION), reason='dataset-fashion-mnist not installed')
 def test_fashion_mnist_trains_from_the_debian_files(tmp_path):
   config = experiment('fashion_mnist_ae')
-  config.train.update(progress=False, plots=False)
+  config.train.progress = False
+  config.evals.plots.every = -1
   summary = train.train_and_evaluate(config, tmp_path)
   files = json.loads((tmp_path / 'config.json').read_text())['dataset']
   assert files['name'] == 'fashion_mnist'
@@ -126,8 +129,9 @@ def test_fashion_mnist_trains_from_the_debian_files(tmp_path):
 def test_loss_weight_warmup_follows_the_train_step(tmp_path):
   config = experiment('vae_mnist')
   config.loss.vae_kl.warmup_steps = 1000  # ramp = step / 1000 < 0.06 over the 60 tiny steps
-  config.train.update(progress=False, plots=False)
-  config.iwae.samples = 2
+  config.train.progress = False
+  config.evals.plots.every = -1
+  config.evals.iwae.samples = 2
   train.train_and_evaluate(config, tmp_path)
   rows = [r for r in read_jsonl(tmp_path / 'metrics.jsonl') if 'train/loss' in r]
   for r in rows:
@@ -138,11 +142,12 @@ def test_loss_weight_warmup_follows_the_train_step(tmp_path):
 def test_bfloat16_compute_keeps_float32_master_weights(tmp_path):
   from aelab.trainer import precision
   config = experiment('mnist_ae')
-  config.train.update(progress=False, plots=False, compute_dtype='bfloat16')
-  setup = train.build(config)
+  config.train.update(progress=False, compute_dtype='bfloat16')
+  config.evals.plots.every = -1
+  setup = build(config)
   state = setup.init(setup.init_rng)
-  x = setup.dataset.train.x[:8]
-  jaxpr = str(jax.make_jaxpr(lambda p: setup.forward(p, setup.stats_host, x, jax.random.PRNGKey(0),
+  batch = {'x': setup.dataset.train.x[:8]}
+  jaxpr = str(jax.make_jaxpr(lambda p: setup.forward(p, setup.prep, batch, jax.random.PRNGKey(0),
                                                      True, step=0))(state.params))
   dots = [line for line in jaxpr.splitlines() if 'dot_general' in line]
   assert dots and all('bf16[' in line for line in dots)  # every matmul runs in bfloat16

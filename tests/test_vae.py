@@ -6,16 +6,21 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from aelab import corruption, losses, models
-from aelab.evaluators import iwae
+from aelab import data, evaluators, losses, models, preprocessing
+from aelab.config import defaults
 from aelab.errors import AelabError
+from aelab.evaluators import iwae
 from aelab.losses import Outputs
+from aelab.trainer import sharding
+from aelab.trainer.forward import Forward
+from aelab.trainer.state import TrainState
 
 KEY = jax.random.PRNGKey(0)
+NONE = preprocessing.Preprocessor('none')
 
 
 def _vae(shape=(12,), batch=4, **fields):
-  cfg = models.defaults('vae', **{'hidden': (16,), 'latent': 3, **fields})
+  cfg = defaults.model('vae', **{'hidden': (16,), 'latent': 3, **fields})
   model = models.build(cfg, shape)
   x = (jax.random.uniform(KEY, (batch, *shape)) > 0.5).astype(jnp.float32)
   params = model.init({'params': jax.random.PRNGKey(1), 'noise': jax.random.PRNGKey(2)}, x)['params']
@@ -102,45 +107,64 @@ def test_log_weights_give_the_exact_marginal_when_the_decoder_ignores_z(likeliho
   assert np.all(kl > 0.1)  # so the two checks differ
 
 
+def _iwae_context(model, x):
+  """An evaluator context around a VAE whose test split is x (binary, as after binarization)."""
+  x = np.asarray(x, np.float32)
+  split = data.Split(x, None)
+  ds = data.Dataset(name='toy', train=split, val=split, test=split,
+                    feature_shape=tuple(x.shape[1:]), value_range=(0.0, 1.0), feature_names=None,
+                    num_classes=None, source={})
+  return evaluators.Context(config=None, dataset=ds, forward=Forward(model, loss_fn=None),
+                            mesh=sharding.make_mesh(), unit_interval=True)
+
+
+def _state(params):
+  return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=(), rng=KEY)
+
+
 def test_iwae_is_tighter_than_the_elbo_and_equal_at_k_1():
   model, params, x = _vae(shape=(4, 5, 1), batch=10, hidden=(8,), latent=2)
-  noise = corruption.InputNoise()
-  xs = np.asarray(x)
-  fields = dict(samples=64, batch_size=5, memory_mb=1, examples=0)
-  out = iwae.evaluate(model, params, {}, xs, fields, 'none', noise)
+  ctx = _iwae_context(model, x)
+  fields = dict(split='test', samples=64, batch_size=5, memory_mb=1, examples=0)
+  out = iwae.Iwae(ctx, **fields)(_state(params), NONE)
   assert out['iwae_k'] == 64 and out['iwae_examples'] == 10
   assert out['iwae_nll'] < out['iwae_neg_elbo'] - 0.05   # tighter, per example and on average
-  one = iwae.evaluate(model, params, {}, xs, {**fields, 'samples': 1}, 'none', noise)
+  one = iwae.Iwae(ctx, **{**fields, 'samples': 1})(_state(params), NONE)
   np.testing.assert_allclose(one['iwae_nll'], one['iwae_neg_elbo'], rtol=1e-6)
   # The k-sample ELBO estimate agrees with the training loss (1-sample ELBO) on average.
-  step = iwae.make_step(model, 'none', noise, 64, 64)
-  bound, elbo = step(params, {}, x, KEY)
+  step = iwae.make_step(ctx.forward, 64, 64)
+  bound, elbo = step(params, NONE, x, KEY)
   assert np.all(np.asarray(bound) >= np.asarray(elbo) - 1e-5)
 
 
 def test_iwae_chunks_cover_every_sample():
   model, params, x = _vae(batch=2)
-  noise = corruption.InputNoise()
+  forward = Forward(model, loss_fn=None)
   # k = 10 in chunks of 4: two scanned chunks and a remainder of 2; vs one chunk of 10.
-  b1, e1 = iwae.make_step(model, 'none', noise, 10, 4)(params, {}, x, KEY)
-  b2, e2 = iwae.make_step(model, 'none', noise, 10, 10)(params, {}, x, KEY)
+  b1, e1 = iwae.make_step(forward, 10, 4)(params, NONE, x, KEY)
+  b2, e2 = iwae.make_step(forward, 10, 10)(params, NONE, x, KEY)
   np.testing.assert_allclose(b1, b2, atol=1.0)   # different draws, same quantity
-  assert iwae.chunk_size(model, params, np.asarray(x), 5000, 100, 1) < 5000
-  assert iwae.chunk_size(model, params, np.asarray(x), 50, 100, 4096) == 50
+  assert iwae.chunk_size(forward, params, NONE, np.asarray(x), 5000, 100, 1) < 5000
+  assert iwae.chunk_size(forward, params, NONE, np.asarray(x), 50, 100, 4096) == 50
 
 
 def test_iwae_config_checks():
-  model, _, _ = _vae()
-  assert iwae.resolve(None, model) is None
-  assert iwae.resolve(iwae.defaults(samples=0), model) is None
-  assert iwae.resolve(iwae.defaults(samples=10), model)['samples'] == 10
-  dense = models.build(models.defaults('dense', hidden=(4,)), (6,))
+  model, _, x = _vae()
+  ctx = _iwae_context(model, x)
+  built = evaluators.build({'iwae': defaults.evaluator('iwae', samples=10)}, ctx)
+  assert [(ev.name, ev.split, ev.every) for ev in built] == [('iwae', 'test', 0)]
+  assert built[0].run.k == 10
+  dense = models.build(defaults.model('dense', hidden=(4,)), (12,))
+  dense_ctx = _iwae_context(dense, x)
   with pytest.raises(AelabError, match='needs a VAE'):
-    iwae.resolve(iwae.defaults(samples=10), dense)
-  with pytest.raises(AelabError, match='iwae.samples must be an integer'):
-    iwae.resolve(dict(samples=2.5), model)
-  with pytest.raises(AelabError, match='unknown field k in iwae'):
-    iwae.resolve(dict(k=5), model)
+    evaluators.build({'iwae': defaults.evaluator('iwae', samples=10)}, dense_ctx)
+  assert evaluators.build({'iwae': defaults.evaluator('iwae', every=-1)}, dense_ctx) == []
+  with pytest.raises(AelabError, match="samples must be a positive integer; got 2.5"):
+    evaluators.build({'iwae': dict(type='iwae', samples=2.5)}, ctx)
+  with pytest.raises(AelabError, match='unknown field k in evals.iwae'):
+    evaluators.build({'iwae': dict(type='iwae', k=5)}, ctx)
+  with pytest.raises(AelabError, match='evals.iwae.every = -2'):
+    evaluators.build({'iwae': dict(type='iwae', every=-2)}, ctx)
 
 
 def test_bad_vae_config_is_a_clear_error():
@@ -148,10 +172,10 @@ def test_bad_vae_config_is_a_clear_error():
                                 ('likelihood', 'poisson', "unknown model.likelihood 'poisson'"),
                                 ('latent', 0, 'model.latent = 0'),
                                 ('hidden', (), 'model.hidden = ()')):
-    cfg = models.defaults('vae')
+    cfg = defaults.model('vae')
     cfg[field] = value
     with pytest.raises(AelabError) as err:
       models.build(cfg, (28, 28, 1))
     assert message in str(err.value)
   with pytest.raises(AelabError, match='needs image data'):
-    models.build(models.defaults('vae', body='conv'), (30,))
+    models.build(defaults.model('vae', body='conv'), (30,))

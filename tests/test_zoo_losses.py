@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 from jax.test_util import check_grads
 
-from aelab import losses, models
-from aelab.evaluators import reconstruction as evaluate
+from aelab import losses, models, preprocessing
+from aelab.config import defaults
 from aelab.errors import AelabError
+from aelab.trainer.forward import Forward, code_statistics
 from aelab.losses import Outputs
 
 
@@ -42,9 +43,9 @@ def _model_outputs(cfg, shape, batch=6, seed=0):
 
 
 @pytest.mark.parametrize('cfg,shape', [
-    (models.defaults('dense', hidden=(7, 3), activation='tanh'), (10,)),        # jacrev (3 < 10)
-    (models.defaults('dense', hidden=(12,), activation='sigmoid'), (2, 3, 1)),   # jacfwd (12 > 6)
-    (models.defaults('conv', channels=(3,), latent=4, kernel_size=3, activation='tanh'), (5, 4, 2)),
+    (defaults.model('dense', hidden=(7, 3), activation='tanh'), (10,)),        # jacrev (3 < 10)
+    (defaults.model('dense', hidden=(12,), activation='sigmoid'), (2, 3, 1)),   # jacfwd (12 > 6)
+    (defaults.model('conv', channels=(3,), latent=4, kernel_size=3, activation='tanh'), (5, 4, 2)),
 ])
 def test_contractive_exact_matches_finite_difference_jacobian(x64, cfg, shape):
   out, encode = _model_outputs(cfg, shape)
@@ -53,7 +54,7 @@ def test_contractive_exact_matches_finite_difference_jacobian(x64, cfg, shape):
 
 
 def test_contractive_closed_form_for_a_sigmoid_layer(x64):
-  out, encode = _model_outputs(models.defaults('dense', hidden=(9,), activation='sigmoid'), (8,))
+  out, encode = _model_outputs(defaults.model('dense', hidden=(9,), activation='sigmoid'), (8,))
   expected = _fd_jacobian_norms(encode, out.x).mean()
   # By hand: h = sigmoid(x W + b), ||J||^2 = sum_j (h_j (1 - h_j))^2 sum_i W_ij^2.
   w = np.asarray(out.params['encoder_1']['kernel'])
@@ -65,7 +66,7 @@ def test_contractive_closed_form_for_a_sigmoid_layer(x64):
 
 
 def test_contractive_uses_the_input_the_model_saw(x64):
-  out, encode = _model_outputs(models.defaults('dense', hidden=(4,), activation='tanh'), (5,))
+  out, encode = _model_outputs(defaults.model('dense', hidden=(4,), activation='tanh'), (5,))
   noisy = out.x + 0.3
   expected = _fd_jacobian_norms(encode, noisy).mean()
   np.testing.assert_allclose(losses.contractive(out.replace(inputs=noisy)), expected, rtol=1e-6)
@@ -73,7 +74,7 @@ def test_contractive_uses_the_input_the_model_saw(x64):
 
 
 def test_contractive_gradients_match_finite_differences(x64):
-  cfg = models.defaults('dense', hidden=(5, 3), activation='tanh')
+  cfg = defaults.model('dense', hidden=(5, 3), activation='tanh')
   model = models.build(cfg, (4,))
   x = jax.random.uniform(jax.random.PRNGKey(0), (3, 4), jnp.float64)
   params = jax.tree.map(lambda a: a.astype(jnp.float64),
@@ -85,7 +86,7 @@ def test_contractive_gradients_match_finite_differences(x64):
     return losses.contractive(Outputs(x=x, recon=recon, aux=aux, params=p, encode=encode), method)
 
   check_grads(jax.jit(penalty), (params,), order=1, modes=['rev'])
-  sig = models.build(models.defaults('dense', hidden=(5,), activation='sigmoid'), (4,))
+  sig = models.build(defaults.model('dense', hidden=(5,), activation='sigmoid'), (4,))
   sp = jax.tree.map(lambda a: a.astype(jnp.float64), sig.init(jax.random.PRNGKey(2), x)['params'])
 
   def closed(p):
@@ -96,7 +97,7 @@ def test_contractive_gradients_match_finite_differences(x64):
 
 
 def test_contractive_config_errors(x64):
-  out, _ = _model_outputs(models.defaults('dense', hidden=(4, 2), activation='sigmoid'), (5,))
+  out, _ = _model_outputs(defaults.model('dense', hidden=(4, 2), activation='sigmoid'), (5,))
   with pytest.raises(AelabError, match="method='exact'"):
     losses.contractive(out, method='sigmoid_layer')
   with pytest.raises(AelabError, match='Outputs.encode'):
@@ -134,7 +135,7 @@ def test_warmup_ramps_the_weight_and_evaluation_uses_the_full_weight():
   mean, logvar = rng.normal(size=(4, 3)), rng.normal(size=(4, 3)) * 0.3
   out = Outputs(x=np.zeros((4, 2)), recon=np.zeros((4, 2)),
                 aux={'mean': mean, 'logvar': logvar}, params={})
-  loss_fn = losses.compose(losses.defaults(vae_kl=dict(weight=2.0, warmup_steps=100)))
+  loss_fn = losses.compose(defaults.loss(vae_kl=dict(weight=2.0, warmup_steps=100)))
   assert loss_fn.needs_step
   kl = float(losses.vae_kl(out))
   for step, factor in ((0, 0.0), (25, 0.25), (100, 1.0), (5000, 1.0)):
@@ -142,39 +143,40 @@ def test_warmup_ramps_the_weight_and_evaluation_uses_the_full_weight():
     np.testing.assert_allclose(total, 2.0 * factor * kl, rtol=1e-6)
     np.testing.assert_allclose(terms['vae_kl'], kl, rtol=1e-6)  # the logged term is unweighted
   np.testing.assert_allclose(loss_fn(out)[0], 2.0 * kl, rtol=1e-6)  # step None: evaluation
-  assert not losses.compose(losses.defaults(vae_kl=dict(weight=1.0))).needs_step
+  assert not losses.compose(defaults.loss(vae_kl=dict(weight=1.0))).needs_step
   with pytest.raises(AelabError, match='warmup_steps.*integer >= 0'):
     losses.compose({'vae_kl': {'weight': 1.0, 'warmup_steps': -5}})
 
 
 def test_forward_refuses_a_warmup_without_the_step():
-  from aelab.trainer import train
-  cfg = models.defaults('vae', hidden=(8,), latent=2)
+  cfg = defaults.model('vae', hidden=(8,), latent=2)
   model = models.build(cfg, (6,))
-  loss_fn = losses.compose(losses.defaults(
+  loss_fn = losses.compose(defaults.loss(
       reconstruction=dict(weight=1.0, kind='bce', reduction='sum'),
       vae_kl=dict(weight=1.0, warmup_steps=10)))
-  forward = train.make_forward(model, loss_fn, 'none')
+  forward = Forward(model, loss_fn)
+  none = preprocessing.Preprocessor('none')
   x = jnp.full((3, 6), 0.5)
   params = model.init({'params': jax.random.PRNGKey(0), 'noise': jax.random.PRNGKey(1)}, x)['params']
   with pytest.raises(AelabError, match='step=state.step'):
-    forward(params, {}, x, jax.random.PRNGKey(2), True)
-  t0, (terms, _, _) = forward(params, {}, x, jax.random.PRNGKey(2), True, step=jnp.asarray(0))
+    forward(params, none, {'x': x}, jax.random.PRNGKey(2), True)
+  t0, (terms, _, _) = forward(params, none, {'x': x}, jax.random.PRNGKey(2), True,
+                              step=jnp.asarray(0))
   np.testing.assert_allclose(t0, terms['reconstruction'], rtol=1e-6)  # KL weight 0 at step 0
-  t_eval, (terms, _, _) = forward(params, {}, x, jax.random.PRNGKey(2), False)
+  t_eval, (terms, _, _) = forward(params, none, {'x': x}, jax.random.PRNGKey(2), False)
   np.testing.assert_allclose(t_eval, terms['reconstruction'] + terms['vae_kl'], rtol=1e-6)
 
 
 def test_code_statistics_match_numpy():
   code = np.array([[0.0, 0.005, -0.02, 3.0], [0.5, -0.009, 0.01, 0.0]], np.float32)
-  stats = evaluate.code_statistics(jnp.asarray(code))
+  stats = code_statistics(jnp.asarray(code))
   np.testing.assert_allclose(stats['code_mean'], code.mean(), rtol=1e-6)
   np.testing.assert_allclose(stats['code_near_zero'], (np.abs(code) < 1e-2).mean())  # 4 of 8
   assert float(stats['code_near_zero']) == 0.5
 
 
 def test_new_terms_are_listed_in_errors_and_defaults():
-  cfg = losses.defaults(vae_kl=dict(weight=1.0, warmup_steps=0), contractive=dict(weight=0.1))
+  cfg = defaults.loss(vae_kl=dict(weight=1.0, warmup_steps=0), contractive=dict(weight=0.1))
   assert cfg.to_dict() == {'vae_kl': {'weight': 1.0, 'warmup_steps': 0},
                            'contractive': {'weight': 0.1, 'method': 'exact'}}
   with pytest.raises(AelabError) as err:

@@ -2,15 +2,15 @@
 
 An error before the rename (bad input, a full disk) leaves no partial file behind and keeps any
 previous file at that path. CSV files start with `# ` comment lines that say what the numbers
-are, then one row of column names (read them back with `export.read_csv(path)` or
-`pandas.read_csv(path, comment='#')`); NPZ files hold the same text in the string array `header`.
+are, then one row of column names (read them back with `pandas.read_csv(path, comment='#')`, or
+aelab's own `data.tabular.read_csv(path, label_column='label', comment='#')`); NPZ files hold the
+same text in the string array `header`.
 Floats are written with 9 significant digits, which round-trips float32 exactly.
 """
 
 from __future__ import annotations
 
 import contextlib
-import csv
 import os
 import pathlib
 import shutil
@@ -86,24 +86,6 @@ def write_csv(path: str | pathlib.Path, header: Sequence[str], columns: Sequence
       for i in range(n):
         f.write(','.join(str(c) for b in blocks for c in b[i]) + '\n')
   return pathlib.Path(path)
-
-
-def read_csv(path: str | pathlib.Path) -> tuple[list[str], dict[str, np.ndarray]]:
-  """Reads a CSV that write_csv wrote: (header lines, {column: values}), in column order;
-  numeric columns as float64 arrays, the others (e.g. `label`) as arrays of text."""
-  with open(path, newline='', encoding='utf-8') as f:
-    lines = f.read().splitlines()
-  header = [line[2:] for line in lines if line.startswith('# ')]
-  rows = list(csv.reader(line for line in lines if line and not line.startswith('#')))
-  columns, body = rows[0], rows[1:]
-  table = {}
-  for j, name in enumerate(columns):
-    cells = [row[j] for row in body]
-    try:
-      table[name] = np.array([float(c) for c in cells], np.float64)
-    except ValueError:
-      table[name] = np.array(cells)
-  return header, table
 
 
 def write_matrix_csv(path: str | pathlib.Path, header: Sequence[str],

@@ -9,7 +9,6 @@ the number of feature columns must equal the model's input width.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import pathlib
 import sys
@@ -107,20 +106,9 @@ def _csv_options(run: runs.Run) -> dict[str, str]:
   return opts
 
 
-def _first_row(path: pathlib.Path, delimiter: str) -> list[str]:
-  try:
-    with open(path, newline='', encoding='utf-8-sig') as f:
-      for row in csv.reader(f, delimiter=delimiter):
-        if row and any(c.strip() for c in row):
-          return [c.strip() for c in row]
-  except (UnicodeDecodeError, csv.Error) as e:
-    raise AelabError(f'{path}: cannot parse as UTF-8 CSV ({e}). Is this a text CSV file?') from None
-  raise AelabError(f'{path}: the file is empty.')
-
-
 def _from_csv(run: runs.Run, path: pathlib.Path, label_column: str | None) -> Rows:
   opts = _csv_options(run)
-  first = _first_row(path, opts['delimiter'])
+  first = tabular.first_row(path, opts['delimiter'])
   if label_column is not None:
     opts['label_column'] = label_column
   elif opts['label_column'] and not opts['label_column'].lstrip('-').isdigit() \

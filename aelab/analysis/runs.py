@@ -18,17 +18,16 @@ import dataclasses
 import functools
 import math
 import pathlib
-from collections.abc import Callable
 from typing import Any, NamedTuple
 
-import flax.linen as nn
 import jax
 import ml_collections
 import numpy as np
 
 from aelab import losses, models, preprocessing
-from aelab.trainer import checkpoint
 from aelab.errors import AelabError
+from aelab.trainer import checkpoint
+from aelab.trainer.forward import Forward
 
 SPACES = ('input', 'normalized')  # input units, or the preprocessed space the network works in
 DEFAULT_BATCH = 1024
@@ -36,22 +35,25 @@ DEFAULT_BATCH = 1024
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Run:
-  """One checkpoint of a run: config, model, parameters and preprocessing statistics (numpy)."""
+  """One checkpoint of a run: config, model, parameters and preprocessing (numpy), read back."""
   workdir: pathlib.Path
   step: int
   config: ml_collections.ConfigDict
-  model: nn.Module
+  forward: Forward = dataclasses.field(repr=False)
   params: dict
-  stats: dict
+  prep: preprocessing.Preprocessor
   feature_shape: tuple[int, ...]
   feature_names: tuple[str, ...] | None
   meta: dict
-  forward: Callable = dataclasses.field(repr=False)
 
   @property
   def mode(self) -> str:
     """The preprocessing mode ('none', 'minmax', 'h2o', 'standardize', 'per_sample')."""
-    return self.config.preprocessing
+    return self.prep.mode
+
+  @property
+  def stats(self) -> dict:
+    return self.prep.stats
 
   @property
   def num_features(self) -> int:
@@ -60,52 +62,46 @@ class Run:
   @property
   def depth(self) -> int:
     """Number of encoder layers (layer K = depth is the code)."""
-    out = jax.eval_shape(self.forward, self.params, self.stats,
+    out = jax.eval_shape(_outputs, self.forward, self.params, self.prep,
                          np.zeros((1, *self.feature_shape), np.float32))
     return len(out['encoder'])
 
 
-def _forward(model: nn.Module, mode: str, params, stats, x) -> dict:
+@functools.partial(jax.jit, static_argnums=0)
+def _outputs(forward: Forward, params, prep, x) -> dict:
   # Full float32 matmuls (no TF32 / bf16 passes on GPU / TPU), so numpy reproduces the numbers.
   with jax.default_matmul_precision('highest'):
-    z, ctx = preprocessing.apply(mode, stats, x)
-    recon, aux = model.apply({'params': params}, z, train=False,
-                             rngs={'noise': jax.random.PRNGKey(0)})
-  encoder = tuple(aux.get('encoder', ()))
-  return {'z': z, 'recon': recon, 'x_hat': preprocessing.invert(mode, stats, recon, ctx),
-          'encoder': encoder, 'code': aux.get('code', encoder[-1] if encoder else z)}
+    p = forward.outputs(params, prep, {'x': x}, jax.random.PRNGKey(0), train=False,
+                        corrupt=False)
+  encoder = tuple(p.aux.get('encoder', ()))
+  return {'z': p.z, 'recon': p.recon, 'x_hat': prep.invert(p.recon, p.ctx),
+          'encoder': encoder, 'code': p.aux.get('code', encoder[-1] if encoder else p.z)}
 
 
 def load(workdir: str | pathlib.Path, step: int | None = None) -> Run:
-  """Loads checkpoint `step` (default: the latest) of the run in `workdir`."""
+  """Loads checkpoint `step` (default: the latest that verifies) of the run in `workdir`."""
   workdir = pathlib.Path(workdir)
   if not (workdir / 'checkpoints').is_dir():
     raise AelabError(f'{workdir} holds no checkpoints ({workdir / "checkpoints"} is missing); '
                      'point --workdir at a directory that python -m aelab.run trained into')
-  ckpts = checkpoint.Checkpoints(workdir)
-  try:
+  with checkpoint.Checkpoints(workdir) as ckpts:
     steps = ckpts.all_steps()
     if not steps:
       raise AelabError(f'{ckpts.directory} holds no finished checkpoint; train (or resume) first')
-    if step is None:
-      step = max(steps)
-    elif step not in steps:
+    if step is not None and step not in steps:
       raise AelabError(f'{workdir} has no checkpoint at step {step}; available steps: '
                        f'{", ".join(map(str, sorted(steps)))}')
-    meta = ckpts.restore_meta(step)
-    arrays = ckpts.restore_raw(step)
-  finally:
-    ckpts.close()
+    step, arrays, meta = ckpts.restore_raw(step)
   config = ml_collections.ConfigDict(meta['config'])
   feature_shape = tuple(int(d) for d in meta['feature_shape'])
-  model = models.build(config.model, feature_shape)
+  forward = Forward(models.build(config.model, feature_shape), loss_fn=None)
   params = jax.tree.map(np.asarray, arrays['state']['params'])
-  stats = {k: np.asarray(v) for k, v in (arrays.get('preprocessing') or {}).items()}
+  prep = preprocessing.Preprocessor(mode=config.preprocessing, stats={
+      k: np.asarray(v) for k, v in (arrays.get('preprocessing') or {}).items()})
   columns = (meta.get('dataset') or {}).get('columns')
   names = tuple(columns) if columns and len(columns) == math.prod(feature_shape) else None
-  fwd = jax.jit(functools.partial(_forward, model, config.preprocessing))
-  return Run(workdir=workdir, step=int(step), config=config, model=model, params=params,
-             stats=stats, feature_shape=feature_shape, feature_names=names, meta=meta, forward=fwd)
+  return Run(workdir=workdir, step=int(step), config=config, forward=forward, params=params,
+             prep=prep, feature_shape=feature_shape, feature_names=names, meta=meta)
 
 
 def check_rows(run: Run, x: Any, what: str = 'the input') -> np.ndarray:
@@ -136,10 +132,10 @@ def outputs(run: Run, x: Any, batch_size: int = DEFAULT_BATCH) -> dict[str, Any]
   x = check_rows(run, x)
   if batch_size <= 0:
     raise AelabError(f'batch size must be positive; got {batch_size}')
-  parts = [jax.device_get(run.forward(run.params, run.stats, x[i:i + batch_size]))
+  parts = [jax.device_get(_outputs(run.forward, run.params, run.prep, x[i:i + batch_size]))
            for i in range(0, len(x), batch_size)]
   if not parts:
-    parts = [jax.device_get(run.forward(run.params, run.stats, x))]
+    parts = [jax.device_get(_outputs(run.forward, run.params, run.prep, x))]
   return jax.tree.map(lambda *a: np.concatenate(a, axis=0), *parts)
 
 

@@ -11,6 +11,7 @@ rest, both with `split_off(..., seed)`.
 from __future__ import annotations
 
 import csv
+import io
 import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -83,10 +84,14 @@ def _delimiter(value: Any) -> str:
 # --- CSV ------------------------------------------------------------------------------------
 
 def read_csv(path: Path, label_column: str = '', columns: str = '', header: str = 'auto',
-             delimiter: str = ',') -> tuple[np.ndarray, np.ndarray | None, tuple[str, ...],
-                                            dict[str, Any]]:
-  """Returns (x float32 [N, d], y int32 [N] or None, feature names, provenance extras)."""
-  rows, line_nums = _read_rows(path, delimiter)
+             delimiter: str = ',', comment: str = '') -> tuple[np.ndarray, np.ndarray | None,
+                                                               tuple[str, ...], dict[str, Any]]:
+  """Returns (x float32 [N, d], y int32 [N] or None, feature names, provenance extras).
+
+  With `comment`, lines starting with it are skipped; their text (after the marker and one
+  space) is returned in extras['comments'].
+  """
+  rows, line_nums, comments = _read_rows(path, delimiter, comment)
   if not rows:
     raise AelabError(f'{path}: the file is empty.')
   width = len(rows[0])
@@ -116,6 +121,8 @@ def read_csv(path: Path, label_column: str = '', columns: str = '', header: str 
   cells = np.array(body, dtype=str).reshape(len(body), width)
   x = _parse_features(cells[:, feature_idx], [names[i] for i in feature_idx], body_lines, path)
   extra: dict[str, Any] = {'header': has_header, 'columns': [names[i] for i in feature_idx]}
+  if comment:
+    extra['comments'] = comments
   y = None
   if label_idx is not None:
     y, label_names = _parse_labels(cells[:, label_idx], names[label_idx], body_lines, path)
@@ -125,19 +132,37 @@ def read_csv(path: Path, label_column: str = '', columns: str = '', header: str 
   return x, y, tuple(names[i] for i in feature_idx), extra
 
 
-def _read_rows(path: Path, delimiter: str) -> tuple[list[list[str]], list[int]]:
-  """Non-blank rows and the file line number on which each ends."""
-  rows, lines = [], []
+def _read_rows(path: Path, delimiter: str,
+               comment: str = '') -> tuple[list[list[str]], list[int], list[str]]:
+  """Non-blank rows, the file line number on which each ends, and the comment lines' text."""
+  rows, lines, comments = [], [], []
   try:
     with open(path, newline='', encoding='utf-8-sig') as f:
-      reader = csv.reader(f, delimiter=delimiter)
-      for row in reader:
-        if row and any(c.strip() for c in row):
-          rows.append(row)
-          lines.append(reader.line_num)
-  except (UnicodeDecodeError, csv.Error) as e:
+      text = f.read()
+  except UnicodeDecodeError as e:
     raise AelabError(f'{path}: cannot parse as UTF-8 CSV ({e}). Is this a text CSV file?') from None
-  return rows, lines
+  body = list(io.StringIO(text, newline=''))
+  if comment:
+    comments = [line[len(comment):].rstrip('\r\n').removeprefix(' ') for line in body
+                if line.startswith(comment)]
+    body = ['\n' if line.startswith(comment) else line for line in body]
+  try:
+    reader = csv.reader(body, delimiter=delimiter)
+    for row in reader:
+      if row and any(c.strip() for c in row):
+        rows.append(row)
+        lines.append(reader.line_num)
+  except csv.Error as e:
+    raise AelabError(f'{path}: cannot parse as UTF-8 CSV ({e}). Is this a text CSV file?') from None
+  return rows, lines, comments
+
+
+def first_row(path: Path, delimiter: str = ',', comment: str = '') -> list[str]:
+  """The first non-blank row's cells, stripped (a header, if the file has one)."""
+  rows, _, _ = _read_rows(path, delimiter, comment)
+  if not rows:
+    raise AelabError(f'{path}: the file is empty.')
+  return [c.strip() for c in rows[0]]
 
 
 def is_number(text: str) -> bool:
@@ -226,6 +251,9 @@ def _parse_labels(cells: np.ndarray, name: str, lines: Sequence[int],
 def read_npz(path: Path) -> tuple[np.ndarray, np.ndarray | None, tuple[str, ...] | None,
                                   dict[str, Any]]:
   """Reads arrays `x` [N, ...] and optional `y` [N] (non-negative integers) from an .npz."""
+  if not zipfile.is_zipfile(path):
+    raise AelabError(f'{path} is not an .npz file (the zip archive np.savez writes); save it with '
+                     "np.savez(path, x=..., y=...), or read a CSV table with dataset.name='csv'.")
   try:
     with np.load(path, allow_pickle=False) as npz:
       arrays = {k: npz[k] for k in npz.files}

@@ -1,6 +1,6 @@
-"""Evaluation on a held-out split: loss terms, and errors in input units (preprocessing inverted).
+"""Evaluator 'reconstruction': loss terms and errors in input units on one split.
 
-Metrics (per split):
+Metrics (logged as <split>/<name>):
   loss, <term>   the training objective and each term, averaged over eval batches;
   mse            mean squared error per element, in input units;
   bce            binary cross-entropy per element in input units (only for data in [0, 1]);
@@ -13,43 +13,32 @@ Metrics (per split):
                  reconstruction of corrupted inputs against the clean ones (what a denoiser is for).
 
 Randomness (VAE samples, binarization, corruption) uses fixed keys: batch i of a split uses
-fold_in(PRNGKey(0), i), so two models evaluated with the same eval batch size see the same
-corrupted inputs. With dynamic binarization the loss terms are computed against a Bernoulli sample
-of each input, while mse / bce / r2 compare with the grey-level input itself (bce against the grey
-level is the expected bce over binarizations).
+fold_in(PRNGKey(0), i), so two models evaluated with the same batch size see the same corrupted
+inputs. With dynamic binarization the loss terms are computed against a Bernoulli sample of each
+input, while mse / bce / r2 compare with the grey-level input itself (bce against the grey level
+is the expected bce over binarizations).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh
 
-from aelab import preprocessing
+from aelab.evaluators.context import Context, split_of
 from aelab.trainer import sharding
 
 _EPS = 1e-7
-NEAR_ZERO = 1e-2
 
 
-def code_statistics(code: jax.Array) -> dict[str, jax.Array]:
-  """Mean activation of the code and the fraction of its activations with |h| < NEAR_ZERO."""
-  return {'code_mean': jnp.mean(code),
-          'code_near_zero': jnp.mean((jnp.abs(code) < NEAR_ZERO).astype(jnp.float32))}
+@functools.lru_cache(maxsize=None)
+def _eval_step(forward, unit_interval: bool, noisy: bool):
+  """One jitted step per forward pass, shared by every split evaluated with it."""
 
-
-def make_eval_step(forward: Callable, mode: str, unit_interval: bool,
-                   noisy: bool = False) -> Callable:
-  """forward(params, stats, x, rng, train, ...) -> (total, (terms, recon, ctx)); a jitted step.
-
-  noisy: also evaluate the reconstruction of corrupted inputs (forward(..., corrupt=True)).
-  """
-
-  def error_sums(x, recon, ctx, stats, prefix=''):
-    x_hat = preprocessing.invert(mode, stats, recon, ctx)
+  def error_sums(prep, x, recon, ctx, prefix=''):
+    x_hat = prep.invert(recon, ctx)
     sums = {prefix + 'sse': jnp.sum((x_hat - x) ** 2)}
     if unit_interval:
       p = jnp.clip(x_hat, _EPS, 1 - _EPS)
@@ -57,45 +46,58 @@ def make_eval_step(forward: Callable, mode: str, unit_interval: bool,
     return sums
 
   @jax.jit
-  def eval_step(params, stats, x, mu, index=0):
+  def step(params, prep, batch, mu, index=0):
     rng = jax.random.fold_in(jax.random.PRNGKey(0), index)
-    total, (terms, recon, ctx) = forward(params, stats, x, rng, False)
-    sums = {**error_sums(x, recon, ctx, stats), 'sst': jnp.sum((x - mu) ** 2)}
+    x = batch['x']
+    total, (terms, recon, ctx) = forward(params, prep, batch, rng, False)
+    sums = {**error_sums(prep, x, recon, ctx), 'sst': jnp.sum((x - mu) ** 2)}
     metrics = {'loss': total, **terms}
     if noisy:
-      total_n, (_, recon_n, ctx_n) = forward(params, stats, x, rng, False, corrupt=True)
-      sums.update(error_sums(x, recon_n, ctx_n, stats, 'noisy_'))
+      total_n, (_, recon_n, ctx_n) = forward(params, prep, batch, rng, False, corrupt=True)
+      sums.update(error_sums(prep, x, recon_n, ctx_n, 'noisy_'))
       metrics['noisy_loss'] = total_n
     return metrics, sums
 
-  return eval_step
+  return step
 
 
-def evaluate(eval_step: Callable, params, stats, x: np.ndarray, batch_size: int,
-             mesh: Mesh) -> dict[str, float]:
-  """Runs `eval_step` over `x` in batches; batch-mean terms are weighted by batch size."""
-  mu = np.mean(x.astype(np.float64), axis=0).astype(np.float32)
-  mu_dev = sharding.put(mu, sharding.replicated(mesh))
-  n_dev = mesh.devices.size
-  term_sums, totals = {}, {}
-  for index, start in enumerate(range(0, len(x), batch_size)):
-    xb = x[start:start + batch_size]
-    spec = sharding.batch_sharding(mesh) if len(xb) % n_dev == 0 else sharding.replicated(mesh)
-    terms, sums = eval_step(params, stats, sharding.put(xb, spec), mu_dev, index)
-    for k, v in terms.items():
-      term_sums[k] = term_sums.get(k, 0.0) + v * len(xb)
-    for k, v in sums.items():
-      totals[k] = totals.get(k, 0.0) + v
-  term_sums, totals = jax.device_get((term_sums, totals))
-  n, elems = len(x), x.size
-  out = {k: float(v) / n for k, v in term_sums.items()}
-  out['mse'] = float(totals['sse']) / elems
-  out['r2'] = 1.0 - float(totals['sse']) / max(float(totals['sst']), 1e-30)
+def _ratios(totals: dict, n_elements: int) -> dict[str, float]:
+  out = {'mse': float(totals['sse']) / n_elements,
+         'r2': 1.0 - float(totals['sse']) / max(float(totals['sst']), 1e-30)}
   if 'bce' in totals:
-    out['bce'] = float(totals['bce']) / elems
+    out['bce'] = float(totals['bce']) / n_elements
   if 'noisy_sse' in totals:
-    out['noisy_mse'] = float(totals['noisy_sse']) / elems
+    out['noisy_mse'] = float(totals['noisy_sse']) / n_elements
     out['noisy_r2'] = 1.0 - float(totals['noisy_sse']) / max(float(totals['sst']), 1e-30)
     if 'noisy_bce' in totals:
-      out['noisy_bce'] = float(totals['noisy_bce']) / elems
+      out['noisy_bce'] = float(totals['noisy_bce']) / n_elements
   return out
+
+
+class Reconstruction:
+  def __init__(self, ctx: Context, split: str, batch_size: int):
+    self.split, self.batch_size, self.mesh = split, batch_size, ctx.mesh
+    self.data = split_of(ctx.dataset, split)
+    self.step = _eval_step(ctx.forward, ctx.unit_interval, ctx.forward.noise.corrupts)
+
+  def __call__(self, state, prep) -> dict[str, float]:
+    """Batch-mean terms weighted by batch size, error sums over the whole split."""
+    x, y = self.data.x, self.data.y
+    if not len(x):
+      return {}
+    mu = np.mean(x.astype(np.float64), axis=0).astype(np.float32)
+    mu_dev = sharding.put(mu, sharding.replicated(self.mesh))
+    n_dev = self.mesh.devices.size
+    term_sums, totals = {}, {}
+    for index, start in enumerate(range(0, len(x), self.batch_size)):
+      rows = slice(start, start + self.batch_size)
+      batch = {'x': x[rows]} if y is None else {'x': x[rows], 'y': y[rows]}
+      n = len(batch['x'])
+      spec = sharding.batch_sharding(self.mesh) if n % n_dev == 0 else sharding.replicated(self.mesh)
+      terms, sums = self.step(state.params, prep, sharding.put_tree(batch, spec), mu_dev, index)
+      for k, v in terms.items():
+        term_sums[k] = term_sums.get(k, 0.0) + v * n
+      for k, v in sums.items():
+        totals[k] = totals.get(k, 0.0) + v
+    term_sums, totals = jax.device_get((term_sums, totals))
+    return {**{k: float(v) / len(x) for k, v in term_sums.items()}, **_ratios(totals, x.size)}

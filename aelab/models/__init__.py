@@ -1,4 +1,5 @@
-"""Models by name: `defaults(name)` for config files, `build(cfg, feature_shape)` for the trainer."""
+"""Models by name: `build(cfg, feature_shape)` for the trainer. A config file gets a model's fields
+from `aelab.config.defaults.model(name, ...)`; each model module's DEFAULTS is that table's entry."""
 
 from __future__ import annotations
 
@@ -17,12 +18,6 @@ NAMES = tuple(_MODULES)
 def _module(name: str):
   check_choice(name, NAMES, 'model')
   return _MODULES[name]
-
-
-def defaults(name: str, **overrides) -> ml_collections.ConfigDict:
-  module = _module(name)
-  check_fields(overrides, module.DEFAULTS, f'model {name!r}')
-  return ml_collections.ConfigDict(dict(name=name, **{**module.DEFAULTS, **overrides}))
 
 
 def build(cfg: ml_collections.ConfigDict, feature_shape: Sequence[int]) -> nn.Module:

@@ -16,17 +16,11 @@ import jax
 import ml_collections
 import numpy as np
 
+from aelab.config.defaults import MODELS
 from aelab.errors import AelabError
 from aelab.models import activations
 
-DEFAULTS = dict(
-    channels=(32, 64),           # encoder conv widths (stride 2 each); the decoder mirrors them
-    kernel_size=3,
-    latent=32,                   # width of the dense code
-    activation='relu',           # conv / dense hidden layers
-    code_activation='linear',    # the code layer
-    output_activation='sigmoid',
-)
+DEFAULTS = MODELS['conv']  # the fields of config.model (aelab/config/defaults.py)
 
 
 def spatial_sizes(size: int, depth: int) -> list[int]:

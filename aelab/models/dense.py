@@ -10,15 +10,11 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from aelab.config.defaults import MODELS
 from aelab.errors import AelabError
 from aelab.models import activations
 
-DEFAULTS = dict(
-    hidden=(256, 64),            # encoder widths; the last is the code; the decoder mirrors them
-    activation='relu',           # one name, or one per encoder layer: 'tanh,sigmoid'
-    output_activation='sigmoid',
-    tied=False,                  # decoder kernels are the encoder kernels transposed
-)
+DEFAULTS = MODELS['dense']  # the fields of config.model (aelab/config/defaults.py)
 
 
 class TiedDense(nn.Module):

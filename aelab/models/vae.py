@@ -31,6 +31,7 @@ import numpy as np
 import optax
 
 from aelab.config import check_choice
+from aelab.config.defaults import MODELS
 from aelab.errors import AelabError
 from aelab.models import activations, conv
 
@@ -38,15 +39,7 @@ BODIES = ('dense', 'conv')
 LIKELIHOODS = ('bernoulli', 'gaussian')
 _LOG_2PI = math.log(2 * math.pi)
 
-DEFAULTS = dict(
-    body='dense',
-    hidden=(200, 200),       # dense body: encoder widths; the decoder mirrors them
-    channels=(32, 64),       # conv body: encoder conv widths (stride 2 each)
-    kernel_size=3,           # conv body
-    latent=50,               # width of z
-    activation='tanh',
-    likelihood='bernoulli',  # 'bernoulli' (logits; data in [0, 1]) or 'gaussian' (learned scalar std)
-)
+DEFAULTS = MODELS['vae']  # the fields of config.model (aelab/config/defaults.py)
 
 
 class VAE(nn.Module):

@@ -6,27 +6,13 @@ import ml_collections
 import optax
 
 from aelab.config import check_choice, check_fields
+from aelab.config.defaults import OPTIMIZER
 from aelab.errors import AelabError
 
 OPTIMIZERS = ('adam', 'adamw', 'sgd', 'rmsprop', 'adadelta')
 SCHEDULES = ('constant', 'cosine', 'warmup_cosine', 'warmup_constant')
 
-DEFAULTS = dict(
-    name='adam',
-    learning_rate=1e-3,
-    schedule='constant',
-    warmup_steps=0,
-    momentum=0.9,        # sgd (0 = plain SGD) and rmsprop
-    weight_decay=1e-4,   # adamw only; for L2 in the loss use the weight_decay loss term
-    grad_clip=0.0,       # clip gradients to this global norm; 0 = no clipping
-    adadelta_rho=0.9,    # adadelta only: decay of the running averages (H2O: 0.99)
-    adadelta_eps=1e-6,   # adadelta only: smoothing term (H2O: 1e-8)
-)
-
-
-def defaults(**overrides) -> ml_collections.ConfigDict:
-  check_fields(overrides, DEFAULTS, 'optimizer')
-  return ml_collections.ConfigDict({**DEFAULTS, **overrides})
+DEFAULTS = OPTIMIZER  # the fields of config.optimizer (aelab/config/defaults.py)
 
 
 def schedule(cfg: ml_collections.ConfigDict, total_steps: int) -> optax.Schedule:

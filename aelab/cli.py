@@ -1,0 +1,147 @@
+"""The one front of the `--config` CLIs (python -m aelab.run, python -m aelab.bench).
+
+    cli.main(argv, prog='python -m aelab.run', doc=__doc__, flags=FLAGS, run=main)
+
+reads `--config=FILE.py[:ARG]` (or `--config FILE.py[:ARG]`) and loads it (aelab.config.load),
+applies every `--config.a.b=VALUE` (or `--config.a.b VALUE`) in order, parses the CLI's own flags,
+then calls `run(config, flags, spec, overrides)`: the config, the flags' values by name, the
+config argument and the overrides as `--config.a.b=VALUE` strings. `-h`, `--help` and
+`--helpfull` print the usage, the doc and the flags and exit 0. Every error (a bad config file,
+an unknown field, a value of the wrong type, an unknown, bad or missing flag, or an AelabError
+raised by `run`) is one line `aelab: error: ...` on stderr, with exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import textwrap
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import ml_collections
+
+from aelab.config import files, overrides as overrides_lib
+from aelab.errors import AelabError
+
+HELP = ('-h', '--help', '--helpfull')
+_PREFIX = '--config.'
+
+
+@dataclasses.dataclass(frozen=True)
+class Flag:
+  """A flag `--name=VALUE` (or `--name VALUE`) of type str, int or float; a required one must be
+  given and not empty."""
+  name: str
+  type: type
+  default: Any
+  help: str
+  required: bool = False
+
+
+Run = Callable[[ml_collections.ConfigDict, argparse.Namespace, str, list[str]], None]
+
+
+def main(argv: Sequence[str] | None, *, prog: str, doc: str, flags: Sequence[Flag],
+         run: Run) -> None:
+  """Parses `argv` (default: sys.argv[1:]) and calls `run`; see the module doc."""
+  argv = list(sys.argv[1:] if argv is None else argv)
+  if any(arg in HELP for arg in argv):
+    print(help_text(prog, doc, flags), flush=True)
+    sys.exit(0)
+  try:
+    spec, changes, rest = split(argv)
+    config = files.load(spec)
+    overrides_lib.apply_args(config, changes)
+    config.lock()  # run() may change fields but not add any (as ml_collections' config flags)
+    values = _parser(prog, flags).parse_args(rest)
+    _init_absl(prog)
+    run(config, values, spec, [_show(path, text) for path, text in changes])
+  except AelabError as e:
+    print(f'aelab: error: {e}', file=sys.stderr, flush=True)
+    sys.exit(2)
+
+
+def split(argv: Sequence[str]) -> tuple[str, list[tuple[str, str | None]], list[str]]:
+  """(config spec, [(field path, text or None)], the other arguments) of a command line."""
+  spec, changes, rest, i = None, [], [], 0
+  while i < len(argv):
+    name, eq, value = argv[i].partition('=')
+    i += 1
+    takes_next = not eq and i < len(argv) and not argv[i].startswith('--')
+    if takes_next and (name == '--config' or name.startswith(_PREFIX)):
+      value, eq, i = argv[i], '=', i + 1
+    if name == '--config':
+      if spec is not None:
+        raise AelabError(f'--config is given twice ({spec!r}, {value!r}); pass one config file')
+      spec = value if eq else ''
+    elif name.startswith(_PREFIX):
+      changes.append((name[len(_PREFIX):], value if eq else None))
+    else:
+      rest.append(argv[i - 1])
+  if not spec:
+    raise AelabError('--config is required: pass --config=experiments/NAME.py[:ARG], e.g. '
+                     '--config=experiments/mnist_ae.py:tiny')
+  return spec, changes, rest
+
+
+def _show(path: str, text: str | None) -> str:
+  return f'{_PREFIX}{path}' + ('' if text is None else f'={text}')
+
+
+class _Parser(argparse.ArgumentParser):
+  """argparse whose usage errors are AelabErrors: one line, exit 2."""
+
+  def error(self, message: str):
+    raise AelabError(f'{message} (see {self.prog} --help)')
+
+
+def _parser(prog: str, flags: Sequence[Flag]) -> argparse.ArgumentParser:
+  parser = _Parser(prog=prog, add_help=False, allow_abbrev=False)
+  for flag in flags:
+    parser.add_argument(f'--{flag.name}', type=_converter(flag), default=flag.default,
+                        required=flag.required, help=flag.help)
+  return parser
+
+
+def _converter(flag: Flag) -> Callable[[str], Any]:
+  def convert(text: str) -> Any:
+    if flag.required and not text:
+      raise argparse.ArgumentTypeError(f'is empty; pass a value, --{flag.name}={_metavar(flag)}')
+    try:
+      return flag.type(text)
+    except ValueError:
+      raise argparse.ArgumentTypeError(
+          f'{text!r} is not {"an" if flag.type is int else "a"} {flag.type.__name__}') from None
+  return convert
+
+
+def _metavar(flag: Flag) -> str:
+  return flag.name.upper()
+
+
+def _init_absl(prog: str) -> None:
+  """What absl's app.run does before main: its own flags at their defaults, its log handler."""
+  from absl import flags as absl_flags, logging as absl_logging
+  absl_flags.FLAGS([prog], known_only=True)
+  absl_logging.use_absl_handler()
+
+
+def help_text(prog: str, doc: str, flags: Sequence[Flag]) -> str:
+  """usage line, the CLI's doc, then one entry per flag."""
+  own = ' '.join(f'--{f.name}={_metavar(f)}' if f.required else f'[--{f.name}={_metavar(f)}]'
+                 for f in flags)
+  rows = [('--config=FILE.py[:ARG]', 'Experiment config file[:arg]: get_config(ARG) of FILE.py. '
+           'Required.'),
+          ('--config.FIELD=VALUE', 'Overrides a config field, e.g. --config.train.num_steps=300 '
+           "or --config.model.hidden='(128, 16)'; also --config.FIELD VALUE.")]
+  for f in flags:
+    note = ' Required.' if f.required else f' (default: {f.default!r})'
+    rows.append((f'--{f.name}={_metavar(f)}', f.help + note))
+  lines = [f'usage: {prog} --config=FILE.py[:ARG] [--config.FIELD=VALUE ...] {own}'.rstrip(), '',
+           doc.strip(), '', 'flags:']
+  lines += [f'  {name}\n' + textwrap.fill(text, 96, initial_indent=' ' * 6,
+                                             subsequent_indent=' ' * 6) for name, text in rows]
+  lines.append('  -h, --help, --helpfull\n      Shows this help and exits.')
+  return '\n'.join(lines)

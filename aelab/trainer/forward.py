@@ -1,0 +1,97 @@
+"""The one forward pass: raw batch -> [binarize] -> preprocess -> [corrupt] -> model -> loss terms.
+
+Training, evaluation, the IWAE bound, inspection, plots and the benchmark all apply the model
+through a `Forward`; nothing else calls `model.apply`.
+
+    fwd = Forward(model, loss_fn, noise, compute_dtype)
+    total, (terms, recon, ctx) = fwd(params, prep, batch, rng, train, step=None, corrupt=None)
+    p = fwd.outputs(params, prep, batch, rng, train=False)   # z, inputs, ctx, recon, aux
+    code = fwd.encode(params, prep, x)                       # the code of raw rows
+    x_hat = fwd.decode(params, prep, code)                   # decoder means, in input units
+
+`batch` is {'x': raw rows [B, *feature_shape]} plus 'y' (int labels [B]) when the dataset has
+them. `rng` is split between the input noise (aelab/corruption.py) and the model's 'noise'
+stream (VAE sampling). The model sees the corrupted input when `corrupt` (default: `train` and
+input_noise.train); the loss target stays the clean (binarized, if so configured) batch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from aelab import corruption, losses
+from aelab.errors import AelabError
+from aelab.preprocessing import Preprocessor
+from aelab.trainer import precision
+
+NEAR_ZERO = 1e-2  # |h| below this counts as an inactive code unit (code_near_zero)
+
+
+class Pass(NamedTuple):
+  """One application of the model to a raw batch, in model (preprocessed) space."""
+  z: jax.Array        # the clean target: the preprocessed (binarized) batch
+  inputs: jax.Array   # what the model saw (z, or its corruption)
+  ctx: dict           # per-example preprocessing statistics (per_sample), for `invert`
+  recon: jax.Array    # the reconstruction, after the output activation
+  aux: dict           # the model's aux: 'code', 'encoder', 'logits', ...
+
+
+def code_statistics(code: jax.Array) -> dict[str, jax.Array]:
+  """Mean activation of the code and the fraction of its activations with |h| < NEAR_ZERO."""
+  return {'code_mean': jnp.mean(code),
+          'code_near_zero': jnp.mean((jnp.abs(code) < NEAR_ZERO).astype(jnp.float32))}
+
+
+@dataclasses.dataclass(frozen=True)
+class Forward:
+  model: nn.Module
+  loss_fn: Callable
+  noise: corruption.InputNoise = corruption.InputNoise()
+  compute_dtype: Any = jnp.float32
+
+  def _apply(self, params, inputs, *args, rng=None, **kwargs):
+    """model.apply in the compute dtype (float32 master weights), outputs back in float32."""
+    variables = {'params': precision.for_compute(params, self.compute_dtype)}
+    rngs = None if rng is None else {'noise': rng}
+    return precision.to_float32(self.model.apply(
+        variables, precision.for_compute(inputs, self.compute_dtype), *args, rngs=rngs, **kwargs))
+
+  def outputs(self, params, prep: Preprocessor, batch: dict, rng: jax.Array, *, train: bool,
+              corrupt: bool | None = None) -> Pass:
+    k_input, k_model = jax.random.split(rng)
+    corrupt = (train and self.noise.train) if corrupt is None else corrupt
+    z, z_in, ctx = self.noise.prepare(prep, batch['x'], k_input, corrupt)
+    recon, aux = self._apply(params, z_in, train=train, rng=k_model)
+    return Pass(z=z, inputs=z_in, ctx=ctx, recon=recon, aux=aux)
+
+  def __call__(self, params, prep: Preprocessor, batch: dict, rng: jax.Array, train: bool,
+               step=None, corrupt: bool | None = None):
+    """(total, (terms, recon, ctx)); `terms` holds every loss term, unweighted, and the code
+    statistics (code_mean, code_near_zero). `step` is the train step, for weight warm-up."""
+    if train and step is None and getattr(self.loss_fn, 'needs_step', False):
+      raise AelabError('a loss weight warms up (warmup_steps > 0), so the train step must pass '
+                       'the step: forward(params, prep, batch, rng, True, step=state.step)')
+    p = self.outputs(params, prep, batch, rng, train=train, corrupt=corrupt)
+    encode = lambda v: self._apply(params, v, method=self.model.encode)  # noqa: E731
+    total, terms = self.loss_fn(losses.Outputs(
+        x=p.z, recon=p.recon, aux=p.aux, params=params, inputs=p.inputs, step=step,
+        labels=batch.get('y'), encode=encode))
+    return total, ({**terms, **code_statistics(p.aux['code'])}, p.recon, p.ctx)
+
+  def encode(self, params, prep: Preprocessor, x: jax.Array) -> jax.Array:
+    """The code of raw rows x (for a VAE: the posterior mean)."""
+    return self._apply(params, prep.apply(x)[0], method=self.model.encode)
+
+  def decode(self, params, prep: Preprocessor, code: jax.Array) -> jax.Array:
+    """Decoder outputs of codes, in input units (not for per_sample, which needs each row's ctx)."""
+    return prep.invert(self._apply(params, code, method=self.model.decode), {})
+
+  def log_weights(self, params, z: jax.Array, rng: jax.Array, k: int) -> jax.Array:
+    """[B, k] importance log-weights of preprocessed rows z (a VAE; see aelab/evaluators/iwae.py)."""
+    return self._apply(params, z, k, method=self.model.log_weights, rng=rng)

@@ -1,0 +1,112 @@
+"""The block loop: dispatch, lagged finiteness check, logging, stop requests.
+
+`Loop.run` advances the state from `start` to `end` in blocks of `steps_per_call` steps, cut
+so that every boundary (a multiple of log_every or of one of `periods`, the last step, a stop)
+ends a block. Block i is dispatched before block i-1's outputs are checked on the host, so the
+device never waits for the host between boundaries. At a boundary every pending block is
+checked first (loss finite, parameters and optimizer state finite), then the train metrics are
+logged (log steps and the last step), then `at_boundary(step, state, stopping)` runs (the
+trainer's evaluations and checkpoints): nothing is saved that was not checked.
+The benchmark (aelab/bench) times this same loop.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Sequence
+
+import jax
+import numpy as np
+import tqdm
+
+from aelab.errors import AelabError
+from aelab.trainer.pending import Pending
+
+_PER_BLOCK = ('grad_norm', 'param_norm', 'finite')  # block outputs that are not per step
+
+
+class Diverged(AelabError):
+  """The loss, the parameters or the optimizer state stopped being finite."""
+
+
+@dataclasses.dataclass
+class Result:
+  state: object
+  step: int
+  stopped_by: str | None   # 'SIGTERM', 'SIGINT', 'should_stop' or None
+  timed_steps: int         # steps timed (from the first sync after the first block)
+  timed_s: float           # their seconds, boundary work (evaluations, checkpoints) excluded
+
+
+class Loop:
+  def __init__(self, train_block, batches, *, steps_per_call: int, total_steps: int,
+               log_every: int, log: Callable[[int, dict], None] | None = None,
+               learning_rate: Callable[[int], float] | None = None, progress: bool = False):
+    self.train_block, self.batches = train_block, batches
+    self.k, self.total, self.log_every = steps_per_call, total_steps, log_every
+    self.log, self.learning_rate, self.progress = log, learning_rate, progress
+    self.pending = Pending()
+
+  def _block_size(self, step: int, end: int, periods: Sequence[int]) -> int:
+    return min(self.k, end - step, *(n - step % n for n in (self.log_every, *periods) if n > 0))
+
+  def _check(self, first: int, out: dict) -> None:
+    loss = np.asarray(out['loss'])
+    bad = np.flatnonzero(~np.isfinite(loss))
+    if bad.size:
+      raise Diverged(f'training stopped: the loss is {loss[bad[0]]} at step {first + bad[0]}')
+    if not bool(out['finite']):
+      raise Diverged(f'training stopped: the parameters or optimizer state hold inf or NaN after '
+                     f'step {first + len(loss) - 1} (the loss was still finite)')
+
+  def _write_log(self, step: int, last: dict) -> dict:
+    values = self.pending.take()
+    row = {f'train/{k}': float(np.mean(v)) for k, v in values.items()}
+    row.update({f'train/{k}': float(last[k]) for k in ('grad_norm', 'param_norm')})
+    if self.learning_rate is not None:
+      row['train/learning_rate'] = float(self.learning_rate(step - 1))
+    if self.log is not None:
+      self.log(step, row)
+    return row
+
+  def run(self, state, prep, start: int, end: int, *, periods: Sequence[int] = (),
+          at_boundary: Callable[[int, object, bool], None] | None = None,
+          should_stop: Callable[[int], str | None] = lambda step: None) -> Result:
+    step, unchecked, last = start, [], None
+    clock, timed_from, untimed, stopped = None, start, 0.0, should_stop(start)
+    bar = tqdm.tqdm(total=self.total, initial=start, unit='step', dynamic_ncols=True,
+                    disable=not self.progress or bool(stopped))
+    while step < end and not stopped:
+      k = self._block_size(step, end, periods)
+      state, out = self.train_block(state, prep, *self.batches.block(step, k))
+      if unchecked:  # check the previous block while this one runs
+        self._check(*unchecked.pop())
+      unchecked.append((step, out))
+      self.pending.add({key: v for key, v in out.items() if key not in _PER_BLOCK})
+      last, step = out, step + k
+      bar.update(k)
+      stopping = should_stop(step)
+      log_due = step % self.log_every == 0 or step == self.total
+      hook_due = any(step % n == 0 for n in periods if n > 0) or step == self.total
+      if not (log_due or hook_due or stopping or step == end):
+        continue
+      for first_and_out in unchecked:
+        self._check(*first_and_out)
+      unchecked = []
+      if clock is None:  # time from the first sync after the first (compiling) block
+        clock, timed_from = time.time(), step
+      if log_due:
+        row = self._write_log(step, jax.device_get(last))
+        bar.set_postfix(loss=f'{row["train/loss"]:.4g}')
+      if at_boundary is not None and (hook_due or stopping):
+        t = time.time()
+        at_boundary(step, state, bool(stopping))
+        untimed += time.time() - t
+      if stopping:
+        stopped = stopping
+        break
+    bar.close()
+    timed_s = time.time() - clock - untimed if clock is not None else 0.0
+    return Result(state=state, step=step, stopped_by=stopped or None,
+                  timed_steps=step - timed_from, timed_s=timed_s)

@@ -1,0 +1,37 @@
+"""Per-step train metrics not yet logged: averaged at the next log step, saved with a checkpoint.
+
+A checkpoint between two log steps carries them, so a resumed run logs the same averages as a
+run that never stopped.
+"""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+
+
+class Pending:
+  def __init__(self):
+    self._blocks: list[dict] = []   # per block: {metric: [k] values}, on the device or the host
+
+  def add(self, values: dict) -> None:
+    self._blocks.append(values)
+
+  def _host(self) -> dict[str, np.ndarray]:
+    blocks = jax.device_get(self._blocks)
+    if not blocks:
+      return {}
+    return {key: np.concatenate([np.atleast_1d(b[key]) for b in blocks]) for key in blocks[0]}
+
+  def take(self) -> dict[str, np.ndarray]:
+    """Every pending step's values, concatenated per metric; empties the list."""
+    values = self._host()
+    self._blocks = []
+    return values
+
+  def to_json(self) -> dict[str, list[float]]:
+    """The pending values as JSON numbers (float32 round-trips exactly through a double)."""
+    return {key: [float(v) for v in values] for key, values in self._host().items()}
+
+  def restore(self, values: dict[str, list[float]] | None) -> None:
+    self._blocks = [{k: np.asarray(v, np.float32) for k, v in values.items()}] if values else []

@@ -1,0 +1,118 @@
+"""What a run builds from its config before training: everything validated, nothing written.
+
+Shared by the trainer (aelab/trainer/train.py) and the benchmark (aelab/bench).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pathlib
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from aelab import corruption, data, evaluators, losses, models, preprocessing
+from aelab.config import check_fields, defaults
+from aelab.errors import AelabError
+from aelab.trainer import optim, precision, sharding
+from aelab.trainer.batches import Batches
+from aelab.trainer.forward import Forward
+from aelab.trainer.state import TrainState, make_train_block
+
+GROUPS = ('seed', 'dataset', 'preprocessing', 'model', 'loss', 'optimizer', 'train', 'evals',
+          'input_noise')
+_DEVICE_DATA = ('auto', 'yes', 'no')
+_DEVICE_DATA_AUTO_BYTES = 1 << 30
+
+
+@dataclasses.dataclass(frozen=True)
+class Setup:
+  config: ml_collections.ConfigDict
+  dataset: data.Dataset
+  prep: preprocessing.Preprocessor   # fitted on the training split (host arrays)
+  forward: Forward
+  tx: optax.GradientTransformation
+  mesh: Any
+  batches: Batches
+  total_steps: int
+  evaluators: list
+  init_rng: jax.Array
+  train_rng: jax.Array
+
+  def init(self, rng: jax.Array) -> TrainState:
+    """A fresh state: parameters from `rng`, the optimizer state, step 0."""
+    example = jnp.asarray(self.prep.apply(self.dataset.train.x[:1])[0])
+    params = self.forward.model.init(rng, example)['params']
+    return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=self.tx.init(params),
+                      rng=self.train_rng)
+
+  def train_block(self):
+    return make_train_block(self.forward, self.tx, self.mesh, self.config.train.scan_unroll)
+
+  def meta(self) -> dict:
+    """The JSON saved with every checkpoint, for reading the run back without its config file."""
+    return {'config': json.loads(self.config.to_json()),
+            'preprocessing': self.prep.mode, 'preprocessing_formula': self.prep.describe(),
+            'feature_shape': list(self.dataset.feature_shape), 'dataset': self.dataset.source}
+
+
+def check_train(tc: ml_collections.ConfigDict) -> None:
+  """Values of config.train that would pass type checks but break the run."""
+  check_fields(tc, defaults.TRAIN, 'train')
+  positive = ('batch_size', 'steps_per_call', 'keep_checkpoints')
+  at_least_zero = ('num_epochs', 'num_steps', 'log_every', 'checkpoint_every')
+  for key in (*positive, *at_least_zero):
+    value, low = tc[key], 1 if key in positive else 0
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+      raise AelabError(f'train.{key} = {value!r}; it must be an integer >= {low}')
+  if tc.device_data not in _DEVICE_DATA:
+    raise AelabError(f'train.device_data = {tc.device_data!r}; valid choices: auto, yes, no')
+
+
+def _unit_interval(dataset: data.Dataset) -> bool:
+  r = dataset.value_range
+  return r is not None and r[0] >= 0 and r[1] <= 1
+
+
+def build(config: ml_collections.ConfigDict, workdir: str | pathlib.Path | None = None) -> Setup:
+  """Resolves and validates every config group (AelabError on any bad field) and places the
+  training set on the devices."""
+  check_fields(config, GROUPS, 'config')
+  tc = config.train
+  check_train(tc)
+  preprocessing.check_mode(config.preprocessing)
+  dataset = data.load(config.dataset, seed=config.seed)
+  prep = preprocessing.Preprocessor.fit(config.preprocessing, dataset.train.x)
+  model = models.build(config.model, dataset.feature_shape)
+  noise = corruption.for_dataset(config.get('input_noise'), dataset, prep)
+  unit = _unit_interval(dataset)
+  loss_fn = losses.compose(config.loss, layer_activations=models.layer_activations(config.model),
+                           targets_in_unit_interval=unit and config.preprocessing == 'none')
+  mesh = sharding.make_mesh()
+  sharding.check_batch_size(tc.batch_size, mesh)
+  if len(dataset.train) < tc.batch_size:
+    raise AelabError(f'train.batch_size = {tc.batch_size} exceeds the {len(dataset.train)} training '
+                     'examples; lower it')
+  on_device = {'auto': dataset.train.x.nbytes <= _DEVICE_DATA_AUTO_BYTES, 'yes': True, 'no': False}
+  batches = Batches(dataset.train, tc.batch_size, config.seed, mesh, on_device[tc.device_data])
+  total_steps = tc.num_steps or tc.num_epochs * batches.steps_per_epoch
+  if total_steps <= 0:
+    raise AelabError('train.num_steps (or num_epochs) must be positive')
+  tx = optim.make(config.optimizer, total_steps)
+  forward = Forward(model, loss_fn, noise, precision.dtype(tc.compute_dtype))
+  ctx = evaluators.Context(config=config, dataset=dataset, forward=forward, mesh=mesh,
+                           unit_interval=unit, workdir=None if workdir is None else pathlib.Path(workdir))
+  evals = evaluators.build(config.get('evals') or {}, ctx)
+  init_rng, train_rng = jax.random.split(jax.random.PRNGKey(config.seed))
+  return Setup(config=config, dataset=dataset, prep=prep, forward=forward, tx=tx, mesh=mesh,
+               batches=batches, total_steps=total_steps, evaluators=evals, init_rng=init_rng,
+               train_rng=train_rng)
+
+
+def param_count(params) -> int:
+  return int(sum(np.prod(p.shape) for p in jax.tree.leaves(params)))
