@@ -129,7 +129,8 @@ def benchmark(config, *, repeats: int = 5, steps: int = 0, target_s: float = 2.0
   matmul = bare.Matmul(n, dtype)
   matmul.calibrate(max(chunk * t_block / k / 4, 1e-3))
   compile_args = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=a.sharding),
-                              (state, prep, *loops['device_data'].batches.block(0, k)))
+                              (state, prep, *loops['device_data'].batches.block(0, k),
+                               jax.numpy.asarray(True)))
   log(f'timing {repeats} repeats of {run_steps} steps per path, in turns of {chunk} steps')
 
   raw: dict[str, list[float]] = {key: [] for key in (

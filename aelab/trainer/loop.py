@@ -22,8 +22,14 @@ import tqdm
 
 from aelab.errors import AelabError
 from aelab.trainer.pending import Pending
+from aelab.trainer.state import all_finite
 
 _PER_BLOCK = ('grad_norm', 'param_norm', 'finite')  # block outputs that are not per step
+
+
+@jax.jit
+def _finite_state(state) -> jax.Array:
+  return all_finite((state.params, state.opt_state))
 
 
 class Diverged(AelabError):
@@ -51,12 +57,17 @@ class Loop:
   def _block_size(self, step: int, end: int, periods: Sequence[int]) -> int:
     return min(self.k, end - step, *(n - step % n for n in (self.log_every, *periods) if n > 0))
 
+  def _boundary(self, step: int, end: int, periods: Sequence[int]) -> bool:
+    """Whether `step` ends a block where the loop logs, runs its hook or returns."""
+    return step == end or step == self.total or any(
+        n > 0 and step % n == 0 for n in (self.log_every, *periods))
+
   def _check(self, first: int, out: dict) -> None:
-    loss = np.asarray(out['loss'])
+    loss, finite = jax.device_get((out['loss'], out['finite']))
     bad = np.flatnonzero(~np.isfinite(loss))
     if bad.size:
       raise Diverged(f'training stopped: the loss is {loss[bad[0]]} at step {first + bad[0]}')
-    if not bool(out['finite']):
+    if not finite:
       raise Diverged(f'training stopped: the parameters or optimizer state hold inf or NaN after '
                      f'step {first + len(loss) - 1} (the loss was still finite)')
 
@@ -79,7 +90,8 @@ class Loop:
                     disable=not self.progress or bool(stopped))
     while step < end and not stopped:
       k = self._block_size(step, end, periods)
-      state, out = self.train_block(state, prep, *self.batches.block(step, k))
+      check = self._boundary(step + k, end, periods)
+      state, out = self.train_block(state, prep, *self.batches.block(step, k), check)
       if unchecked:  # check the previous block while this one runs
         self._check(*unchecked.pop())
       unchecked.append((step, out))
@@ -87,13 +99,16 @@ class Loop:
       last, step = out, step + k
       bar.update(k)
       stopping = should_stop(step)
-      log_due = step % self.log_every == 0 or step == self.total
+      log_due = (self.log_every > 0 and step % self.log_every == 0) or step == self.total
       hook_due = any(step % n == 0 for n in periods if n > 0) or step == self.total
       if not (log_due or hook_due or stopping or step == end):
         continue
       for first_and_out in unchecked:
         self._check(*first_and_out)
       unchecked = []
+      if stopping and not check and not bool(_finite_state(state)):  # not checked in the block
+        raise Diverged(f'training stopped: the parameters or optimizer state hold inf or NaN '
+                       f'at step {step} (the loss was still finite)')
       if clock is None:  # time from the first sync after the first (compiling) block
         clock, timed_from = time.time(), step
       if log_due:
