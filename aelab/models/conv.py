@@ -110,9 +110,9 @@ class ConvAE(nn.Module):
     del train
     enc = self._encode_all(x)
     dec, logits = self.decoder(enc[-1])
-    logits = logits.reshape(x.shape)
-    return activations.get(self.output_activation)(logits), {
-        'encoder': enc, 'code': enc[-1], 'decoder': dec, 'logits': logits}
+    flat = logits.reshape(x.shape[0], -1)  # element-wise ops on flat rows (see models/dense.py)
+    return activations.get(self.output_activation)(flat).reshape(x.shape), {
+        'encoder': enc, 'code': enc[-1], 'decoder': dec, 'logits': flat.reshape(x.shape)}
 
 
 def check_image_shape(feature_shape: Sequence[int], what: str) -> tuple[int, int, int]:

@@ -79,9 +79,11 @@ class DenseAE(nn.Module):
     del train  # no dropout / batch norm in this model
     enc = self._encode_all(x)
     dec, logits = self._decode_all(enc[-1])
-    logits = logits.reshape(x.shape)
-    recon = activations.get(self.output_activation)(logits)
-    return recon, {'encoder': enc, 'code': enc[-1], 'decoder': dec, 'logits': logits}
+    # The output activation on flat [B, D] logits, then reshaped: XLA:CPU runs element-wise ops
+    # on an [B, H, W, 1] image several times slower.
+    recon = activations.get(self.output_activation)(logits).reshape(x.shape)
+    return recon, {'encoder': enc, 'code': enc[-1], 'decoder': dec,
+                   'logits': logits.reshape(x.shape)}
 
 
 def build(cfg: ml_collections.ConfigDict, feature_shape: Sequence[int]) -> DenseAE:

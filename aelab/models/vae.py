@@ -126,12 +126,12 @@ class VAE(nn.Module):
     eps = jax.random.normal(self.make_rng('noise'), mean.shape, mean.dtype)
     z = mean + jnp.exp(0.5 * logvar) * eps
     dec, logits = self._decode_logits(z)
-    logits = logits.reshape(x.shape)
+    flat = logits.reshape(x.shape[0], -1)  # element-wise ops on flat rows (see models/dense.py)
     aux = {'encoder': hs, 'code': mean, 'mean': mean, 'logvar': logvar, 'z': z,
-           'decoder': dec, 'logits': logits}
+           'decoder': dec, 'logits': flat.reshape(x.shape)}
     if self.likelihood == 'gaussian':
       aux['log_sigma'] = self.log_sigma
-    return self._mean_output(logits), aux
+    return self._mean_output(flat).reshape(x.shape), aux
 
   def log_weights(self, x: jax.Array, k: int) -> jax.Array:
     """[B, k] log importance weights log p(x|z_i) + log p(z_i) - log q(z_i|x), z_i ~ q(z|x)."""
