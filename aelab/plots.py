@@ -80,40 +80,35 @@ def _tile(img: np.ndarray) -> np.ndarray:
   return img[..., 0] if img.shape[-1] == 1 else img
 
 
-def filters(images: np.ndarray, path: str | pathlib.Path, title: str = '',
-            max_tiles: int = 100) -> pathlib.Path:
-  """First-layer filters [n, h, w, c] as a grid of tiles, each scaled to its own range."""
-  images = np.asarray(images)[:max_tiles]
+def _grid(images: np.ndarray, path: str | pathlib.Path, tile: float, title: str,
+          show) -> pathlib.Path:
+  """Images in a square grid of `tile`-inch tiles; show(ax, image) draws one."""
   n = len(images)
   cols = int(np.ceil(np.sqrt(n)))
   rows = int(np.ceil(n / cols))
-  fig, axes = plt.subplots(rows, cols, figsize=(cols * 0.8, rows * 0.8 + 0.4), squeeze=False)
+  fig, axes = plt.subplots(rows, cols, figsize=(cols * tile, rows * tile + 0.4), squeeze=False)
   for i, ax in enumerate(axes.flat):
     if i < n:
-      ax.imshow(_tile(images[i]), cmap='gray', interpolation='nearest')
+      show(ax, images[i])
     ax.axis('off')
   if title:
     fig.suptitle(title, fontsize=9)
   return _save(fig, path)
+
+
+def filters(images: np.ndarray, path: str | pathlib.Path, title: str = '',
+            max_tiles: int = 100) -> pathlib.Path:
+  """First-layer filters [n, h, w, c] as a grid of tiles, each scaled to its own range."""
+  return _grid(np.asarray(images)[:max_tiles], path, 0.8, title,
+               lambda ax, img: ax.imshow(_tile(img), cmap='gray', interpolation='nearest'))
 
 
 def image_grid(images: np.ndarray, path: str | pathlib.Path,
                value_range: tuple[float, float] = (0.0, 1.0), title: str = '') -> pathlib.Path:
   """Images [n, H, W, C] in a square grid on a shared value range (e.g. VAE samples)."""
-  images = np.clip(np.asarray(images), *value_range)
-  n = len(images)
-  cols = int(np.ceil(np.sqrt(n)))
-  rows = int(np.ceil(n / cols))
-  fig, axes = plt.subplots(rows, cols, figsize=(cols * 0.9, rows * 0.9 + 0.4), squeeze=False)
-  for i, ax in enumerate(axes.flat):
-    if i < n:
-      img = images[i]
-      ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap='gray', vmin=value_range[0],
-                vmax=value_range[1])
-    ax.axis('off')
-  if title:
-    fig.suptitle(title, fontsize=9)
-  return _save(fig, path)
+  return _grid(np.clip(np.asarray(images), *value_range), path, 0.9, title,
+               lambda ax, img: ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap='gray',
+                                         vmin=value_range[0], vmax=value_range[1]))
 
 
 def pca_2d(code: np.ndarray) -> tuple[np.ndarray, str]:

@@ -56,7 +56,7 @@ class _Prebuilt:
     return self._block, None
 
 
-def _paths(s, state, prep):
+def _paths(s):
   """The trainer's loops over each data path, and the pre-built block the references use."""
   tc, ds, mesh = s.config.train, s.dataset, s.mesh
   host = Batches(ds.train, tc.batch_size, s.config.seed, mesh, on_device=False)
@@ -87,6 +87,38 @@ def _keras(config, x_train, log) -> tuple[object | None, str | None]:
   return keras_ref.KerasReference(config, x_train), None
 
 
+class _Turns:
+  """The timed paths and where the shared train state stands: each `turn(name, steps)` runs one
+  path for `steps` steps from the current position and returns its seconds."""
+
+  def __init__(self, s, config):
+    tc, device, rep = config.train, jax.devices()[0], sharding.replicated(s.mesh)
+    self.k, self.pos = tc.steps_per_call, 0
+    self.prep = sharding.put_tree(s.prep, rep)
+    self.state = jax.jit(s.init, out_shardings=rep)(s.init_rng)
+    self.loops, block, self.prebuilt, host_block = _paths(s)
+    self.counts = flops.count_by_primitive(block, self.state, self.prep, self.prebuilt, None)
+    self.bare_block = bare.make_bare_block(s.forward, s.tx)
+    dev0 = lambda tree: jax.device_put(tree, device)  # noqa: E731
+    self.bare_carry = dev0((jax.tree.map(lambda a: a.copy(), self.state.params),
+                            jax.tree.map(lambda a: a.copy(), self.state.opt_state), np.int32(0)))
+    self.bare_args = dev0((s.prep, host_block['x'], jax.random.PRNGKey(config.seed)))
+    self.bare_flops = flops.count(self.bare_block, *self.bare_carry, *self.bare_args) / self.k
+    self.keras = None
+
+  def turn(self, name: str, steps: int) -> float:
+    if name == 'bare':
+      self.bare_carry, t = bare.run_bare(self.bare_block, self.bare_carry, *self.bare_args,
+                                         steps, self.k)
+      return t
+    if name == 'keras':
+      return self.keras.run(steps)
+    t0 = time.perf_counter()
+    self.state = self.loops[name].run(self.state, self.prep, self.pos, self.pos + steps).state
+    self.pos += steps
+    return time.perf_counter() - t0
+
+
 def benchmark(config, *, repeats: int = 5, steps: int = 0, target_s: float = 2.0,
               chunk_s: float = 0.25, matmul_size: int = 0, keras: bool = True,
               log: Callable[[str], None] = lambda msg: None) -> dict:
@@ -97,70 +129,45 @@ def benchmark(config, *, repeats: int = 5, steps: int = 0, target_s: float = 2.0
     raise AelabError('--steps, --chunk_s and --matmul_size must be >= 0 and --target_s positive')
   t_start = time.perf_counter()
   s = build(config)
-  tc, device, rep = config.train, jax.devices()[0], sharding.replicated(s.mesh)
-  k, dtype = tc.steps_per_call, str(tc.compute_dtype)
-  prep = sharding.put_tree(s.prep, rep)
-  state = jax.jit(s.init, out_shardings=rep)(s.init_rng)
-  loops, block, prebuilt, host_block = _paths(s, state, prep)
+  run = _Turns(s, config)
+  kref, keras_note = _keras(config, s.dataset.train.x, log) if keras else (None, 'off')
+  run.keras = kref
   default = 'device_data' if s.batches.on_device else 'host_fed'
-  counts = flops.count_by_primitive(block, state, prep, prebuilt, None)
-  bare_block = bare.make_bare_block(s.forward, s.tx)
-  dev0 = lambda tree: jax.device_put(tree, device)  # noqa: E731
-  bare_carry = dev0((jax.tree.map(lambda a: a.copy(), state.params),
-                     jax.tree.map(lambda a: a.copy(), state.opt_state), np.int32(0)))
-  bare_args = dev0((s.prep, host_block['x'], jax.random.PRNGKey(config.seed)))
-  bare_flops = flops.count(bare_block, *bare_carry, *bare_args) / k
-  kref, keras_note = _keras(config, s.dataset.train.x, log) if keras else (None, 'off (--keras=false)')
-
+  paths = (*PATHS, 'bare', *(('keras',) if kref is not None else ()))
   log('warming up (compiling every path)')
-  pos = 0
-  for name in PATHS:
-    state, _ = _timed(loops[name], state, prep, pos, k)
-    pos += k
-  bare_carry, _ = bare.run_bare(bare_block, bare_carry, *bare_args, k, k)
-  state, t_block = _timed(loops[default], state, prep, pos, k)
-  pos += k
-  t_block = max(t_block, 1e-6)
+  for name in (*PATHS, 'bare'):
+    run.turn(name, run.k)
+  k, t_block = run.k, max(run.turn(default, run.k), 1e-6)
   run_steps = k * math.ceil(steps / k) if steps else k * max(1, round(target_s / t_block))
   chunk = min(run_steps, k * max(1, round(chunk_s / t_block))) if chunk_s > 0 else run_steps
   rounds = math.ceil(run_steps / chunk)
   run_steps = rounds * chunk
-  n = matmul_size or (2048 if device.platform == 'cpu' else 8192)
-  matmul = bare.Matmul(n, dtype)
+  n = matmul_size or (2048 if jax.devices()[0].platform == 'cpu' else 8192)
+  matmul = bare.Matmul(n, str(config.train.compute_dtype))
   matmul.calibrate(max(chunk * t_block / k / 4, 1e-3))
   compile_args = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=a.sharding),
-                              (state, prep, *loops['device_data'].batches.block(0, k),
+                              (run.state, run.prep, *run.loops['device_data'].batches.block(0, k),
                                jax.numpy.asarray(True)))
   log(f'timing {repeats} repeats of {run_steps} steps per path, in turns of {chunk} steps')
-
-  raw: dict[str, list[float]] = {key: [] for key in (
-      'lower_s', 'xla_compile_s', *PATHS, 'bare', 'keras', 'matmul')}
+  raw: dict[str, list[float]] = {key: [] for key in ('lower_s', 'xla_compile_s', *paths, 'matmul')}
   for r in range(repeats):
-    lower_s, compile_s = _time_compile(s, compile_args)
-    raw['lower_s'].append(lower_s)
-    raw['xla_compile_s'].append(compile_s)
-    sec = dict.fromkeys((*PATHS, 'bare', 'keras', 'matmul'), 0.0)
+    for key, value in zip(('lower_s', 'xla_compile_s'), _time_compile(s, compile_args)):
+      raw[key].append(value)
+    sec = dict.fromkeys((*paths, 'matmul'), 0.0)
     for _ in range(rounds):  # the paths take turns, so a burst of load hits them alike
-      for name in PATHS:
-        state, t = _timed(loops[name], state, prep, pos, chunk)
-        pos += chunk
-        sec[name] += t
-      bare_carry, t = bare.run_bare(bare_block, bare_carry, *bare_args, chunk, k)
-      sec['bare'] += t
-      if kref is not None:
-        sec['keras'] += kref.run(chunk)
+      for name in paths:
+        sec[name] += run.turn(name, chunk)
       sec['matmul'] += matmul.run()
-    for name in (*PATHS, 'bare', *(('keras',) if kref is not None else ())):
+    for name in paths:
       raw[name].append(run_steps / sec[name])
     raw['matmul'].append(2 * n ** 3 * matmul.calls * rounds / sec['matmul'])
-    log(f'repeat {r + 1}/{repeats}: aelab {raw[default][-1]:.2f} steps/s, bare '
-        f'{raw["bare"][-1]:.2f} steps/s' + (f', keras {raw["keras"][-1]:.2f} steps/s'
-                                             if kref is not None else ''))
-  settings = {'batch_size': tc.batch_size, 'steps_per_call': k, 'steps_per_run': run_steps,
+    log(f'repeat {r + 1}/{repeats}: ' + ', '.join(f'{p} {raw[p][-1]:.2f} steps/s'
+                                                   for p in (default, 'bare', 'keras') if p in paths))
+  settings = {'batch_size': config.train.batch_size, 'steps_per_call': k, 'steps_per_run': run_steps,
               'steps_per_turn': chunk, 'matmul_calls_per_turn': matmul.calls,
-              'repeats': repeats, 'dtype': dtype, 'data_path': default,
+              'repeats': repeats, 'dtype': str(config.train.compute_dtype), 'data_path': default,
               'train_examples': len(s.dataset.train)}
-  return _result(raw, counts, bare_flops, default, settings, n, keras_note, t_start)
+  return _result(raw, run.counts, run.bare_flops, default, settings, n, keras_note, t_start)
 
 
 def _time_compile(s, args) -> tuple[float, float]:
@@ -187,7 +194,7 @@ def _result(raw, counts, bare_flops, default, settings, n, keras_note, t_start) 
   aelab['ratio_to_bare'] = paired(lambda u, v: u * step_flops / (v * bare_flops), default, 'bare')
   aelab['ratio_to_reference'] = paired(lambda u, v: u * step_flops / v, default, 'matmul')
   keras = {'note': keras_note}
-  if raw['keras']:
+  if raw.get('keras'):
     keras = {'steps_per_s': summarize(raw['keras']),
              'examples_per_s': summarize([v * bsz for v in raw['keras']])}
     aelab['ratio_to_keras'] = paired(lambda u, v: u / v, default, 'keras')

@@ -96,10 +96,7 @@ def _read_bytes(path: Path) -> bytes:
 
 def load(cfg: Mapping[str, Any], seed: int) -> Dataset:
   """Loads `mnist` or `fashion_mnist`: images [N, 28, 28, 1] float32 in [0, 1], int32 labels."""
-  name = cfg['name']
-  if name not in DEFAULTS:
-    raise AelabError(f'idx.load serves {", ".join(DEFAULTS)}; got dataset {name!r}.')
-  fields = options.resolve(cfg, name, DEFAULTS[name])
+  name, fields = options.resolve(cfg, DEFAULTS, 'idx.load')
   val_fraction = options.fraction(fields, 'val_fraction')
   train_limit = options.count(fields, 'train_limit')
   test_limit = options.count(fields, 'test_limit')

@@ -18,16 +18,29 @@ def as_config_dict(name: str, defaults: Mapping[str, Any]) -> ml_collections.Con
   return ml_collections.ConfigDict({'name': name, **fields})
 
 
-def resolve(cfg: Mapping[str, Any] | ml_collections.ConfigDict, name: str,
-            defaults: Mapping[str, Any]) -> dict[str, Any]:
-  """Returns a plain dict of all fields: the defaults overridden by `cfg`.
+def resolve(cfg: Mapping[str, Any] | ml_collections.ConfigDict,
+            defaults: Mapping[str, Mapping[str, Any]], served_by: str) -> tuple[str, dict[str, Any]]:
+  """(name, a plain dict of all fields: the source's defaults overridden by `cfg`).
 
-  Raises AelabError naming any field of `cfg` that the source does not know.
+  `defaults` maps each dataset name the source serves to its fields; an unknown name, or a
+  field of `cfg` that the source does not know, is an AelabError naming the valid ones.
   """
+  name = cfg['name']
+  if name not in defaults:
+    raise AelabError(f'{served_by} serves {", ".join(defaults)}; got dataset {name!r}.')
   given = cfg.to_dict() if isinstance(cfg, ml_collections.ConfigDict) else dict(cfg)
   given.pop('name', None)
-  check_fields(given, defaults, f'the config of dataset {name!r}')
-  return {**defaults, **given}
+  check_fields(given, defaults[name], f'the config of dataset {name!r}')
+  return name, {**defaults[name], **given}
+
+
+def split_fractions(fields: Mapping[str, Any]) -> tuple[float, float]:
+  """(val_fraction, test_fraction), each in [0, 1), together below 1."""
+  val, test = fraction(fields, 'val_fraction'), fraction(fields, 'test_fraction')
+  if val + test >= 1.0:
+    raise AelabError(f'dataset.val_fraction + dataset.test_fraction must be < 1; got '
+                     f'{val} + {test}.')
+  return val, test
 
 
 def fraction(fields: Mapping[str, Any], key: str) -> float:

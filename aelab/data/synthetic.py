@@ -27,17 +27,10 @@ DEFAULTS: dict[str, dict[str, Any]] = {
 
 def load(cfg: Mapping[str, Any], seed: int) -> Dataset:
   """Generates `lowvar` or `blobs` deterministically from `seed`."""
-  name = cfg['name']
-  if name not in DEFAULTS:
-    raise AelabError(f'synthetic.load serves {", ".join(DEFAULTS)}; got dataset {name!r}.')
-  fields = options.resolve(cfg, name, DEFAULTS[name])
+  name, fields = options.resolve(cfg, DEFAULTS, 'synthetic.load')
   n = options.count(fields, 'num_examples', minimum=1)
   d = options.count(fields, 'num_features', minimum=1)
-  val_fraction = options.fraction(fields, 'val_fraction')
-  test_fraction = options.fraction(fields, 'test_fraction')
-  if val_fraction + test_fraction >= 1.0:
-    raise AelabError(f'dataset.val_fraction + dataset.test_fraction must be < 1; got '
-                     f'{val_fraction} + {test_fraction}.')
+  val_fraction, test_fraction = options.split_fractions(fields)
   rng = np.random.default_rng(seed)
   if name == 'lowvar':
     mean, std = options.number(fields, 'mean'), options.number(fields, 'std', positive=True)

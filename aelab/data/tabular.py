@@ -34,15 +34,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
 
 def load(cfg: Mapping[str, Any], seed: int) -> Dataset:
   """Loads a `csv` or `npz` table (see the module docstring for the rules)."""
-  name = cfg['name']
-  if name not in DEFAULTS:
-    raise AelabError(f'tabular.load serves {", ".join(DEFAULTS)}; got dataset {name!r}.')
-  fields = options.resolve(cfg, name, DEFAULTS[name])
-  val_fraction = options.fraction(fields, 'val_fraction')
-  test_fraction = options.fraction(fields, 'test_fraction')
-  if val_fraction + test_fraction >= 1.0:
-    raise AelabError(f'dataset.val_fraction + dataset.test_fraction must be < 1; got '
-                     f'{val_fraction} + {test_fraction}.')
+  name, fields = options.resolve(cfg, DEFAULTS, 'tabular.load')
+  val_fraction, test_fraction = options.split_fractions(fields)
   path_str = options.string(fields, 'path')
   if not path_str:
     raise AelabError(f'dataset {name!r} needs dataset.path: the {name} file to read '
@@ -165,9 +158,10 @@ def first_row(path: Path, delimiter: str = ',', comment: str = '') -> list[str]:
   return [c.strip() for c in rows[0]]
 
 
-def is_number(text: str) -> bool:
+def is_number(text: str, kind: type = float) -> bool:
+  """Whether `text` parses as a `kind` (float or int)."""
   try:
-    float(text)
+    kind(text)
     return True
   except ValueError:
     return False
@@ -176,7 +170,7 @@ def is_number(text: str) -> bool:
 def _has_header(first: Sequence[str], label_column: str, header: str, path: Path) -> bool:
   if header != 'auto':
     return header == 'yes'
-  if label_column and not _is_int(label_column):
+  if label_column and not is_number(label_column, int):
     return True  # A label column named by name needs a header.
   skip = None
   if label_column and -len(first) <= int(label_column) < len(first):
@@ -184,19 +178,11 @@ def _has_header(first: Sequence[str], label_column: str, header: str, path: Path
   return any(c.strip() and not is_number(c) for i, c in enumerate(first) if i != skip)
 
 
-def _is_int(text: str) -> bool:
-  try:
-    int(text)
-    return True
-  except ValueError:
-    return False
-
-
 def _column_index(token: str, names: Sequence[str], has_header: bool, path: Path,
                   field: str) -> int:
   if has_header and token in names:
     return list(names).index(token)
-  if _is_int(token) and -len(names) <= int(token) < len(names):
+  if is_number(token, int) and -len(names) <= int(token) < len(names):
     return int(token) % len(names)
   valid = (f'column names {", ".join(names)} or ' if has_header else 'no names (no header); ')
   raise AelabError(f'{field}: {token!r} is not a column of {path}; valid: {valid}'

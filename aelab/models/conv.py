@@ -31,11 +31,15 @@ def spatial_sizes(size: int, depth: int) -> list[int]:
   return out
 
 
-class ConvEncoder(nn.Module):
-  """x [B, H, W, C] -> (feature maps after each conv, flattened last map [B, h*w*c])."""
+class ConvStack(nn.Module):
+  """The fields the encoder and the decoder share: conv widths (stride 2 each), kernel, activation."""
   channels: Sequence[int]
   kernel_size: int = 3
   activation: str = 'relu'
+
+
+class ConvEncoder(ConvStack):
+  """x [B, H, W, C] -> (feature maps after each conv, flattened last map [B, h*w*c])."""
 
   @nn.compact
   def __call__(self, x: jax.Array) -> tuple[tuple[jax.Array, ...], jax.Array]:
@@ -48,12 +52,9 @@ class ConvEncoder(nn.Module):
     return tuple(maps), h.reshape(h.shape[0], -1)
 
 
-class ConvDecoder(nn.Module):
+class ConvDecoder(ConvStack):
   """code [B, k] -> (hidden maps, logits [B, *shape]); `shape` = (H, W, C) of the data."""
-  shape: Sequence[int]
-  channels: Sequence[int]
-  kernel_size: int = 3
-  activation: str = 'relu'
+  shape: Sequence[int] = ()
 
   @nn.compact
   def __call__(self, code: jax.Array) -> tuple[tuple[jax.Array, ...], jax.Array]:
@@ -92,7 +93,8 @@ class ConvAE(nn.Module):
   def setup(self):
     self.encoder = ConvEncoder(self.channels, self.kernel_size, self.activation)
     self.code_layer = nn.Dense(self.latent)
-    self.decoder = ConvDecoder(tuple(self.shape), self.channels, self.kernel_size, self.activation)
+    self.decoder = ConvDecoder(self.channels, self.kernel_size, self.activation,
+                               shape=tuple(self.shape))
 
   def _encode_all(self, x):
     maps, flat = self.encoder(x.reshape(x.shape[0], *self.shape))

@@ -60,8 +60,8 @@ class VAE(nn.Module):
       self.output_layer = nn.Dense(math.prod(self.shape), name='decoder_out')
     else:
       self.conv_encoder = conv.ConvEncoder(self.channels, self.kernel_size, self.activation)
-      self.conv_decoder = conv.ConvDecoder(tuple(self.shape), self.channels, self.kernel_size,
-                                           self.activation)
+      self.conv_decoder = conv.ConvDecoder(self.channels, self.kernel_size, self.activation,
+                                           shape=tuple(self.shape))
     self.mean_layer = nn.Dense(self.latent, name='mean')
     self.logvar_layer = nn.Dense(self.latent, name='logvar')
     if self.likelihood == 'gaussian':
