@@ -96,7 +96,9 @@ class Checkpoints:
   Use as a context manager (or call close()) so an error after a save still finishes it.
   """
 
-  def __init__(self, workdir: str | pathlib.Path, keep: int = 3):
+  def __init__(self, workdir: str | pathlib.Path, keep: int = 3, writer: bool = False):
+    """`writer`: the run that trains into `workdir` (not an inspection of it): it also removes
+    the half-written steps a killed run left behind."""
     if isinstance(keep, bool) or not isinstance(keep, (int, np.integer)) or keep < 1:
       raise AelabError(f'train.keep_checkpoints must be an integer >= 1 (got {keep!r}): '
                        'resuming needs at least the latest checkpoint')
@@ -106,7 +108,8 @@ class Checkpoints:
     with _quiet():  # orbax logs an ERROR for a garbled _CHECKPOINT_METADATA (commit time only)
       self._manager = ocp.CheckpointManager(
           self.directory,
-          options=ocp.CheckpointManagerOptions(max_to_keep=int(keep), create=True),
+          options=ocp.CheckpointManagerOptions(max_to_keep=int(keep), create=True,
+                                               cleanup_tmp_directories=writer),
           item_handlers={'arrays': ocp.StandardCheckpointHandler(),
                          'meta': ocp.JsonCheckpointHandler()})
 

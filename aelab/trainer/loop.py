@@ -69,7 +69,7 @@ class Loop:
       raise Diverged(f'training stopped: the loss is {loss[bad[0]]} at step {first + bad[0]}')
     if not finite:
       raise Diverged(f'training stopped: the parameters or optimizer state hold inf or NaN after '
-                     f'step {first + len(loss) - 1} (the loss was still finite)')
+                     f'step {first + len(loss) - 1}, though the loss was still finite')
 
   def _write_log(self, step: int, last: dict) -> dict:
     values = self.pending.take()
@@ -108,7 +108,7 @@ class Loop:
       unchecked = []
       if stopping and not check and not bool(_finite_state(state)):  # not checked in the block
         raise Diverged(f'training stopped: the parameters or optimizer state hold inf or NaN '
-                       f'at step {step} (the loss was still finite)')
+                       f'at step {step}, though the loss was still finite')
       if clock is None:  # time from the first sync after the first (compiling) block
         clock, timed_from = time.time(), step
       if log_due:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import ml_collections
 import optax
 
@@ -17,9 +19,14 @@ DEFAULTS = OPTIMIZER  # the fields of config.optimizer (aelab/config/defaults.py
 
 def schedule(cfg: ml_collections.ConfigDict, total_steps: int) -> optax.Schedule:
   check_choice(cfg.schedule, SCHEDULES, 'optimizer.schedule')
-  lr, warmup = cfg.learning_rate, int(cfg.warmup_steps)
-  if lr <= 0:
-    raise AelabError(f'optimizer.learning_rate = {lr}; it must be positive')
+  lr, warmup = cfg.learning_rate, cfg.warmup_steps
+  if not math.isfinite(lr) or lr <= 0:
+    raise AelabError(f'optimizer.learning_rate = {lr}; it must be a positive, finite number')
+  if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
+    raise AelabError(f'optimizer.warmup_steps = {warmup!r}; it must be an integer >= 0')
+  for key in ('momentum', 'weight_decay', 'grad_clip', 'adadelta_rho', 'adadelta_eps'):
+    if not math.isfinite(cfg[key]) or cfg[key] < 0:
+      raise AelabError(f'optimizer.{key} = {cfg[key]}; it must be a finite number >= 0')
   if cfg.schedule == 'constant':
     return optax.constant_schedule(lr)
   if cfg.schedule == 'cosine':

@@ -33,14 +33,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     workdir = check_workdir(workdir)
     setup = build(config, workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    with checkpoint.Checkpoints(workdir, keep=config.train.keep_checkpoints) as ckpts:
+    with checkpoint.Checkpoints(workdir, config.train.keep_checkpoints, writer=True) as ckpts:
       state, prep, meta = _restore_or_init(setup, ckpts, workdir)
       start = int(meta.get('step', 0))
       done = _finished_summary(workdir, start, setup.total_steps)
       if done is not None:
         return {**done, 'already_complete': True}
       if jax.process_index() == 0:
-        (workdir / 'config.json').write_text(config.to_json(indent=2) + '\n')
+        write_json(workdir / 'config.json', json.loads(config.to_json()))
       with MetricWriter(workdir, _rows_to_keep(workdir, meta, start),
                         enabled=jax.process_index() == 0) as writer:
         stop = lambda step: signals.received() or (  # noqa: E731

@@ -37,12 +37,17 @@ def read_jsonl(path: str | pathlib.Path) -> list[dict]:
   return _rows(path.read_text()) if path.exists() else []
 
 
-def write_json(path: str | pathlib.Path, obj) -> None:
-  """JSON written atomically: a temporary file beside `path`, then a rename."""
-  path = pathlib.Path(path)
+def _replace(path: pathlib.Path, text: str) -> None:
+  """Writes `text` to `path` atomically: a temporary file beside it, then a rename, so a run
+  killed meanwhile leaves the old file or the new one, never a torn one."""
   tmp = path.with_name(f'.{path.name}.tmp')
-  tmp.write_text(json.dumps(obj, indent=2) + '\n')
+  tmp.write_text(text)
   os.replace(tmp, path)
+
+
+def write_json(path: str | pathlib.Path, obj) -> None:
+  """JSON written atomically."""
+  _replace(pathlib.Path(path), json.dumps(obj, indent=2) + '\n')
 
 
 def _event(step: int, wall_time: float, scalars: Mapping[str, float]) -> event_pb2.Event:
@@ -65,7 +70,7 @@ class MetricWriter:
     if not enabled:
       return
     kept = read_jsonl(self.path)[:keep_rows or 0]
-    self.path.write_text(''.join(json.dumps(r) + '\n' for r in kept))
+    _replace(self.path, ''.join(json.dumps(r) + '\n' for r in kept))
     self.rows = len(kept)
     self._file = self.path.open('a')
     shutil.rmtree(workdir / 'tensorboard', ignore_errors=True)

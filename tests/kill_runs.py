@@ -1,0 +1,132 @@
+"""kill -9 a training run at random times, rerun it, and compare with a run that never stopped.
+
+    python tests/kill_runs.py --kills=20 --checkpoint_every=10 [--seed=0] [--dir=/tmp/kill_runs]
+
+Each trial starts `python -m aelab.run` on mnist_ae:tiny (tests/data), kills it with SIGKILL after
+a random delay drawn uniformly from [0, 1.1 x the reference run's duration] (so some kills land
+during start-up, some during checkpoint writes, some after the final checkpoint or the run's
+end), then reruns the same command to completion. A trial passes when the rerun exits 0 and its
+final parameters (and optimizer state, step and RNG), metrics.jsonl (wall-clock fields aside)
+and TensorBoard scalars equal the unbroken run's exactly. tests/test_faults.py runs a few kills;
+the full count is for a release note.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import random
+import shutil
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+DATA = ROOT / 'tests' / 'data'
+
+
+def command(workdir: pathlib.Path, checkpoint_every: int, num_steps: int) -> list[str]:
+  return [sys.executable, '-m', 'aelab.run', '--config=experiments/mnist_ae.py:tiny',
+          f'--workdir={workdir}', f'--config.train.num_steps={num_steps}',
+          '--config.train.log_every=10', '--config.train.steps_per_call=5',
+          f'--config.train.checkpoint_every={checkpoint_every}', '--config.train.progress=False',
+          '--config.evals.val.every=50', '--config.evals.plots.every=-1']
+
+
+def env() -> dict:
+  return dict(os.environ, AELAB_DATA_DIR=str(DATA), JAX_PLATFORMS='cpu')
+
+
+def final_state(workdir: pathlib.Path) -> dict:
+  """The newest checkpoint's arrays as {path: numpy array} (state and preprocessing)."""
+  import jax
+
+  from aelab.trainer import checkpoint
+  with checkpoint.Checkpoints(workdir) as ckpts:
+    step, arrays, _ = ckpts.restore_raw()
+  return {'step': step, **{jax.tree_util.keystr(p): np.asarray(a)
+                           for p, a in jax.tree_util.tree_flatten_with_path(arrays)[0]}}
+
+
+def metric_rows(workdir: pathlib.Path) -> list[dict]:
+  return [{k: v for k, v in json.loads(line).items() if k != 'time'}
+          for line in (workdir / 'metrics.jsonl').read_text().splitlines()]
+
+
+def tensorboard_scalars(workdir: pathlib.Path) -> dict[str, list[tuple[int, float]]]:
+  from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+  acc = EventAccumulator(str(workdir / 'tensorboard'), size_guidance={'scalars': 0})
+  acc.Reload()
+  return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()['scalars']}
+
+
+def same_run(a: pathlib.Path, b: pathlib.Path) -> dict[str, bool]:
+  sa, sb = final_state(a), final_state(b)
+  arrays = sa.keys() == sb.keys() and all(np.array_equal(sa[k], sb[k]) for k in sa)
+  return {'params': arrays, 'metrics': metric_rows(a) == metric_rows(b),
+          'tensorboard': tensorboard_scalars(a) == tensorboard_scalars(b)}
+
+
+def leftovers(workdir: pathlib.Path) -> str:
+  """What the kill left: the newest finished checkpoint, a half-written one, a summary."""
+  ckpts = workdir / 'checkpoints'
+  steps = sorted(int(p.name) for p in ckpts.glob('*') if p.name.isdigit()) if ckpts.is_dir() else []
+  tmp = list(ckpts.glob('*tmp*')) if ckpts.is_dir() else []
+  parts = [f'last checkpoint {steps[-1]}' if steps else 'no checkpoint']
+  if tmp:
+    parts.append('a checkpoint half-written')
+  if (workdir / 'summary.json').exists():
+    parts.append('summary written')
+  return ', '.join(parts)
+
+
+def trial(workdir: pathlib.Path, delay: float, checkpoint_every: int, num_steps: int) -> dict:
+  shutil.rmtree(workdir, ignore_errors=True)
+  proc = subprocess.Popen(command(workdir, checkpoint_every, num_steps), cwd=ROOT, env=env(),
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  time.sleep(delay)
+  finished = proc.poll() is not None
+  proc.kill()
+  proc.wait()
+  left = 'the run had finished' if finished else leftovers(workdir)
+  rerun = subprocess.run(command(workdir, checkpoint_every, num_steps), cwd=ROOT, env=env(),
+                         capture_output=True, text=True, timeout=600)
+  return {'delay_s': round(delay, 2), 'at_kill': left, 'rerun_exit': rerun.returncode,
+          'rerun_says': (rerun.stdout.strip() or rerun.stderr.strip()).splitlines()[-1:]}
+
+
+def main(argv: list[str] | None = None) -> int:
+  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  parser.add_argument('--kills', type=int, default=20)
+  parser.add_argument('--checkpoint_every', type=int, default=10)
+  parser.add_argument('--num_steps', type=int, default=1000)
+  parser.add_argument('--seed', type=int, default=0)
+  parser.add_argument('--dir', default='/tmp/aelab_kill_runs')
+  args = parser.parse_args(argv)
+  base = pathlib.Path(args.dir) / f'every{args.checkpoint_every}'
+  reference = base / 'reference'
+  shutil.rmtree(reference, ignore_errors=True)
+  t0 = time.time()
+  subprocess.run(command(reference, args.checkpoint_every, args.num_steps), cwd=ROOT, env=env(),
+                 check=True, capture_output=True)
+  duration = time.time() - t0
+  rng, passed = random.Random(args.seed), 0
+  print(f'reference run: {duration:.1f} s; checkpoint every {args.checkpoint_every} steps')
+  for i in range(args.kills):
+    out = trial(base / f'trial{i}', rng.uniform(0, 1.1 * duration), args.checkpoint_every,
+                args.num_steps)
+    if out['rerun_exit'] == 0:
+      out.update(same_run(reference, base / f'trial{i}'))
+    ok = out['rerun_exit'] == 0 and all(out.get(k) for k in ('params', 'metrics', 'tensorboard'))
+    passed += ok
+    print(json.dumps({'trial': i, 'ok': ok, **out}), flush=True)
+  print(f'{passed}/{args.kills} killed runs completed on rerun identical to the unbroken run')
+  return 0 if passed == args.kills else 1
+
+
+if __name__ == '__main__':
+  sys.exit(main())
