@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from aelab import inspect
-from aelab.analysis import export
 from aelab.trainer import train
 from conftest import DATA, ROOT, experiment, read_table
 

@@ -1,12 +1,9 @@
 """`python -m aelab.run` as a user meets it: one-line errors, nothing written on bad input
 (stops, kills and corrupt checkpoints: tests/test_faults.py)."""
 
-import json
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
 

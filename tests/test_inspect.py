@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from aelab import inspect, preprocessing
-from aelab.analysis import anomaly, export, inputs, runs
+from aelab.analysis import anomaly, inputs, runs
 from aelab.trainer import train
 from aelab.errors import AelabError
 from conftest import DATA, ROOT, experiment, read_table
