@@ -5,7 +5,7 @@
     python -m aelab.inspect features --workdir=workdirs/h2o_tanh --layer=1 \
         --input=tests/data/breast_cancer.csv --out=h2o_layer1.csv
 
-The README section "Reproduce the features by hand" recomputes layers 1, 2 and the output of
+docs/by_hand.md ("Reproduce the features by hand") recomputes layers 1, 2 and the output of
 this run with five lines of numpy from the exported weights.
 
 Mirrors h2o.deeplearning(autoencoder=TRUE, activation="Tanh", hidden=c(25, 10)) where H2O states
@@ -27,7 +27,7 @@ Not mirrored (aelab has no equivalent, or chose otherwise):
   - H2O drops constant columns (ignore_const_cols=TRUE); this table has none;
   - H2O trains on the whole frame; aelab holds out 20% test and 10% validation rows.
 
-Expected (409 training rows, 4090 steps, a few seconds on a CPU): see the README's table.
+Expected (409 training rows, 4090 steps, a few seconds on a CPU): see the table in docs/by_hand.md.
 `:tiny` trains 300 steps with batch 1 (used by the tests).
 """
 

@@ -15,8 +15,8 @@ and steps; only the preprocessing differs:
   normalized   preprocessing 'per_sample': each row centred by its own mean and divided by its own
                std, inverted at the output. The identity is easy (test r2 near 1).
 
-`evaluate` reports `r2` (the fraction of the variation reconstructed) next to `mse`; the README
-has the table. `:raw,tiny` and `:normalized,tiny` run in seconds (used by the tests).
+The reconstruction evaluator reports `r2` (the fraction of the variation reconstructed) next to
+`mse`; docs/identity.md has the table. `:raw,tiny` and `:normalized,tiny` run in seconds (used by the tests).
 """
 
 import ml_collections

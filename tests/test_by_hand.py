@@ -1,5 +1,5 @@
-"""The README's "Reproduce the features by hand" recipe, run exactly as written (taken from
-README.md, so the documentation cannot drift), against the `features` / `reconstruct` outputs."""
+"""The "Reproduce the features by hand" recipe of docs/by_hand.md, run exactly as written (taken
+from the page, so the documentation cannot drift), against the `features` / `reconstruct` outputs."""
 
 import re
 import shlex
@@ -12,12 +12,12 @@ from aelab import inspect
 from aelab.trainer import train
 from conftest import DATA, ROOT, experiment, read_table
 
-SECTION = '## Reproduce the features by hand'
+SECTION = '# Reproduce the features by hand'
 
 
 def _blocks():
-  text = (ROOT / 'README.md').read_text()
-  assert SECTION in text, f'README.md lost its section {SECTION!r}'
+  text = (ROOT / 'docs' / 'by_hand.md').read_text()
+  assert SECTION in text, f'docs/by_hand.md lost its section {SECTION!r}'
   section = text[text.index(SECTION):]
   section = section[:section.find('\n## ', len(SECTION))]
   bash = re.findall(r'```bash\n(.*?)```', section, re.S)[0]
@@ -32,7 +32,7 @@ def _matrix(path):
 
 @pytest.fixture(scope='module')
 def recipe(tmp_path_factory):
-  """Runs the README's commands in a scratch directory (training h2o_tanh:tiny), then its numpy."""
+  """Runs the page's commands in a scratch directory (training h2o_tanh:tiny), then its numpy."""
   commands, python = _blocks()
   tmp = tmp_path_factory.mktemp('by_hand')
   (tmp / 'tests' / 'data').mkdir(parents=True)
@@ -51,7 +51,7 @@ def recipe(tmp_path_factory):
     for command in inspect_cmds:
       inspect.run(shlex.split(command)[3:])
     namespace: dict = {}
-    exec(compile(python, 'README.md', 'exec'), namespace)  # noqa: S102 - our own README
+    exec(compile(python, 'docs/by_hand.md', 'exec'), namespace)  # noqa: S102 - our own docs
     outputs = {name: _matrix(tmp / f'h2o_{name}.csv')
                for name in ('layer1', 'layer2', 'output', 'recon')}
   return namespace, outputs

@@ -6,7 +6,7 @@
 
 Each builder returns a ConfigDict of the table's fields with the given ones replaced; an unknown
 field is an error naming the valid ones. The modules that implement a group (aelab/models,
-aelab/losses.py, aelab/corruption.py, aelab/trainer/optim.py) read their defaults from here.
+aelab/losses, aelab/corruption.py, aelab/trainer/optim.py) read their defaults from here.
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ MODELS = {
     ),
 }
 
-# Each loss term's own options and their defaults (aelab/losses.py; the same as the term
+# Each loss term's own options and their defaults (aelab/losses/terms.py; the same as the term
 # function's keyword defaults, which a test checks). Every term also takes LOSS_COMMON.
 LOSS_TERMS = {
     'reconstruction': dict(kind='mse', reduction='mean'),

@@ -24,7 +24,8 @@ from aelab.errors import AelabError
 from aelab.trainer.pending import Pending
 from aelab.trainer.state import all_finite
 
-_PER_BLOCK = ('grad_norm', 'param_norm', 'finite')  # block outputs that are not per step
+_NORMS = ('grad_norm', 'param_norm')
+_PER_BLOCK = (*_NORMS, 'finite')  # block outputs that are not per step
 
 
 @jax.jit
@@ -74,7 +75,7 @@ class Loop:
   def _write_log(self, step: int, last: dict) -> dict:
     values = self.pending.take()
     row = {f'train/{k}': float(np.mean(v)) for k, v in values.items()}
-    row.update({f'train/{k}': float(last[k]) for k in ('grad_norm', 'param_norm')})
+    row.update({f'train/{k}': float(last[k]) for k in _NORMS})
     if self.learning_rate is not None:
       row['train/learning_rate'] = float(self.learning_rate(step - 1))
     if self.log is not None:
@@ -112,7 +113,7 @@ class Loop:
       if clock is None:  # time from the first sync after the first (compiling) block
         clock, timed_from = time.time(), step
       if log_due:
-        row = self._write_log(step, jax.device_get(last))
+        row = self._write_log(step, jax.device_get({k: last[k] for k in _NORMS}))
         bar.set_postfix(loss=f'{row["train/loss"]:.4g}')
       if at_boundary is not None and (hook_due or stopping):
         t = time.time()
