@@ -58,10 +58,10 @@ class Loop:
   def _block_size(self, step: int, end: int, periods: Sequence[int]) -> int:
     return min(self.k, end - step, *(n - step % n for n in (self.log_every, *periods) if n > 0))
 
-  def _boundary(self, step: int, end: int, periods: Sequence[int]) -> bool:
-    """Whether `step` ends a block where the loop logs, runs its hook or returns."""
-    return step == end or step == self.total or any(
-        n > 0 and step % n == 0 for n in (self.log_every, *periods))
+  def _boundary(self, step: int, periods: Sequence[int]) -> bool:
+    """Whether `step` ends a block where the loop logs or runs its hook (and so checks the state
+    and takes the norms first)."""
+    return step == self.total or any(n > 0 and step % n == 0 for n in (self.log_every, *periods))
 
   def _check(self, first: int, out: dict) -> None:
     loss, finite = jax.device_get((out['loss'], out['finite']))
@@ -91,7 +91,7 @@ class Loop:
                     disable=not self.progress or bool(stopped))
     while step < end and not stopped:
       k = self._block_size(step, end, periods)
-      check = self._boundary(step + k, end, periods)
+      check = self._boundary(step + k, periods)
       state, out = self.train_block(state, prep, *self.batches.block(step, k), check)
       if unchecked:  # check the previous block while this one runs
         self._check(*unchecked.pop())
