@@ -84,7 +84,10 @@ def _keras(config, x_train, log) -> tuple[object | None, str | None]:
   if note is not None:
     return None, note
   log('building the keras reference')
-  return keras_ref.KerasReference(config, x_train), None
+  try:
+    return keras_ref.KerasReference(config, x_train), None
+  except AelabError as e:  # a config keras cannot mirror (tied weights, bf16, ...): a note
+    return None, str(e)
 
 
 class _Turns:
