@@ -103,6 +103,7 @@ INPUT_NOISE = dict(
 EVALUATORS = {
     'reconstruction': dict(split='val', every=0, batch_size=1000),
     'plots': dict(split='test', every=0),
+    'pca': dict(split='test', every=0, components=32),  # the linear baseline at a code size
     'iwae': dict(
         split='test', every=0,
         samples=5000,     # k (5000 in the literature)
