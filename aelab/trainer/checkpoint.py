@@ -130,6 +130,12 @@ class Checkpoints:
   def all_steps(self) -> list[int]:
     return sorted(self._manager.all_steps())
 
+  def discard_after(self, step: int) -> None:
+    """Deletes the checkpoints after `step` (a run resumed from an older step saves them anew)."""
+    for s in self.all_steps():
+      if s > step:
+        self._manager.delete(s)
+
   def save(self, step: int, arrays: Any, meta: dict) -> None:
     """Saves asynchronously (`wait()`, `close()` or the next save makes it durable); the saved meta
     is a copy of `meta` plus the arrays' checksums, computed on their devices."""

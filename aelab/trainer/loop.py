@@ -34,7 +34,12 @@ def _finite_state(state) -> jax.Array:
 
 
 class Diverged(AelabError):
-  """The loss, the parameters or the optimizer state stopped being finite."""
+  """The loss, the parameters or the optimizer state stopped being finite (`replica`: which one,
+  () when one run trains alone)."""
+
+  def __init__(self, message: str, replica=()):
+    super().__init__(message)
+    self.replica = tuple(int(r) for r in replica)
 
 
 @dataclasses.dataclass
@@ -49,10 +54,12 @@ class Result:
 class Loop:
   def __init__(self, train_block, batches, *, steps_per_call: int, total_steps: int,
                log_every: int, log: Callable[[int, dict], None] | None = None,
-               learning_rate: Callable[[int], float] | None = None, progress: bool = False):
+               learning_rate: Callable[[int], float] | None = None, progress: bool = False,
+               replica_names: Sequence[str] | None = None):
     self.train_block, self.batches = train_block, batches
     self.k, self.total, self.log_every = steps_per_call, total_steps, log_every
     self.log, self.learning_rate, self.progress = log, learning_rate, progress
+    self.replica_names = replica_names  # replicas trained together: their names, for messages
     self.pending = Pending()
 
   def _block_size(self, step: int, end: int, periods: Sequence[int]) -> int:
@@ -65,17 +72,29 @@ class Loop:
 
   def _check(self, first: int, out: dict) -> None:
     loss, finite = jax.device_get((out['loss'], out['finite']))
-    bad = np.flatnonzero(~np.isfinite(loss))
+    bad = np.argwhere(~np.isfinite(loss))  # [[step]], or [[replica, step]] for replicas
     if bad.size:
-      raise Diverged(f'training stopped: the loss is {loss[bad[0]]} at step {first + bad[0]}')
-    if not finite:
+      raise Diverged(f'training stopped: the loss is {loss[tuple(bad[0])]} at step '
+                     f'{first + bad[0][-1]}{self._of(bad[0][:-1])}', bad[0][:-1])
+    unfinite = np.argwhere(~np.asarray(finite))
+    if unfinite.size or not np.all(finite):
       raise Diverged(f'training stopped: the parameters or optimizer state hold inf or NaN after '
-                     f'step {first + len(loss) - 1}, though the loss was still finite')
+                     f'step {first + loss.shape[-1] - 1}{self._of(unfinite[0] if unfinite.size else ())},'
+                     ' though the loss was still finite', unfinite[0] if unfinite.size else ())
+
+  def _of(self, replica) -> str:
+    """' in <name>' of replica (index) when replicas train together, else ''."""
+    return f' in {self.replica_names[int(replica[0])]}' if len(replica) and self.replica_names else ''
+
+  @staticmethod
+  def _mean(values) -> float | np.ndarray:
+    mean = np.mean(values, axis=-1)  # over the steps since the last log; per replica
+    return float(mean) if mean.ndim == 0 else mean
 
   def _write_log(self, step: int, last: dict) -> dict:
     values = self.pending.take()
-    row = {f'train/{k}': float(np.mean(v)) for k, v in values.items()}
-    row.update({f'train/{k}': float(last[k]) for k in _NORMS})
+    row = {f'train/{k}': self._mean(v) for k, v in values.items()}
+    row.update({f'train/{k}': self._mean(np.asarray(last[k])[..., None]) for k in _NORMS})
     if self.learning_rate is not None:
       row['train/learning_rate'] = float(self.learning_rate(step - 1))
     if self.log is not None:
@@ -114,7 +133,7 @@ class Loop:
         clock, timed_from = time.time(), step
       if log_due:
         row = self._write_log(step, jax.device_get({k: last[k] for k in _NORMS}))
-        bar.set_postfix(loss=f'{row["train/loss"]:.4g}')
+        bar.set_postfix(loss=f'{np.mean(row["train/loss"]):.4g}')
       if at_boundary is not None and (hook_due or stopping):
         t = time.time()
         at_boundary(step, state, bool(stopping))

@@ -21,17 +21,23 @@ class Pending:
     blocks = jax.device_get(self._blocks)
     if not blocks:
       return {}
-    return {key: np.concatenate([np.atleast_1d(b[key]) for b in blocks]) for key in blocks[0]}
+    return {key: np.concatenate([np.atleast_1d(b[key]) for b in blocks], axis=-1)
+            for key in blocks[0]}
 
   def take(self) -> dict[str, np.ndarray]:
-    """Every pending step's values, concatenated per metric; empties the list."""
+    """Every pending step's values, concatenated per metric along the last (step) axis ([n], or
+    [replicas, n] for replicas trained together); empties the list."""
     values = self._host()
     self._blocks = []
     return values
 
-  def to_json(self) -> dict[str, list[float]]:
-    """The pending values as JSON numbers (float32 round-trips exactly through a double)."""
-    return {key: [float(v) for v in values] for key, values in self._host().items()}
+  def to_json(self, replica: int | None = None) -> dict[str, list[float]]:
+    """The pending values (of one replica) as JSON numbers (float32 round-trips exactly through a
+    double)."""
+    host = self._host()
+    return {key: [float(v) for v in (values if replica is None else values[replica])]
+            for key, values in host.items()}
 
-  def restore(self, values: dict[str, list[float]] | None) -> None:
+  def restore(self, values: dict[str, list] | None) -> None:
+    """Pending values saved by `to_json`: a dict of lists, or of lists per replica."""
     self._blocks = [{k: np.asarray(v, np.float32) for k, v in values.items()}] if values else []

@@ -27,7 +27,8 @@ def all_finite(tree) -> jax.Array:
   return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
 
 
-def make_train_block(forward, tx: optax.GradientTransformation, mesh, unroll: int | bool = 1):
+def make_train_block(forward, tx: optax.GradientTransformation, mesh, unroll: int | bool = 1,
+                     replicas: bool = False):
   """jit(lax.scan(step)) over a block of k batches: state and preprocessor replicated (the state
   donated), batches sharded on `data`.
 
@@ -36,6 +37,10 @@ def make_train_block(forward, tx: optax.GradientTransformation, mesh, unroll: in
   also 'grad_norm' of the block's last step, 'param_norm' after it and 'finite', whether the
   parameters and optimizer state are all finite: each is a pass over every parameter, so they
   are taken only where they are logged and checked before a save (else 0, 0 and True).
+
+  With `replicas`, the block is vmapped over a leading axis of the state, the preprocessor, the
+  source and the rows (runs that differ only in their seed, trained together); every output
+  gains that leading axis.
   """
 
   def gather(source, rows):
@@ -74,4 +79,5 @@ def make_train_block(forward, tx: optax.GradientTransformation, mesh, unroll: in
     return state, out
 
   rep, batch_spec = sharding.replicated(mesh), sharding.batch_sharding(mesh)
-  return jax.jit(block, out_shardings=(rep, rep), donate_argnums=(0,))
+  fn = jax.vmap(block, in_axes=(0, 0, 0, 0, None)) if replicas else block
+  return jax.jit(fn, out_shardings=(rep, rep), donate_argnums=(0,))
