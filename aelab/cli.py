@@ -1,4 +1,4 @@
-"""The one front of the `--config` CLIs (python -m aelab.run, python -m aelab.bench).
+"""The one front of the `--config` CLIs (python -m aelab.run, aelab.sweep, aelab.bench).
 
     cli.main(argv, prog='python -m aelab.run', doc=__doc__, flags=FLAGS, run=main)
 
@@ -31,13 +31,15 @@ _PREFIX = '--config.'
 
 @dataclasses.dataclass(frozen=True)
 class Flag:
-  """A flag `--name=VALUE` (or `--name VALUE`) of type str, int or float; a required one must be
-  given and not empty."""
+  """A flag `--name=VALUE` (or `--name VALUE`) of type str, int, float or bool (a bare `--name`
+  is True; `--name=false` is False); a required one must be given and not empty; a `repeat` one
+  may be given many times and its value is the list of values, in order (default: [])."""
   name: str
   type: type
   default: Any
   help: str
   required: bool = False
+  repeat: bool = False
 
 
 Run = Callable[[ml_collections.ConfigDict, argparse.Namespace, str, list[str]], None]
@@ -56,6 +58,9 @@ def main(argv: Sequence[str] | None, *, prog: str, doc: str, flags: Sequence[Fla
     overrides_lib.apply_args(config, changes)
     config.lock()  # run() may change fields but not add any (as ml_collections' config flags)
     values = _parser(prog, flags).parse_args(rest)
+    for flag in flags:
+      if flag.repeat and getattr(values, flag.name) is None:
+        setattr(values, flag.name, list(flag.default or ()))
     _init_absl(prog)
     run(config, values, spec, [_show(path, text) for path, text in changes])
   except AelabError as e:
@@ -100,8 +105,12 @@ class _Parser(argparse.ArgumentParser):
 def _parser(prog: str, flags: Sequence[Flag]) -> argparse.ArgumentParser:
   parser = _Parser(prog=prog, add_help=False, allow_abbrev=False)
   for flag in flags:
-    parser.add_argument(f'--{flag.name}', type=_converter(flag), default=flag.default,
-                        required=flag.required, help=flag.help)
+    extra = dict(nargs='?', const=True) if flag.type is bool else {}
+    if flag.repeat:
+      extra['action'] = 'append'
+    parser.add_argument(f'--{flag.name}', type=_converter(flag),
+                        default=None if flag.repeat else flag.default, required=flag.required,
+                        help=flag.help, **extra)
   return parser
 
 
@@ -110,15 +119,32 @@ def _converter(flag: Flag) -> Callable[[str], Any]:
     if flag.required and not text:
       raise argparse.ArgumentTypeError(f'is empty; pass a value, --{flag.name}={_metavar(flag)}')
     try:
-      return flag.type(text)
+      return _bool(text) if flag.type is bool else flag.type(text)
     except ValueError:
       raise argparse.ArgumentTypeError(
           f'{text!r} is not {"an" if flag.type is int else "a"} {flag.type.__name__}') from None
   return convert
 
 
+def _bool(text: str) -> bool:
+  if text.lower() in ('true', 't', '1', 'yes'):
+    return True
+  if text.lower() in ('false', 'f', '0', 'no'):
+    return False
+  raise ValueError(text)
+
+
 def _metavar(flag: Flag) -> str:
   return flag.name.upper()
+
+
+def _form(flag: Flag) -> str:
+  return f'--{flag.name}' if flag.type is bool else f'--{flag.name}={_metavar(flag)}'
+
+
+def _usage(flag: Flag) -> str:
+  text = _form(flag) if flag.required else f'[{_form(flag)}]'
+  return f'{text} ...' if flag.repeat else text
 
 
 def _init_absl(prog: str) -> None:
@@ -130,15 +156,15 @@ def _init_absl(prog: str) -> None:
 
 def help_text(prog: str, doc: str, flags: Sequence[Flag]) -> str:
   """usage line, the CLI's doc, then one entry per flag."""
-  own = ' '.join(f'--{f.name}={_metavar(f)}' if f.required else f'[--{f.name}={_metavar(f)}]'
-                 for f in flags)
+  own = ' '.join(_usage(f) for f in flags)
   rows = [('--config=FILE.py[:ARG]', 'Experiment config file[:arg]: get_config(ARG) of FILE.py. '
            'Required.'),
           ('--config.FIELD=VALUE', 'Overrides a config field, e.g. --config.train.num_steps=300 '
            "or --config.model.hidden='(128, 16)'; also --config.FIELD VALUE.")]
   for f in flags:
-    note = ' Required.' if f.required else f' (default: {f.default!r})'
-    rows.append((f'--{f.name}={_metavar(f)}', f.help + note))
+    note = (' Required.' if f.required else ' Repeatable.' if f.repeat
+            else f' (default: {f.default!r})')
+    rows.append((_form(f), f.help + note))
   lines = [f'usage: {prog} --config=FILE.py[:ARG] [--config.FIELD=VALUE ...] {own}'.rstrip(), '',
            doc.strip(), '', 'flags:']
   lines += [f'  {name}\n' + textwrap.fill(text, 96, initial_indent=' ' * 6,

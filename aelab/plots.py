@@ -144,3 +144,29 @@ def latent_scatter(code: np.ndarray, labels: np.ndarray, path: str | pathlib.Pat
   if title:
     ax.set_title(title, fontsize=9)
   return _save(fig, path)
+
+
+def sweep_metric(series: Sequence[dict], path: str | pathlib.Path, xlabel: str, ylabel: str,
+                 categories: Sequence[str] | None = None, log_x: bool = False,
+                 title: str = '') -> pathlib.Path:
+  """A metric against one swept field: one line per series {'label', 'x', 'mean', 'low',
+  'high'} (error bars from low to high where they differ from the mean). `categories`: x holds
+  positions into these tick labels (a field whose values are not numbers)."""
+  fig, ax = plt.subplots(figsize=(6.5, 4.2))
+  for s in series:
+    mean = np.asarray(s['mean'], np.float64)
+    spread = np.stack([mean - np.asarray(s['low']), np.asarray(s['high']) - mean])
+    ax.errorbar(s['x'], mean, yerr=spread if spread.any() else None, marker='o', ms=4, lw=1.2,
+                capsize=3, label=s.get('label') or None)
+  if categories is not None:
+    ax.set_xticks(range(len(categories)), categories)
+  elif log_x:
+    ax.set_xscale('log')
+  if any(s.get('label') for s in series):
+    ax.legend(fontsize=7, loc='best')
+  ax.set_xlabel(xlabel)
+  ax.set_ylabel(ylabel)
+  ax.grid(alpha=0.3)
+  if title:
+    ax.set_title(title, fontsize=9)
+  return _save(fig, path)

@@ -11,6 +11,14 @@ of 500, so rho_hat is a 500-example mean. `:fashion` trains on the full Fashion-
     python -m aelab.run --config=experiments/sparse_kl_mnist.py:fashion \
         --workdir=workdirs/sparse_kl_mnist_fashion
 
+The reference sweep, `get_sweep`: kl_sparsity weight (beta) 0.3, 3, 30 x rho 0.01, 0.05, 0.1 x
+seed 0, 1, 2 (27 points; `--list` prints them), each point a run in DIR/<name>/, then
+DIR/results.md and DIR/plots/ (see docs/sweeps.md):
+
+    AELAB_DATA_DIR=../shared/data/mnist python -m aelab.sweep \
+        --config=experiments/sparse_kl_mnist.py --workdir=sweeps/sparse_kl --parallel=2 \
+        --metric=test/code_mean
+
 Expected figure: test `code_mean` (the mean activation of the 196 hidden units) within 20% of
 rho = 0.1 (0.1065 on MNIST, 0.1069 on Fashion-MNIST), and `plots/filters.png` showing the classic pen-stroke filters (after ~60 epochs
 they still look like whole digits; the strokes need the longer run).
@@ -20,10 +28,13 @@ they still look like whole digits; the strokes need the longer run).
 from mnist_ae import get_config as mnist_ae_config
 
 from aelab.config import defaults, parse_arg
+from aelab.config.sweeps import product, sweep
+
+VARIANTS = dict(tiny=False, fashion=False)
 
 
 def get_config(arg=None):
-  v = parse_arg(arg, tiny=False, fashion=False)
+  v = parse_arg(arg, **VARIANTS)
   config = mnist_ae_config()
   if v.fashion:
     config.dataset = defaults.dataset('fashion_mnist')
@@ -40,3 +51,10 @@ def get_config(arg=None):
   if v.tiny:
     defaults.tiny_images(config, batch_size=100)
   return config
+
+
+def get_sweep(arg=None):
+  parse_arg(arg, **VARIANTS)  # the same variants as get_config; the sweep is the same for all
+  return product(sweep('loss.kl_sparsity.weight', [0.3, 3.0, 30.0]),
+                 sweep('loss.kl_sparsity.rho', [0.01, 0.05, 0.1]),
+                 sweep('seed', [0, 1, 2]))

@@ -24,7 +24,7 @@ VARIANTS = {  # every variant the experiments document (as /work/baseline/captur
     'fashion_mnist_ae': ['', 'tiny'],
     'h2o_tanh': ['', 'tiny'],
     'identity_lowvar': ['', 'raw', 'normalized', 'raw,tiny', 'normalized,tiny'],
-    'mnist_ae': ['', 'tiny'],
+    'mnist_ae': ['', 'tiny', 'pca', 'pca,tiny'],
     'sparse_kl_mnist': ['', 'tiny', 'fashion', 'fashion,tiny'],
     'sparse_l1_mnist': ['', 'tiny', 'plain', 'fashion', 'plain,tiny'],
     'tabular_ae': ['', 'tiny'],

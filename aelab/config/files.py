@@ -4,6 +4,9 @@ While a file loads, its own directory is importable, so an experiment builds on 
 `from mnist_ae import get_config as mnist_ae_config`. The siblings are imported afresh for every
 load and removed from `sys.modules` afterwards: loading twice, or two files with the same base,
 gives the same result as loading once. Every failure is one line (AelabError).
+
+A file may also define `get_sweep(arg=None)`, the points of its sweep (aelab/config/sweeps.py);
+`load_sweep('file.py[:arg]')` returns them (None when the file defines none).
 """
 
 from __future__ import annotations
@@ -21,20 +24,43 @@ from aelab.errors import AelabError
 
 def load(spec: str) -> ml_collections.ConfigDict:
   """`get_config(arg)` of the file in `spec` ('file.py' or 'file.py:arg'; no arg passes None)."""
+  path, arg, config = _get(spec, 'get_config', required=True)
+  if not isinstance(config, ml_collections.ConfigDict):
+    raise AelabError(f'{path}: get_config({arg!r}) returned a {type(config).__name__}, '
+                     'not an ml_collections.ConfigDict')
+  return config
+
+
+def load_sweep(spec: str) -> list[dict] | None:
+  """`get_sweep(arg)` of the file in `spec`, checked to be a list of {'a.b': value} points; None
+  when the file defines no get_sweep."""
+  from aelab.config import sweeps  # pylint: disable=import-outside-toplevel
+  path, arg, points = _get(spec, 'get_sweep', required=False)
+  if points is _MISSING:
+    return None
+  points = sweeps.check(points, f'{path}: get_sweep({arg!r})')
+  if not points:
+    raise AelabError(f'{path}: get_sweep({arg!r}) returned no points')
+  return points
+
+
+_MISSING = object()
+
+
+def _get(spec: str, name: str, required: bool) -> tuple[str, str | None, object]:
+  """(path, arg, `name(arg)` of the file in `spec`); _MISSING when it is not defined."""
   path, _, arg = spec.partition(':')
   file = pathlib.Path(path)
   if not file.is_file():
     raise AelabError(f'config file {path!r} does not exist')
   with _importable(file.resolve().parent):
     module = _exec(file, path)
-    get_config = getattr(module, 'get_config', None)
-    if not callable(get_config):
-      raise AelabError(f'{path}: defines no get_config(arg=None); a config file must')
-    config = _call(get_config, arg or None, path)
-  if not isinstance(config, ml_collections.ConfigDict):
-    raise AelabError(f'{path}: get_config({arg or None!r}) returned a {type(config).__name__}, '
-                     'not an ml_collections.ConfigDict')
-  return config
+    fn = getattr(module, name, None)
+    if not callable(fn):
+      if not required:
+        return path, arg or None, _MISSING
+      raise AelabError(f'{path}: defines no {name}(arg=None); a config file must')
+    return path, arg or None, _call(fn, name, arg or None, path)
 
 
 def _exec(file: pathlib.Path, path: str) -> types.ModuleType:
@@ -55,13 +81,13 @@ def _exec(file: pathlib.Path, path: str) -> types.ModuleType:
   return module
 
 
-def _call(get_config, arg: str | None, path: str) -> object:
+def _call(fn, name: str, arg: str | None, path: str) -> object:
   try:
-    return get_config(arg)
+    return fn(arg)
   except AelabError:
     raise
   except Exception as e:  # pylint: disable=broad-except
-    raise AelabError(f'{path}: get_config({arg!r}) raised {_one_line(e)}') from None
+    raise AelabError(f'{path}: {name}({arg!r}) raised {_one_line(e)}') from None
 
 
 def _one_line(e: BaseException) -> str:
