@@ -365,6 +365,7 @@ def test_seeds_together_trains_a_group_as_separate_runs_would(swept, tmp_path):
       assert got[key] == value or float(got[key]) == pytest.approx(float(value), rel=1e-5)
 
 
+@pytest.mark.filterwarnings('ignore:os.fork:RuntimeWarning')  # this test process imported jax
 def test_a_failing_group_runs_its_points_one_by_one(tmp_path):
   """A group trained together fails as a whole (one seed diverging stops them all): its points
   then run alone, so only the point that fails alone is marked failed."""

@@ -43,6 +43,10 @@ FLAGS = (
     cli.Flag('seeds_together', bool, False, 'Train points that differ only in seed in one '
              'process (aelab.trainer.replicas).'),
     cli.Flag('group_size', int, 8, 'With --seeds_together: at most this many points a process.'),
+    cli.Flag('together_by', str, 'map', "With --seeds_together: 'map' runs a group's points one "
+             "after the other inside one program (each computes exactly what it would alone), "
+             "'vmap' batches them (faster where the device has room to spare, e.g. a GPU and small "
+             'models; the numbers differ in the last bits).'),
     cli.Flag('group', str, '', 'Internal (--seeds_together): train points i,j,k in this process.'),
 )
 
@@ -63,7 +67,7 @@ def run_command(flags, spec: str, workdir: pathlib.Path, base: list[str]):
               f'--workdir={workdir / group[0].name}', *base, *group[0].args]
     return [sys.executable, '-m', 'aelab.sweep', f'--config={spec}', f'--workdir={workdir}',
             *base, *(f'--sweep={s}' for s in flags.sweep), f'--file_sweep={flags.file_sweep}',
-            f'--group={",".join(str(p.index) for p in group)}']
+            f'--together_by={flags.together_by}', f'--group={",".join(str(p.index) for p in group)}']
   return command
 
 
@@ -73,8 +77,10 @@ def main(config, flags, spec: str, base: list[str]) -> None:
     _print_points(pts, flags.count)
     return
   workdir = _check_workdir(flags.workdir)
+  if flags.together_by not in ('map', 'vmap'):
+    raise AelabError(f"--together_by={flags.together_by!r}; valid choices: map, vmap")
   if flags.group:
-    sys.exit(groups.run(config, groups.parse(flags.group, pts), workdir))
+    sys.exit(groups.run(config, groups.parse(flags.group, pts), workdir, flags.together_by))
   title = shlex.join([f'--config={spec}', *base, *(f'--sweep={s}' for s in flags.sweep),
                       *([] if flags.file_sweep else ['--file_sweep=false'])])
   if flags.summarize:
@@ -84,8 +90,6 @@ def main(config, flags, spec: str, base: list[str]) -> None:
     raise AelabError(f'--parallel={flags.parallel}; give at least 1')
   chosen = _chosen(pts, flags.index)
   together = flags.seeds_together and flags.index < 0
-  if together:
-    groups.require()
   jobs = groups.plan(chosen, together, flags.group_size)
   record = {'config': spec, 'overrides': base, 'sweep': flags.sweep,
             'file_sweep': flags.file_sweep, 'points': [p.to_json() for p in pts]}

@@ -7,7 +7,6 @@ ends exactly as a lone run's would (config.json, checkpoints/, metrics.jsonl, su
 from __future__ import annotations
 
 import copy
-import importlib.util
 import pathlib
 import sys
 from collections.abc import Sequence
@@ -19,7 +18,6 @@ from aelab.errors import AelabError
 from aelab.sweep.points import Point
 
 SEED = 'seed'
-MODULE = 'aelab.trainer.replicas'
 
 
 def plan(points: Sequence[Point], together: bool, size: int) -> list[list[Point]]:
@@ -35,12 +33,6 @@ def plan(points: Sequence[Point], together: bool, size: int) -> list[list[Point]
     by_rest.setdefault(rest, []).append(p)
   return [members[i:i + size] for members in by_rest.values()
           for i in range(0, len(members), size)]
-
-
-def require() -> None:
-  """A one-line error when the trainer side of --seeds_together is missing."""
-  if importlib.util.find_spec(MODULE) is None:
-    raise AelabError(f'--seeds_together needs {MODULE}, which this aelab lacks; run without it')
 
 
 def parse(text: str, points: Sequence[Point]) -> list[Point]:
@@ -66,19 +58,16 @@ def configs(config: ml_collections.ConfigDict, group: Sequence[Point]) -> list:
   return out
 
 
-def run(config: ml_collections.ConfigDict, group: Sequence[Point],
-        workdir: pathlib.Path) -> int:
+def run(config: ml_collections.ConfigDict, group: Sequence[Point], workdir: pathlib.Path,
+        how: str = 'map') -> int:
   """Trains the group in this process; the exit code (0, or 75 when a stop request came)."""
-  from aelab.trainer import signals
+  from absl import logging
+
+  from aelab.trainer import replicas, signals
   with signals.catch():
-    from absl import logging
-    try:
-      from aelab.trainer import replicas
-    except ImportError as e:
-      raise AelabError(f'--seeds_together needs {MODULE}: {e}') from None
     logging.set_verbosity(logging.WARNING)
     dirs = [workdir / p.name for p in group]
-    summaries = replicas.train_and_evaluate_together(configs(config, group), dirs)
+    summaries = replicas.train_and_evaluate_together(configs(config, group), dirs, how=how)
   stopped = False
   for point, summary in zip(group, summaries):
     if 'interrupted' in summary:

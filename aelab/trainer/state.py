@@ -28,7 +28,7 @@ def all_finite(tree) -> jax.Array:
 
 
 def make_train_block(forward, tx: optax.GradientTransformation, mesh, unroll: int | bool = 1,
-                     replicas: bool = False):
+                     replicas: str | None = None):
   """jit(lax.scan(step)) over a block of k batches: state and preprocessor replicated (the state
   donated), batches sharded on `data`.
 
@@ -38,9 +38,10 @@ def make_train_block(forward, tx: optax.GradientTransformation, mesh, unroll: in
   parameters and optimizer state are all finite: each is a pass over every parameter, so they
   are taken only where they are logged and checked before a save (else 0, 0 and True).
 
-  With `replicas`, the block is vmapped over a leading axis of the state, the preprocessor, the
-  source and the rows (runs that differ only in their seed, trained together); every output
-  gains that leading axis.
+  With `replicas` ('vmap' or 'map'), the block runs over a leading axis of the state, the
+  preprocessor, the source and the rows (runs that differ only in their seed, trained together),
+  batched by jax.vmap or one after the other by lax.map (the same per-run computation as a lone
+  run's, so the same numbers); every output gains that leading axis.
   """
 
   def gather(source, rows):
@@ -79,5 +80,8 @@ def make_train_block(forward, tx: optax.GradientTransformation, mesh, unroll: in
     return state, out
 
   rep, batch_spec = sharding.replicated(mesh), sharding.batch_sharding(mesh)
-  fn = jax.vmap(block, in_axes=(0, 0, 0, 0, None)) if replicas else block
+  fn = {None: block,
+        'vmap': jax.vmap(block, in_axes=(0, 0, 0, 0, None)),
+        'map': lambda state, prep, source, idx, check: jax.lax.map(
+            lambda a: block(*a, check), (state, prep, source, idx))}[replicas]
   return jax.jit(fn, out_shardings=(rep, rep), donate_argnums=(0,))
