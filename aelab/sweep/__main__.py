@@ -25,8 +25,8 @@ from aelab.errors import AelabError
 from aelab.sweep import axes, figures, groups, layout, points as points_lib, runner, summary
 
 FLAGS = (
-    cli.Flag('workdir', str, None, 'The sweep directory: DIR/<name>/ per point, DIR/results.*.',
-             required=True),
+    cli.Flag('workdir', str, None, 'The sweep directory: DIR/<name>/ per point, DIR/results.* '
+             '(required but with --list and --count).'),
     cli.Flag('sweep', str, None, "An axis FIELD=V1,V2,... (';' between values when a value holds "
              "a comma), e.g. --sweep='seed=0,1,2'; axes combine as a product, and with the "
              "file's get_sweep points.", repeat=True),
@@ -143,7 +143,9 @@ def _summarize(pts: list, workdir: pathlib.Path, metric: str, title: str) -> Non
         flush=True)
 
 
-def _check_workdir(text: str) -> pathlib.Path:
+def _check_workdir(text: str | None) -> pathlib.Path:
+  if text is None:
+    raise AelabError('--workdir is required: the sweep directory, e.g. --workdir=sweeps/kl')
   if not text.strip():
     raise AelabError('--workdir is empty; give the sweep directory, e.g. --workdir=sweeps/kl')
   workdir = pathlib.Path(text)
