@@ -146,6 +146,31 @@ def latent_scatter(code: np.ndarray, labels: np.ndarray, path: str | pathlib.Pat
   return _save(fig, path)
 
 
+def confusion(matrix: np.ndarray, path: str | pathlib.Path,
+              label_names: Sequence[str] | None = None, title: str = '') -> pathlib.Path:
+  """A confusion matrix [true, predicted] of counts as a heat map, each cell labelled."""
+  matrix = np.asarray(matrix)
+  k = len(matrix)
+  names = list(label_names) if label_names is not None and len(label_names) == k else \
+      [str(i) for i in range(k)]
+  size = max(4.0, 0.45 * k + 1.5)
+  fig, ax = plt.subplots(figsize=(size + 1.0, size))
+  image = ax.imshow(matrix, cmap='Blues', interpolation='nearest')
+  fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+  ax.set_xticks(range(k), names, rotation=90 if max(map(len, names)) > 2 else 0, fontsize=7)
+  ax.set_yticks(range(k), names, fontsize=7)
+  ax.set_xlabel('predicted')
+  ax.set_ylabel('true')
+  if k <= 30:
+    high = matrix.max() / 2 if matrix.size else 0
+    for (i, j), count in np.ndenumerate(matrix):
+      ax.text(j, i, str(int(count)), ha='center', va='center', fontsize=6 if k > 12 else 8,
+              color='white' if count > high else 'black')
+  if title:
+    ax.set_title(title, fontsize=9)
+  return _save(fig, path)
+
+
 def sweep_metric(series: Sequence[dict], path: str | pathlib.Path, xlabel: str, ylabel: str,
                  categories: Sequence[str] | None = None, log_x: bool = False,
                  title: str = '') -> pathlib.Path:
@@ -167,6 +192,22 @@ def sweep_metric(series: Sequence[dict], path: str | pathlib.Path, xlabel: str, 
   ax.set_xlabel(xlabel)
   ax.set_ylabel(ylabel)
   ax.grid(alpha=0.3)
+  if title:
+    ax.set_title(title, fontsize=9)
+  return _save(fig, path)
+
+
+def series(lines: dict[str, list[tuple[float, float]]], path: str | pathlib.Path, xlabel: str,
+           ylabel: str, title: str = '') -> pathlib.Path:
+  """Named (x, y) series on one set of axes (e.g. accuracy over steps, two runs)."""
+  fig, ax = plt.subplots(figsize=(6.5, 4))
+  for label, pts in lines.items():
+    xs, ys = zip(*pts)
+    ax.plot(xs, ys, marker='o', ms=3, lw=1.2, label=label)
+  ax.set_xlabel(xlabel)
+  ax.set_ylabel(ylabel)
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=8)
   if title:
     ax.set_title(title, fontsize=9)
   return _save(fig, path)

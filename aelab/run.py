@@ -44,10 +44,17 @@ def main(config, flags, spec: str, overrides: list[str]) -> None:
   sharding.maybe_initialize_distributed()
   logging.set_verbosity(logging.WARNING)
   try:
-    summary = train.train_and_evaluate(config, flags.workdir)
+    if 'stack' in config:  # a stacked autoencoder: its runs in sub-directories (aelab/stacked)
+      from aelab import stacked
+      summary = stacked.train_and_evaluate(config, flags.workdir)
+    else:
+      summary = train.train_and_evaluate(config, flags.workdir)
   except OSError as e:  # a full disk, a read-only workdir: the OS's own words, on one line
     raise AelabError(f'{e.strerror or e}: {e.filename or flags.workdir}') from None
-  _report(summary, flags.workdir)
+  if 'report' in summary:
+    print('\n'.join(summary['report']) + f'\nResults in {flags.workdir}/summary.json', flush=True)
+    return
+  _report(summary, summary.get('run') and f'{flags.workdir}/{summary["run"]}' or flags.workdir)
 
 
 def run(argv: Sequence[str] | None = None) -> None:

@@ -27,7 +27,8 @@ def _tiny(workdir, *overrides):
 
 @pytest.mark.parametrize('override,message', [
     ('--config.model.foo=3', "unknown config field 'config.model.foo'; valid fields of model: "
-                             'activation, hidden, name, output_activation, tied'),
+                             'activation, decoder, decoder_activation, hidden, mirror, name, '
+                             'output_activation, tied'),
     ('--config.modle.hidden=(8,)', "unknown config field 'config.modle.hidden'; valid fields of "
                                    'config: dataset, evals, loss, model, optimizer, preprocessing, '
                                    'seed, train'),
@@ -84,8 +85,8 @@ def test_broken_config_files_are_one_line(tmp_path):
 
 @pytest.mark.parametrize('args,message', [
     (('--config', 'experiments/mnist_ae.py:tiny', '--config.model.widths', '3', '--workdir=w'),
-     "unknown config field 'config.model.widths'; valid fields of model: activation, hidden, "
-     'name, output_activation, tied'),
+     "unknown config field 'config.model.widths'; valid fields of model: activation, decoder, "
+     'decoder_activation, hidden, mirror, name, output_activation, tied'),
     (('--config=experiments/mnist_ae.py:tiny', '--workdir='),
      'argument --workdir: is empty; pass a value, --workdir=WORKDIR'),
     (('--config=experiments/mnist_ae.py:tiny',),

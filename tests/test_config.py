@@ -161,7 +161,8 @@ def test_command_line_values_are_parsed_by_the_field_type():
     ('train.num_steps', None, '--config.train.num_steps needs a value'),
     ('model', 'x', 'model is a group; override its fields, e.g. --config.model.activation=...'),
     ('model.foo', '3', "unknown config field 'config.model.foo'; valid fields of model: "
-                       'activation, hidden, name, output_activation, tied'),
+                       'activation, decoder, decoder_activation, hidden, mirror, name, '
+                       'output_activation, tied'),
     ('modle.hidden', '(8,)', "unknown config field 'config.modle.hidden'; valid fields of config: "
                              'loss, model, optimizer, preprocessing, seed, train'),
     ('seed.x', '1', "unknown config field 'config.seed.x' (seed is not a group)"),

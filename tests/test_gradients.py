@@ -8,7 +8,6 @@ the chain rule through aelab's dense model.)
 """
 
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -18,7 +17,6 @@ from jax.test_util import check_grads
 from aelab import losses, models
 from aelab.config import defaults
 from aelab.errors import AelabError
-from aelab.models import activations
 
 
 
@@ -30,20 +28,12 @@ def _f64(tree):
   return jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), tree)
 
 
-class SigmoidLinearAE(nn.Module):
-  """X [m, n] -> sigmoid hidden (k) -> sigmoid (n) -> linear (n): flax Dense layers and aelab's
-  activations. (aelab's dense model mirrors its encoder, so it always has an even number of
-  layers and cannot express this 3-layer net; see the next test for the model itself.)"""
-  hidden: int
-
-  @nn.compact
-  def __call__(self, x, *, train=False):
-    del train
-    n = x.shape[-1]
-    h1 = activations.get('sigmoid')(nn.Dense(self.hidden, name='layer_1')(x))
-    h2 = activations.get('sigmoid')(nn.Dense(n, name='layer_2')(h1))
-    x_hat = nn.Dense(n, name='layer_3')(h2)
-    return x_hat, {'encoder': (h1, h2), 'code': h2, 'decoder': (), 'logits': x_hat}
+def _user_network(n, k):
+  """The user's X [m, n] -> sigmoid (k) -> sigmoid (n) -> linear (n) as aelab's dense model:
+  encoder_1 [n, k] (the code), decoder_1 [k, n] (a decoder hidden layer), decoder_2 [n, n] (the
+  output layer)."""
+  return defaults.model('dense', hidden=(k,), activation='sigmoid', mirror=False, decoder=(n,),
+                        decoder_activation='sigmoid', output_activation='linear')
 
 
 # S = 1/(2m) sum_i ||x_hat_i - x_i||^2: the per-example sum of squares, averaged over the batch,
@@ -51,26 +41,10 @@ class SigmoidLinearAE(nn.Module):
 HALF_SSE = defaults.loss(reconstruction=dict(weight=0.5, kind='mse', reduction='sum'))
 
 
-def test_sigmoid_autoencoder_backprop_by_hand_equals_jax_grad(x64):
-  m, n, k = 12, 7, 4
-  rng = np.random.default_rng(0)
-  x = rng.uniform(size=(m, n))
-  model = SigmoidLinearAE(hidden=k)
-  params = _f64(model.init(jax.random.PRNGKey(0), jnp.asarray(x))['params'])
-  loss_fn = losses.compose(HALF_SSE)
-
-  def cost(p):
-    x_hat, aux = model.apply({'params': p}, jnp.asarray(x))
-    return loss_fn(losses.Outputs(x=jnp.asarray(x), recon=x_hat, aux=aux, params=p))[0]
-
-  grads = jax.jit(jax.grad(cost))(params)
-
-  # The same, by hand. Row vectors: z = h_prev @ W + b, W [in, out], b a vector [out] that
-  # broadcasts over the m rows.
-  p = jax.tree.map(np.asarray, params)
-  w1, b1 = p['layer_1']['kernel'], p['layer_1']['bias']
-  w2, b2 = p['layer_2']['kernel'], p['layer_2']['bias']
-  w3, b3 = p['layer_3']['kernel'], p['layer_3']['bias']
+def _by_hand(x, w1, b1, w2, b2, w3, b3):
+  """S and its gradients, by hand. Row vectors: z = h_prev @ W + b, W [in, out], b a vector
+  [out] that broadcasts over the m rows."""
+  m = x.shape[0]
   h1 = _sigmoid(x @ w1 + b1)                 # [m, k]
   h2 = _sigmoid(h1 @ w2 + b2)                # [m, n]
   x_hat = h2 @ w3 + b3                       # [m, n], linear output
@@ -86,18 +60,60 @@ def test_sigmoid_autoencoder_backprop_by_hand_equals_jax_grad(x64):
   ds_dz1 = h1 * (1 - h1) * ds_dh1            # [m, k]
   ds_dw1 = x.T @ ds_dz1                      # [n, k]
   ds_db1 = ds_dz1.sum(axis=0)                # [k]
+  grads = {'encoder_1': (ds_dw1, ds_db1), 'decoder_1': (ds_dw2, ds_db2),
+           'decoder_2': (ds_dw3, ds_db3)}
+  return s, grads, {'h2': h2, 'ds_dh2': ds_dh2, 'ds_dz2': ds_dz2}
 
+
+def test_sigmoid_autoencoder_backprop_by_hand_equals_jax_grad(x64):
+  """The user's asymmetric network, built by aelab's dense model (mirror=False): the hand
+  derivation equals jax.grad at float64, and finite differences."""
+  m, n, k = 12, 7, 4
+  x = np.random.default_rng(0).uniform(size=(m, n))
+  model = models.build(_user_network(n, k), (n,))
+  params = _f64(model.init(jax.random.PRNGKey(0), jnp.asarray(x))['params'])
+  assert jax.tree.map(np.shape, params) == {
+      'encoder_1': {'kernel': (n, k), 'bias': (k,)}, 'decoder_1': {'kernel': (k, n), 'bias': (n,)},
+      'decoder_2': {'kernel': (n, n), 'bias': (n,)}}
+  loss_fn = losses.compose(HALF_SSE)
+
+  def cost(p):
+    x_hat, aux = model.apply({'params': p}, jnp.asarray(x))
+    return loss_fn(losses.Outputs(x=jnp.asarray(x), recon=x_hat, aux=aux, params=p))[0]
+
+  grads = jax.jit(jax.grad(cost))(params)
+  p = jax.tree.map(np.asarray, params)
+  layers = [p[name][part] for name in ('encoder_1', 'decoder_1', 'decoder_2')
+            for part in ('kernel', 'bias')]
+  s, expected, t = _by_hand(x, *layers)
   assert float(cost(params)) == pytest.approx(s, rel=1e-12)
-  assert ds_dz2.shape == h2.shape == (m, n)
+  assert t['ds_dz2'].shape == t['h2'].shape == (m, n)
   # The confused user's dS/dz2, (h2 * (1 - h2))^T @ dS/dh2, is [n, n]: not even z2's shape.
-  assert ((h2 * (1 - h2)).T @ ds_dh2).shape == (n, n) != ds_dz2.shape
-  expected = {'layer_1': (ds_dw1, ds_db1), 'layer_2': (ds_dw2, ds_db2),
-              'layer_3': (ds_dw3, ds_db3)}
+  assert ((t['h2'] * (1 - t['h2'])).T @ t['ds_dh2']).shape == (n, n) != t['ds_dz2'].shape
   for layer, (dw, db) in expected.items():
     assert grads[layer]['kernel'].shape == dw.shape and grads[layer]['bias'].shape == db.shape
     assert db.ndim == 1  # bias gradients are vectors, like the biases
     np.testing.assert_allclose(grads[layer]['kernel'], dw, rtol=1e-10, atol=1e-14)
     np.testing.assert_allclose(grads[layer]['bias'], db, rtol=1e-10, atol=1e-14)
+  # Central differences of the hand-written cost, entry by entry, for W2 and b2 (the layer of the
+  # question), and jax's own finite-difference check of every parameter.
+  np.testing.assert_allclose(expected['decoder_1'][0], _differences(x, layers, 2),
+                             rtol=1e-6, atol=1e-10)
+  np.testing.assert_allclose(expected['decoder_1'][1], _differences(x, layers, 3),
+                             rtol=1e-6, atol=1e-10)
+  check_grads(jax.jit(cost), (params,), order=1, modes=['rev'])
+
+
+def _differences(x, layers, index, eps=1e-6):
+  """dS/d(layers[index]) by central differences of the hand-written cost, entry by entry."""
+  out = np.zeros_like(layers[index])
+  for j in np.ndindex(out.shape):
+    up, down = list(layers), list(layers)
+    up[index], down[index] = layers[index].copy(), layers[index].copy()
+    up[index][j] += eps
+    down[index][j] -= eps
+    out[j] = (_by_hand(x, *up)[0] - _by_hand(x, *down)[0]) / (2 * eps)
+  return out
 
 
 def _backprop(x, layers, lam):
@@ -149,7 +165,9 @@ def test_aelab_dense_model_backprop_by_hand_equals_jax_grad(x64):
 def _term_cases():
   cases = [('reconstruction', {'kind': kind, 'reduction': reduction})
            for kind in losses.RECONSTRUCTION_KINDS for reduction in losses.REDUCTIONS]
-  return cases + [(name, {}) for name in losses.TERMS if name not in ('reconstruction', 'vae_kl')]
+  # vae_kl needs a VAE, softmax_cross_entropy a classifier (tests/test_classification.py).
+  skip = ('reconstruction', 'vae_kl', 'softmax_cross_entropy')
+  return cases + [(name, {}) for name in losses.TERMS if name not in skip]
 
 
 @pytest.mark.parametrize('name,options', _term_cases(),

@@ -94,7 +94,9 @@ def test_reconstruct_inverts_the_preprocessing(benign_run):
   test_x = inputs.from_split(run, 'test').x
   x_hat = runs.reconstruct(run, test_x)
   r2 = 1 - np.sum((x_hat - test_x) ** 2) / np.sum((test_x - test_x.mean(0)) ** 2)
-  assert r2 == pytest.approx(summary['test']['r2'], abs=1e-5) and r2 > 0.7
+  # A trained network: H2O's 30-25-10-30 reaches 0.57 after these 600 steps (its initial
+  # weights give -0.97; the mirrored 30-25-10-25-30 of earlier versions passed 0.7).
+  assert r2 == pytest.approx(summary['test']['r2'], abs=1e-5) and r2 > 0.5
 
 
 def test_anomaly_errors_are_h2os_reconstruction_mse(benign_run):
@@ -165,16 +167,17 @@ def test_cli_weights_state_their_orientation_and_match_the_params(benign_run, tm
   assert _cli('weights', f'--workdir={run.workdir}', f'--out={tmp_path / "w.npz"}')[0] == 0
   assert _cli('weights', f'--workdir={run.workdir}', f'--out={tmp_path / "w"}')[0] == 0
   with np.load(tmp_path / 'w.npz') as w:
-    assert list(w['layers']) == ['encoder_1', 'encoder_2', 'decoder_1', 'decoder_2']
-    assert list(w['activations']) == ['tanh'] * 4
-    assert w['encoder_1/kernel'].shape == (30, 25) and w['decoder_2/kernel'].shape == (25, 30)
+    assert list(w['layers']) == ['encoder_1', 'encoder_2', 'decoder_1']  # H2O's 30-25-10-30
+    assert list(w['activations']) == ['tanh'] * 3
+    assert w['encoder_1/kernel'].shape == (30, 25) and w['decoder_1/kernel'].shape == (10, 30)
     np.testing.assert_array_equal(w['encoder_1/kernel'], run.params['encoder_1']['kernel'])
     np.testing.assert_array_equal(w['mul'], run.stats['mul'])
     assert 'kernel is [in, out]' in str(w['header']) and 'h @ kernel + bias' in str(w['header'])
+    assert 'z_hat = tanh(h2 @ decoder_1/kernel + decoder_1/bias)   [10 -> 30]' in str(w['header'])
     kernel_csv = np.loadtxt(tmp_path / 'w' / 'encoder_1.kernel.csv', delimiter=',')
     np.testing.assert_array_equal(kernel_csv.astype(np.float32), w['encoder_1/kernel'])
-    bias_csv = np.loadtxt(tmp_path / 'w' / 'decoder_2.bias.csv', delimiter=',')
-    np.testing.assert_array_equal(bias_csv.astype(np.float32), w['decoder_2/bias'])
+    bias_csv = np.loadtxt(tmp_path / 'w' / 'decoder_1.bias.csv', delimiter=',')
+    np.testing.assert_array_equal(bias_csv.astype(np.float32), w['decoder_1/bias'])
     _, table = read_table(tmp_path / 'w' / 'preprocessing.csv')
     assert table['feature'][0] == 'mean_radius'
     np.testing.assert_array_equal(table['mean'].astype(np.float32), w['mean'])

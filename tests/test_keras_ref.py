@@ -47,6 +47,18 @@ def test_mse_and_activations_per_layer():
   assert ref.run(config.train.steps_per_call) > 0
 
 
+def test_a_given_decoder_is_built_the_same():
+  config, ds = _tiny()
+  config.model.update(mirror=False, decoder=(12, 20), decoder_activation='relu,tanh')
+  ref = keras_ref.KerasReference(config, ds.train.x[:200])
+  params = models.build(config.model, ds.feature_shape).init(jax.random.PRNGKey(0), ds.train.x[:1])
+  assert ref.num_params == sum(int(np.size(a)) for a in jax.tree.leaves(params))
+  widths = (*config.model.hidden, 12, 20, int(np.prod(ds.feature_shape)))
+  assert [layer.units for layer in ref.model.layers] == list(widths)
+  assert [layer.activation.__name__ for layer in ref.model.layers][-3:] == [
+      'relu', 'tanh', config.model.output_activation]
+
+
 def test_what_it_cannot_mirror():
   config, ds = _tiny()
   config.model.tied = True

@@ -26,6 +26,7 @@ def errors(run: runs.Run, x: Any, space: str = 'normalized', per_feature: bool =
            batch_size: int = runs.DEFAULT_BATCH) -> np.ndarray:
   """Squared reconstruction errors: per row, the mean over features [N]; or per feature [N, d]."""
   runs.check_space(space)
+  runs.require_reconstruction(run)
   x = runs.check_rows(run, x)
   out = runs.outputs(run, x, batch_size)
   pred, target = (out['recon'], out['z']) if space == 'normalized' else (out['x_hat'], x)

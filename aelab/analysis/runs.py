@@ -150,8 +150,16 @@ def reconstruct(run: Run, x: Any, space: str = 'input',
                 batch_size: int = DEFAULT_BATCH) -> np.ndarray:
   """Reconstructions of raw rows x: in input units (default), or 'normalized' (network output)."""
   check_space(space)
+  require_reconstruction(run)
   out = outputs(run, x, batch_size)
   return out['x_hat'] if space == 'input' else out['recon']
+
+
+def require_reconstruction(run: Run) -> None:
+  """A classifier has no reconstruction: one clear line for the verbs that need one."""
+  if run.config.model.name == 'classifier':
+    raise AelabError(f'{run.workdir} holds a classifier: it has no reconstructions (its '
+                     'features and weights are inspected like any run\'s)')
 
 
 def check_space(space: str) -> None:
@@ -168,27 +176,42 @@ class Layer(NamedTuple):
 
 
 def layers(run: Run) -> list[Layer]:
-  """The dense model's layers in forward order (encoder_1..K, decoder_1..K).
+  """The dense model's layers in forward order (encoder_1..K, decoder_1..M; decoder_M is the
+  output layer; M = K when the decoder mirrors the encoder).
 
   Tied decoder layers get their effective kernel (the encoder kernel transposed), so every
   layer reads the same way: out = act(h @ kernel + bias).
   """
   cfg = run.config.model
+  if cfg.name == 'classifier':
+    return _classifier_layers(run)
   if cfg.name != 'dense':
-    raise AelabError(f'exporting layers needs the dense model; this run uses {cfg.name!r}')
-  from aelab.models import activations  # the dense model's activation names
-  acts = activations.per_layer(cfg.activation, len(cfg.hidden))
-  k = len(acts)
+    raise AelabError(f'exporting layers needs a dense model (dense or classifier); this run '
+                     f'uses {cfg.name!r}')
+  from aelab.models import dense  # the dense model's layers, resolved from its config
+  shape = dense.resolve(cfg)
+  k = len(shape.hidden)
   p = run.params
   out = [Layer(f'encoder_{i + 1}', np.asarray(p[f'encoder_{i + 1}']['kernel']),
-               np.asarray(p[f'encoder_{i + 1}']['bias']), acts[i]) for i in range(k)]
-  dec_acts = list(reversed(acts[:-1])) + [cfg.output_activation]
-  for i in range(k):
+               np.asarray(p[f'encoder_{i + 1}']['bias']), shape.activation[i]) for i in range(k)]
+  dec_acts = (*shape.decoder_activation, shape.output_activation)
+  for i, act in enumerate(dec_acts):
     name = f'decoder_{i + 1}'
-    kernel = (np.asarray(p[f'encoder_{k - i}']['kernel']).T if cfg.tied
+    kernel = (np.asarray(p[f'encoder_{k - i}']['kernel']).T if shape.tied
               else np.asarray(p[name]['kernel']))
-    out.append(Layer(name, kernel, np.asarray(p[name]['bias']), dec_acts[i]))
+    out.append(Layer(name, kernel, np.asarray(p[name]['bias']), act))
   return out
+
+
+def _classifier_layers(run: Run) -> list[Layer]:
+  """A classifier's layers: encoder_1..K, then `head` (softmax: the class probabilities)."""
+  from aelab.models import activations
+  cfg, p = run.config.model, run.params
+  acts = activations.per_layer(cfg.activation, len(cfg.hidden)) if len(cfg.hidden) else ()
+  out = [Layer(f'encoder_{i + 1}', np.asarray(p[f'encoder_{i + 1}']['kernel']),
+               np.asarray(p[f'encoder_{i + 1}']['bias']), act) for i, act in enumerate(acts)]
+  return out + [Layer('head', np.asarray(p['head']['kernel']), np.asarray(p['head']['bias']),
+                      'softmax')]
 
 
 def formula(run: Run) -> list[str]:
@@ -200,14 +223,17 @@ def formula(run: Run) -> list[str]:
   except AelabError:
     return lines + [f'network: model {run.config.model.name!r} (see aelab/models)',
                     'x_hat = inverse preprocessing of the network output']
-  k = len(net) // 2
-  prev = 'z'
+  k = sum(layer.name.startswith('encoder_') for layer in net)
+  prev, classifier = 'z', net[-1].name == 'head'
   for i, layer in enumerate(net):
-    out = f'h{i + 1}' if i < k else (f'd{i - k + 1}' if i < len(net) - 1 else 'z_hat')
+    out = f'h{i + 1}' if i < k else (f'd{i - k + 1}' if i < len(net) - 1 else
+                                     'p (class probabilities)' if classifier else 'z_hat')
     role = ' (the code)' if i == k - 1 else ''
     lines.append(f'{out} = {layer.activation}({prev} @ {layer.name}/kernel + {layer.name}/bias)'
                  f'   [{layer.kernel.shape[0]} -> {layer.kernel.shape[1]}]{role}')
     prev = out
+  if classifier:
+    return lines + ['predicted class = argmax p']
   inverse = {'none': 'x_hat = z_hat',
              'minmax': 'x_hat = (z_hat + 0.5) * range + min',
              'h2o': 'x_hat = z_hat / mul + mean',

@@ -14,7 +14,9 @@ import optax
 def make_bare_block(forward, tx):
   """The train step as a user would write it bare: jit(scan(step)) over batches already on the
   device, optax, the trainer's own forward pass (same model, preprocessing, noise and loss);
-  params and optimizer state donated; no metrics, no TrainState, no sharding, nothing else."""
+  params and optimizer state donated; no metrics, no TrainState, no sharding, nothing else.
+  An lbfgs update also gets the loss of the batch (value, grad, value_fn), as in the trainer."""
+  tx = optax.with_extra_args_support(tx)
 
   def loss(params, prep, x, rng, step):
     return forward(params, prep, {'x': x}, rng, True, step=step)[0]
@@ -22,8 +24,10 @@ def make_bare_block(forward, tx):
   def block(params, opt_state, step, prep, xs, key):
     def one(carry, x):
       params, opt_state, step = carry
-      value, grads = jax.value_and_grad(loss)(params, prep, x, jax.random.fold_in(key, step), step)
-      updates, opt_state = tx.update(grads, opt_state, params)
+      rng = jax.random.fold_in(key, step)
+      value, grads = jax.value_and_grad(loss)(params, prep, x, rng, step)
+      updates, opt_state = tx.update(grads, opt_state, params, value=value, grad=grads,
+                                     value_fn=lambda p: loss(p, prep, x, rng, step))  # noqa: B023
       return (optax.apply_updates(params, updates), opt_state, step + 1), value
     (params, opt_state, step), values = jax.lax.scan(one, (params, opt_state, step), xs)
     return params, opt_state, step, values

@@ -59,10 +59,11 @@ class _Prebuilt:
 def _paths(s):
   """The trainer's loops over each data path, and the pre-built block the references use."""
   tc, ds, mesh = s.config.train, s.dataset, s.mesh
-  host = Batches(ds.train, tc.batch_size, s.config.seed, mesh, on_device=False)
+  host = Batches(ds.train, s.batches.batch_size, s.config.seed, mesh, on_device=False)
   host_block = {key: a[host.indices(0, tc.steps_per_call)] for key, a in host.arrays.items()}
   prebuilt = sharding.put_tree(host_block, sharding.batch_sharding(mesh, 1))
-  feeds = {'device_data': Batches(ds.train, tc.batch_size, s.config.seed, mesh, on_device=True),
+  feeds = {'device_data': Batches(ds.train, s.batches.batch_size, s.config.seed, mesh,
+                                   on_device=True),
            'host_fed': host, 'on_device': _Prebuilt(prebuilt)}
   block = s.train_block()
   lr = optim.schedule(s.config.optimizer, s.total_steps)
@@ -166,7 +167,7 @@ def benchmark(config, *, repeats: int = 5, steps: int = 0, target_s: float = 2.0
     raw['matmul'].append(2 * n ** 3 * matmul.calls * rounds / sec['matmul'])
     log(f'repeat {r + 1}/{repeats}: ' + ', '.join(f'{p} {raw[p][-1]:.2f} steps/s'
                                                    for p in (default, 'bare', 'keras') if p in paths))
-  settings = {'batch_size': config.train.batch_size, 'steps_per_call': k, 'steps_per_run': run_steps,
+  settings = {'batch_size': s.batches.batch_size, 'steps_per_call': k, 'steps_per_run': run_steps,
               'steps_per_turn': chunk, 'matmul_calls_per_turn': matmul.calls,
               'repeats': repeats, 'dtype': str(config.train.compute_dtype), 'data_path': default,
               'train_examples': len(s.dataset.train)}

@@ -18,7 +18,7 @@ import time
 import numpy as np
 
 from aelab.errors import AelabError
-from aelab.models import activations
+from aelab.models import dense
 
 _INSTALL = "pip install -e '.[bench]'"
 _OPTIMIZERS = ('adam', 'adamw', 'sgd', 'rmsprop', 'adadelta')
@@ -83,12 +83,11 @@ class KerasReference:
     self.k, self.batch_size = int(config.train.steps_per_call), int(config.train.batch_size)
     self.x = np.ascontiguousarray(x_train, np.float32).reshape(len(x_train), -1)
     keras.utils.set_random_seed(config.seed)
-    hidden = tuple(config.model.hidden)
-    acts = activations.per_layer(config.model.activation, len(hidden))
-    widths = (*hidden, *reversed(hidden[:-1]))
+    shape = dense.resolve(config.model)  # the encoder, then the decoder's hidden layers
+    widths = (*shape.hidden, *shape.decoder)
     layers = [keras.Input((self.x.shape[1],), dtype='float32')]
     layers += [keras.layers.Dense(w, activation=a, dtype='float32')
-               for w, a in zip(widths, (*acts, *reversed(acts[:-1])))]
+               for w, a in zip(widths, (*shape.activation, *shape.decoder_activation))]
     layers.append(keras.layers.Dense(self.x.shape[1], dtype='float32',
                                      activation=config.model.output_activation))
     self.model = keras.Sequential(layers)

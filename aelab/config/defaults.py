@@ -11,6 +11,7 @@ aelab/losses, aelab/corruption.py, aelab/trainer/optim.py) read their defaults f
 
 from __future__ import annotations
 
+import copy
 import numbers
 from collections.abc import Mapping
 from typing import Any
@@ -21,7 +22,7 @@ from aelab.config.fields import check_choice, check_fields
 from aelab.errors import AelabError
 
 TRAIN = dict(
-    batch_size=128,
+    batch_size=128,         # 0: the whole training split every step (full batch, e.g. L-BFGS)
     num_epochs=10,
     num_steps=0,            # > 0 overrides num_epochs
     steps_per_call=10,      # train steps fused into one jitted lax.scan call
@@ -45,15 +46,26 @@ OPTIMIZER = dict(
     grad_clip=0.0,       # clip gradients to this global norm; 0 = no clipping
     adadelta_rho=0.9,    # adadelta only: decay of the running averages (H2O: 0.99)
     adadelta_eps=1e-6,   # adadelta only: smoothing term (H2O: 1e-8)
+    lbfgs_memory=10,     # lbfgs only: the number of past updates kept (minFunc: 100)
+    lbfgs_linesearch='zoom',  # lbfgs only: 'zoom' (strong Wolfe; learning_rate unused) or 'none'
+                              # (fixed step learning_rate along the L-BFGS direction)
+    frozen='',           # top-level parameters kept unchanged: 'encoder_1,encoder_2'
 )
 
 MODELS = {
     'dense': dict(
-        hidden=(256, 64),            # encoder widths; the last is the code; the decoder
-                                     # mirrors them
+        hidden=(256, 64),            # encoder widths; the last is the code
         activation='relu',           # one name, or one per encoder layer: 'tanh,sigmoid'
         output_activation='sigmoid',
         tied=False,                  # decoder kernels are the encoder kernels transposed
+                                     # (needs mirror=True)
+        mirror=True,                 # the decoder mirrors the encoder (widths hidden[-2::-1],
+                                     # activations likewise); decoder and decoder_activation
+                                     # are then ignored
+        decoder=(),                  # mirror=False: the decoder's hidden widths, code to output;
+                                     # () puts the output layer right after the code
+        decoder_activation='',       # mirror=False: one name, or one per decoder hidden layer;
+                                     # '' = the encoder's activation (one name)
     ),
     'conv': dict(
         channels=(32, 64),           # encoder conv widths (stride 2 each); the decoder mirrors them
@@ -73,6 +85,12 @@ MODELS = {
         likelihood='bernoulli',  # 'bernoulli' (logits; data in [0, 1]) or 'gaussian' (learned
                                  # scalar std)
     ),
+    'classifier': dict(
+        hidden=(256, 64),            # encoder widths (the dense model's encoder_1..K); () is
+                                     # softmax regression on the input
+        activation='relu',           # one name, or one per encoder layer: 'tanh,sigmoid'
+        classes=10,                  # width of the softmax head
+    ),
 }
 
 # Each loss term's own options and their defaults (aelab/losses/terms.py; the same as the term
@@ -84,6 +102,7 @@ LOSS_TERMS = {
     'weight_decay': dict(),
     'vae_kl': dict(),
     'contractive': dict(method='exact'),
+    'softmax_cross_entropy': dict(),
 }
 LOSS_COMMON = ('weight', 'warmup_steps')  # the weight, and its linear warm-up from step 0
 
@@ -111,6 +130,7 @@ EVALUATORS = {
         memory_mb=256,    # budget for one chunk of samples' activations; sets the chunk size over k
         examples=0,       # evaluate the first N examples of the split; 0 = all of it
     ),
+    'classification': dict(split='val', every=0, batch_size=1000),  # accuracy, confusion matrix
 }
 
 
@@ -131,7 +151,7 @@ def optimizer(**fields: Any) -> ml_collections.ConfigDict:
 
 
 def model(name: str, **fields: Any) -> ml_collections.ConfigDict:
-  """config.model: `name` (dense, conv, vae) and that model's fields."""
+  """config.model: `name` (dense, conv, vae, classifier) and that model's fields."""
   check_choice(name, tuple(MODELS), 'model')
   return _group(MODELS[name], fields, f'model {name!r}', name=name)
 
@@ -199,3 +219,31 @@ def tiny_images(config: ml_collections.ConfigDict, **train_fields: Any) -> None:
   config.train.update({**dict(batch_size=50, num_epochs=0, num_steps=60, steps_per_call=10,
                               log_every=20, checkpoint_every=0), **train_fields})
   config.evals.val.every = 0
+
+
+# A stacked autoencoder (aelab/stacked): its own fields; `stack()` adds the groups of its runs.
+STACK = dict(
+    layers=(200, 200),       # encoder widths: one pretraining stage each
+    classes=10,              # the softmax head's classes
+    freeze_encoder=False,    # fine-tune the head only (the pretrained encoder stays as it is)
+    scratch=True,            # also train the same network from random weights (the baseline)
+    eval_every=100,          # fine-tuning steps between accuracy evaluations (the curves)
+)
+
+
+def stack(pretrain: Mapping[str, Any], finetune: Mapping[str, Any],
+          features: Mapping[str, Any] | None = None, **fields: Any) -> ml_collections.ConfigDict:
+  """config.stack: STACK's fields, `pretrain` = the groups of every stage's autoencoder run
+  (model, loss, optimizer, train[, input_noise]; the model's hidden widths are set per stage),
+  `finetune` = the groups of the fine-tuning runs (optimizer, train[, loss]; the loss defaults to
+  softmax_cross_entropy) and `features` those of the softmax on the frozen features (default:
+  finetune's)."""
+  cfg = _group(STACK, fields, 'stack')
+  groups = {'pretrain': (pretrain, ('model', 'loss', 'optimizer', 'train', 'input_noise')),
+            'finetune': (finetune, ('optimizer', 'train', 'loss')),
+            'features': (features or finetune, ('optimizer', 'train', 'loss'))}
+  for name, (given, valid) in groups.items():
+    given = copy.deepcopy(dict(given))
+    check_fields(given, valid, f'stack.{name}')
+    cfg[name] = ml_collections.ConfigDict(given)
+  return cfg

@@ -14,12 +14,12 @@ from typing import Any
 
 import ml_collections
 
-from aelab.data import idx, synthetic, tabular
+from aelab.data import codes, idx, synthetic, tabular
 from aelab.data.dataset import Dataset, Split, epoch_permutation, split_off
 from aelab.errors import AelabError
 
 _SOURCES: dict[str, ModuleType] = {
-    name: module for module in (idx, tabular, synthetic) for name in module.DEFAULTS}
+    name: module for module in (idx, tabular, synthetic, codes) for name in module.DEFAULTS}
 NAMES: tuple[str, ...] = tuple(_SOURCES)
 
 __all__ = ['NAMES', 'Dataset', 'Split', 'defaults', 'epoch_permutation', 'load', 'split_off']

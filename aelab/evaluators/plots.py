@@ -1,7 +1,7 @@
 """Evaluator 'plots': PNG figures in workdir/plots from a few held-out examples.
 
 reconstructions.png (inputs over reconstructions; for a denoiser clean / corrupted / denoised /
-reconstruction of the clean input), train_curves.png and val_curves.png (every logged term),
+reconstruction of the clean input; not for a classifier), train_curves.png and val_curves.png (every logged term),
 filters.png (first-layer weights, image data), latent.png (the code of held-out examples
 coloured by label, PCA when wider than 2) and, for a VAE on images, samples.png (decoder means of
 z ~ N(0, I)). The examples come from `split` (the val split when it is empty). Returns no metrics.
@@ -34,7 +34,8 @@ class Plots:
     if not len(self.data):
       return {}
     out, params = pathlib.Path(self.ctx.workdir) / 'plots', state.params
-    self._reconstructions(out, params, prep)
+    if models.reconstructs(self.ctx.config.model):  # a classifier has no reconstructions
+      self._reconstructions(out, params, prep)
     rows = read_jsonl(pathlib.Path(self.ctx.workdir) / 'metrics.jsonl')
     draw.curves(rows, out / 'train_curves.png', 'train/')
     draw.curves(rows, out / 'val_curves.png', 'val/')

@@ -27,7 +27,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from aelab.evaluators.context import Context, split_of
+from aelab import models
+from aelab.errors import AelabError
+from aelab.evaluators.context import Context, run_batches, split_of
 from aelab.trainer import sharding
 
 _EPS = 1e-7
@@ -77,27 +79,19 @@ def _ratios(totals: dict, n_elements: int) -> dict[str, float]:
 class Reconstruction:
   def __init__(self, ctx: Context, split: str, batch_size: int):
     self.split, self.batch_size, self.mesh = split, batch_size, ctx.mesh
+    if not models.reconstructs(ctx.config.model):
+      raise AelabError(f'the reconstruction evaluator needs a model that reconstructs its input; '
+                       f'model {ctx.config.model.name!r} does not (use type classification)')
     self.data = split_of(ctx.dataset, split)
     self.step = _eval_step(ctx.forward, ctx.unit_interval, ctx.forward.noise.corrupts)
 
   def __call__(self, state, prep) -> dict[str, float]:
     """Batch-mean terms weighted by batch size, error sums over the whole split."""
-    x, y = self.data.x, self.data.y
+    x = self.data.x
     if not len(x):
       return {}
     mu = np.mean(x.astype(np.float64), axis=0).astype(np.float32)
     mu_dev = sharding.put(mu, sharding.replicated(self.mesh))
-    n_dev = self.mesh.devices.size
-    term_sums, totals = {}, {}
-    for index, start in enumerate(range(0, len(x), self.batch_size)):
-      rows = slice(start, start + self.batch_size)
-      batch = {'x': x[rows]} if y is None else {'x': x[rows], 'y': y[rows]}
-      n = len(batch['x'])
-      spec = sharding.batch_sharding(self.mesh) if n % n_dev == 0 else sharding.replicated(self.mesh)
-      terms, sums = self.step(state.params, prep, sharding.put_tree(batch, spec), mu_dev, index)
-      for k, v in terms.items():
-        term_sums[k] = term_sums.get(k, 0.0) + v * n
-      for k, v in sums.items():
-        totals[k] = totals.get(k, 0.0) + v
-    term_sums, totals = jax.device_get((term_sums, totals))
-    return {**{k: float(v) / len(x) for k, v in term_sums.items()}, **_ratios(totals, x.size)}
+    terms, totals = run_batches(self.step, state.params, prep, self.data, self.batch_size,
+                                self.mesh, mu_dev)
+    return {**terms, **_ratios(totals, x.size)}

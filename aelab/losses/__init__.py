@@ -35,7 +35,8 @@ from aelab.errors import AelabError
 from aelab.losses.terms import (CONTRACTIVE_METHODS, RECONSTRUCTION_KINDS, REDUCTIONS,
                                 UNIT_INTERVAL_ACTIVATIONS, Outputs, _normalize_layer,
                                 bce_from_logits, contractive, kl_sparsity, l1_activity,
-                                layer_activations, reconstruction, vae_kl, weight_decay)
+                                layer_activations, reconstruction, softmax_cross_entropy,
+                                vae_kl, weight_decay)
 
 __all__ = ['CONTRACTIVE_METHODS', 'RECONSTRUCTION_KINDS', 'REDUCTIONS', 'TERMS', 'Outputs',
            'bce_from_logits', 'compose', 'layer_activations']
@@ -47,6 +48,7 @@ TERMS: dict[str, Callable[..., jax.Array]] = {
     'weight_decay': weight_decay,
     'vae_kl': vae_kl,
     'contractive': contractive,
+    'softmax_cross_entropy': softmax_cross_entropy,
 }
 
 # Options every term takes besides its own: the weight, and a linear warm-up of it.
@@ -121,9 +123,12 @@ def _check_options(name: str, opts: dict[str, Any], need_weight: bool) -> None:
 
 
 def _check_applies(name: str, full: dict[str, Any], acts: dict[str, str],
-                   targets_in_unit_interval: bool | None) -> None:
+                   targets_in_unit_interval: bool | None, has_labels: bool | None) -> None:
   """Raises AelabError when term `name` with options `full` cannot apply to this model (its
   layers' activations `acts`) or data."""
+  if name == 'softmax_cross_entropy' and has_labels is False:
+    raise AelabError('loss term softmax_cross_entropy needs labels, but this dataset has none; '
+                     'use a labelled dataset (e.g. mnist, or csv with a label_column)')
   if name == 'contractive' and full['method'] == 'sigmoid_layer' and acts:
     numbered = sorted(k for k in acts if k.isdigit())
     if numbered != ['1'] or acts['1'].lower() != 'sigmoid':
@@ -153,6 +158,7 @@ def compose(
     loss_cfg: ml_collections.ConfigDict | Mapping[str, Any],
     layer_activations: Mapping[Any, str] | None = None,  # pylint: disable=redefined-outer-name
     targets_in_unit_interval: bool | None = None,
+    has_labels: bool | None = None,
 ) -> Callable[[Outputs], tuple[jax.Array, dict[str, jax.Array]]]:
   """Builds loss_fn(out) -> (total, {term: unweighted value}).
 
@@ -164,6 +170,8 @@ def compose(
       highest numbered layer).
     targets_in_unit_interval: pass False when the targets may leave [0, 1];
       reconstruction kind='bce' is then an error.
+    has_labels: pass False when the training data have no labels;
+      softmax_cross_entropy is then an error.
 
   Raises:
     AelabError: unknown term / option / value, missing weight, no active term,
@@ -179,7 +187,7 @@ def compose(
     warmup = int(opts.pop('warmup_steps', 0))
     if weight == 0.0:
       continue
-    _check_applies(name, {**_options(name), **opts}, acts, targets_in_unit_interval)
+    _check_applies(name, {**_options(name), **opts}, acts, targets_in_unit_interval, has_labels)
     active.append((name, fn, weight, warmup, opts))
   if not active:
     raise AelabError(

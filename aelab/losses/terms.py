@@ -11,6 +11,7 @@ from typing import Any
 import flax
 import jax
 import jax.numpy as jnp
+import optax
 
 from aelab.errors import AelabError
 
@@ -98,6 +99,10 @@ def reconstruction(out: Outputs, kind: str = 'mse',
   # Element-wise maths on [B, features]: XLA:CPU runs it on [B, H, W, 1] several times slower.
   flat = lambda a: a.reshape(a.shape[0], -1)  # noqa: E731
   recon, x = flat(out.recon), flat(out.x)
+  if recon.shape != x.shape:
+    raise AelabError(f'the reconstruction term compares the model output with its input, but '
+                     f'this model outputs {recon.shape[1]} values for {x.shape[1]} features (a '
+                     'classifier? use the softmax_cross_entropy term)')
   if kind == 'mse':
     err = jnp.square(recon - x)
   elif kind == 'bce':
@@ -215,3 +220,17 @@ def contractive(out: Outputs, method: str = 'exact') -> jax.Array:
   return jnp.mean(_per_example_sum(jnp.square(jax.vmap(jac)(x))))
 
 
+def softmax_cross_entropy(out: Outputs) -> jax.Array:
+  """Mean over the batch of -log softmax(aux['logits'])[y], y the batch's integer labels
+  (`out.labels`); the classifier model's loss. optax.softmax_cross_entropy_with_integer_labels."""
+  if out.labels is None:
+    raise AelabError('softmax_cross_entropy needs labels, but this batch has none (the dataset '
+                     'has no labels: use one that has, e.g. mnist, or csv with a label_column)')
+  logits = out.aux.get('logits')
+  batch = out.labels.shape[0]
+  if logits is None or logits.ndim != 2 or logits.shape[0] != batch or logits.shape[1] < 2:
+    shape = 'none' if logits is None else f'shape {tuple(logits.shape)}'
+    raise AelabError("softmax_cross_entropy needs class logits aux['logits'] of shape [batch, "
+                     f'classes] (model classifier); this model\'s are {shape} for a batch of '
+                     f'{batch} labels')
+  return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, out.labels))

@@ -9,9 +9,9 @@ import flax.linen as nn
 import ml_collections
 
 from aelab.config import check_choice, check_fields
-from aelab.models import conv, dense, vae
+from aelab.models import classifier, conv, dense, vae
 
-_MODULES = {'dense': dense, 'conv': conv, 'vae': vae}
+_MODULES = {'dense': dense, 'conv': conv, 'vae': vae, 'classifier': classifier}
 NAMES = tuple(_MODULES)
 
 
@@ -33,3 +33,15 @@ def layer_activations(cfg: ml_collections.ConfigDict) -> dict[str, str]:
 def filters(cfg: ml_collections.ConfigDict, params, feature_shape: Sequence[int]):
   """The first encoder layer's weights as images [n, h, w, c] (None where they are not images)."""
   return _module(cfg.name).filters(params, feature_shape)
+
+
+def reconstructs(cfg: ml_collections.ConfigDict) -> bool:
+  """Whether the model outputs reconstructions of its input (False for the classifier)."""
+  return getattr(_module(cfg.name), 'RECONSTRUCTS', True)
+
+
+def check_labels(cfg: ml_collections.ConfigDict, dataset) -> None:
+  """AelabError when the dataset's labels do not fit the model (a classifier's classes)."""
+  check = getattr(_module(cfg.name), 'check_labels', None)
+  if check is not None:
+    check(cfg, dataset)

@@ -26,13 +26,15 @@ def get(name: str) -> Callable[[jax.Array], jax.Array]:
   return ACTIVATIONS[name]
 
 
-def per_layer(spec: str, depth: int) -> tuple[str, ...]:
-  """'tanh' -> ('tanh',) * depth; 'tanh,sigmoid' -> one name per layer (must match depth)."""
+def per_layer(spec: str, depth: int, field: str = 'activation',
+              layers: str = 'the encoder has') -> tuple[str, ...]:
+  """'tanh' -> ('tanh',) * depth; 'tanh,sigmoid' -> one name per layer (must match depth).
+  `field` and `layers` word the error: "{field} 'a,b' names 2 layers but {layers} 3"."""
   names = tuple(s.strip() for s in spec.split(','))
   if len(names) == 1:
     names = names * depth
   if len(names) != depth:
-    raise AelabError(f'activation {spec!r} names {len(names)} layers but the encoder has {depth}; '
+    raise AelabError(f'{field} {spec!r} names {len(names)} layers but {layers} {depth}; '
                      'give one name for all layers or one per hidden layer')
   for name in names:
     get(name)

@@ -1,9 +1,21 @@
-"""Optimizers and learning-rate schedules by name, built with optax."""
+"""Optimizers and learning-rate schedules by name, built with optax; frozen parameters.
+
+`lbfgs` is optax.lbfgs: with `lbfgs_linesearch='zoom'` (the default) a zoom line search (strong
+Wolfe conditions, as minFunc's) chooses each step, starting from the full quasi-Newton step, so
+`learning_rate` is not used (nor a schedule: it must be 'constant'); with 'none' the step is
+`learning_rate` (and its schedule) times the L-BFGS direction. Its update needs the loss: the
+train step passes value, grad and value_fn (the loss of the same batch as a function of the
+parameters) to every optimizer, which all others ignore. With `train.batch_size` = the training
+set's size each step is one full-batch L-BFGS iteration (UFLDL's minFunc recipe).
+"""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 
+import jax
+import jax.numpy as jnp
 import ml_collections
 import optax
 
@@ -11,7 +23,8 @@ from aelab.config import check_choice, check_fields
 from aelab.config.defaults import OPTIMIZER
 from aelab.errors import AelabError
 
-OPTIMIZERS = ('adam', 'adamw', 'sgd', 'rmsprop', 'adadelta')
+OPTIMIZERS = ('adam', 'adamw', 'sgd', 'rmsprop', 'adadelta', 'lbfgs')
+LBFGS_LINESEARCHES = ('zoom', 'none')
 SCHEDULES = ('constant', 'cosine', 'warmup_cosine', 'warmup_constant')
 
 DEFAULTS = OPTIMIZER  # the fields of config.optimizer (aelab/config/defaults.py)
@@ -37,7 +50,18 @@ def schedule(cfg: ml_collections.ConfigDict, total_steps: int) -> optax.Schedule
   return optax.warmup_cosine_decay_schedule(0.0, lr, warmup, max(total_steps, warmup + 1))
 
 
-def make(cfg: ml_collections.ConfigDict, total_steps: int) -> optax.GradientTransformation:
+def logged_rate(cfg: ml_collections.ConfigDict, total_steps: int) -> optax.Schedule | None:
+  """The learning rate logged as train/learning_rate: the schedule, or None where it is not used
+  (lbfgs with its zoom line search)."""
+  if cfg.name == 'lbfgs' and cfg.lbfgs_linesearch == 'zoom':
+    return None
+  return schedule(cfg, total_steps)
+
+
+def make(cfg: ml_collections.ConfigDict, total_steps: int,
+         param_names: Sequence[str] | None = None) -> optax.GradientTransformation:
+  """The optimizer of `cfg`; `param_names`: the model's top-level parameters, against which
+  `optimizer.frozen` is checked (unchecked when None)."""
   check_fields(cfg, DEFAULTS, 'optimizer')
   check_choice(cfg.name, OPTIMIZERS, 'optimizer')
   lr = schedule(cfg, total_steps)
@@ -47,7 +71,62 @@ def make(cfg: ml_collections.ConfigDict, total_steps: int) -> optax.GradientTran
       'sgd': lambda: optax.sgd(lr, momentum=cfg.momentum or None),
       'rmsprop': lambda: optax.rmsprop(lr, momentum=cfg.momentum),
       'adadelta': lambda: optax.adadelta(lr, rho=cfg.adadelta_rho, eps=cfg.adadelta_eps),
+      'lbfgs': lambda: _lbfgs(cfg, lr),
   }[cfg.name]()
   if cfg.grad_clip > 0:
     tx = optax.chain(optax.clip_by_global_norm(cfg.grad_clip), tx)
-  return tx
+  frozen = frozen_names(cfg.frozen, param_names)
+  return freeze(tx, frozen) if frozen else tx
+
+
+def _lbfgs(cfg: ml_collections.ConfigDict, lr: optax.Schedule) -> optax.GradientTransformation:
+  memory = cfg.lbfgs_memory
+  if isinstance(memory, bool) or not isinstance(memory, int) or memory < 1:
+    raise AelabError(f'optimizer.lbfgs_memory = {memory!r}; it must be an integer >= 1')
+  check_choice(cfg.lbfgs_linesearch, LBFGS_LINESEARCHES, 'optimizer.lbfgs_linesearch')
+  if cfg.grad_clip > 0:
+    raise AelabError('optimizer.grad_clip does not apply to lbfgs (it needs the true gradient; '
+                     'its line search bounds the step); set it to 0')
+  if cfg.lbfgs_linesearch == 'none':
+    return optax.lbfgs(lr, memory_size=memory, linesearch=None)
+  if cfg.schedule != 'constant':
+    raise AelabError(f"optimizer.schedule = {cfg.schedule!r}, but lbfgs's zoom line search "
+                     "chooses every step; use schedule 'constant' or lbfgs_linesearch 'none'")
+  return optax.lbfgs(memory_size=memory)
+
+
+def frozen_names(spec: str, param_names: Sequence[str] | None) -> tuple[str, ...]:
+  """'encoder_1, encoder_2' -> ('encoder_1', 'encoder_2'), checked against `param_names`."""
+  if not isinstance(spec, str):
+    raise AelabError(f"optimizer.frozen = {spec!r}; give a comma-separated list of parameter "
+                     "names, e.g. 'encoder_1,encoder_2' ('' freezes nothing)")
+  names = tuple(dict.fromkeys(n.strip() for n in spec.split(',') if n.strip()))
+  if names and param_names is not None:
+    unknown = [n for n in names if n not in param_names]
+    if unknown:
+      raise AelabError(f'optimizer.frozen names {", ".join(map(repr, unknown))}, not a parameter '
+                       f'of this model; its parameters: {", ".join(param_names)}')
+    if set(names) >= set(param_names):
+      raise AelabError(f'optimizer.frozen = {spec!r} freezes every parameter of this model; '
+                       'nothing would train')
+  return names
+
+
+def freeze(tx: optax.GradientTransformation,
+           names: Sequence[str]) -> optax.GradientTransformationExtraArgs:
+  """`tx` with the top-level parameters `names` kept exactly as they are: their gradients enter
+  `tx` as zeros and their updates leave it as zeros (params + 0). Like optax.multi_transform with
+  set_to_zero for them, but `tx` still sees the whole parameter tree, which lbfgs's line search
+  needs (it evaluates the loss at params + step * update); the optimizer state keeps its shape."""
+  inner, names = optax.with_extra_args_support(tx), frozenset(names)
+
+  def zero(tree: Mapping) -> dict:
+    return {k: jax.tree.map(jnp.zeros_like, v) if k in names else v for k, v in tree.items()}
+
+  def update(updates, state, params=None, **extra_args):
+    if 'grad' in extra_args:
+      extra_args['grad'] = zero(extra_args['grad'])
+    updates, state = inner.update(zero(updates), state, params, **extra_args)
+    return zero(updates), state
+
+  return optax.GradientTransformationExtraArgs(inner.init, update)

@@ -154,7 +154,7 @@ def _train(setups, got, start: int, ckpts, writers, should_stop, how: str):
 
   loop = Loop(block, StackedBatches(setups, first.mesh), steps_per_call=tc.steps_per_call,
               total_steps=first.total_steps, log_every=tc.log_every, log=log,
-              learning_rate=optim.schedule(first.config.optimizer, first.total_steps),
+              learning_rate=optim.logged_rate(first.config.optimizer, first.total_steps),
               progress=tc.progress, replica_names=[str(w.directory.parent) for w in ckpts])
   pending = [g[2].get('pending_metrics') for g in got]
   if any(pending):

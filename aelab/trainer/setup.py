@@ -44,12 +44,26 @@ class Setup:
   init_rng: jax.Array
   train_rng: jax.Array
 
-  def init(self, rng: jax.Array) -> TrainState:
-    """A fresh state: parameters from `rng`, the optimizer state, step 0."""
+  def init(self, rng: jax.Array, given: dict | None = None) -> TrainState:
+    """A fresh state: parameters from `rng` (those named in `given`, e.g. pretrained layers,
+    taken from it instead), the optimizer state, step 0."""
     example = jnp.asarray(self.prep.apply(self.dataset.train.x[:1])[0])
     params = self.forward.model.init(rng, example)['params']
+    params = {**params, **(given or {})}
     return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=self.tx.init(params),
                       rng=self.train_rng)
+
+  def check_given(self, given: dict) -> None:
+    """Given parameters must name layers of this model, with their shapes."""
+    mine = jax.eval_shape(self.init, self.init_rng).params
+    for name, tree in given.items():
+      if name not in mine:
+        raise AelabError(f'given parameters {name!r} are not a layer of this model; its layers: '
+                         f'{", ".join(sorted(mine))}')
+      want = jax.tree.map(lambda a: tuple(a.shape), mine[name])
+      have = jax.tree.map(lambda a: tuple(np.shape(a)), tree)
+      if want != have:
+        raise AelabError(f'given parameters {name!r} have shapes {have}; the model\'s are {want}')
 
   def train_block(self):
     return make_train_block(self.forward, self.tx, self.mesh, self.config.train.scan_unroll)
@@ -64,8 +78,8 @@ class Setup:
 def check_train(tc: ml_collections.ConfigDict) -> None:
   """Values of config.train that would pass type checks but break the run."""
   check_fields(tc, defaults.TRAIN, 'train')
-  positive = ('batch_size', 'steps_per_call', 'keep_checkpoints')
-  at_least_zero = ('num_epochs', 'num_steps', 'log_every', 'checkpoint_every')
+  positive = ('steps_per_call', 'keep_checkpoints')
+  at_least_zero = ('batch_size', 'num_epochs', 'num_steps', 'log_every', 'checkpoint_every')
   for key in (*positive, *at_least_zero):
     value, low = tc[key], 1 if key in positive else 0
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
@@ -79,6 +93,12 @@ def _unit_interval(dataset: data.Dataset) -> bool:
   return r is not None and r[0] >= 0 and r[1] <= 1
 
 
+def _param_names(model, prep: preprocessing.Preprocessor, dataset: data.Dataset) -> tuple[str, ...]:
+  """The model's top-level parameter names (from shapes alone: nothing is computed)."""
+  example = jnp.asarray(prep.apply(dataset.train.x[:1])[0])
+  return tuple(jax.eval_shape(model.init, jax.random.PRNGKey(0), example)['params'])
+
+
 def build(config: ml_collections.ConfigDict, workdir: str | pathlib.Path | None = None) -> Setup:
   """Resolves and validates every config group (AelabError on any bad field) and places the
   training set on the devices."""
@@ -89,21 +109,27 @@ def build(config: ml_collections.ConfigDict, workdir: str | pathlib.Path | None 
   dataset = data.load(config.dataset, seed=config.seed)
   prep = preprocessing.Preprocessor.fit(config.preprocessing, dataset.train.x)
   model = models.build(config.model, dataset.feature_shape)
+  models.check_labels(config.model, dataset)
   noise = corruption.for_dataset(config.get('input_noise'), dataset, prep)
   unit = _unit_interval(dataset)
   loss_fn = losses.compose(config.loss, layer_activations=models.layer_activations(config.model),
-                           targets_in_unit_interval=unit and config.preprocessing == 'none')
+                           targets_in_unit_interval=unit and config.preprocessing == 'none',
+                           has_labels=dataset.train.y is not None)
   mesh = sharding.make_mesh()
-  sharding.check_batch_size(tc.batch_size, mesh)
-  if len(dataset.train) < tc.batch_size:
-    raise AelabError(f'train.batch_size = {tc.batch_size} exceeds the {len(dataset.train)} training '
+  batch_size = tc.batch_size or len(dataset.train)  # 0: the whole split (full-batch L-BFGS)
+  if tc.batch_size == 0:
+    batch_size -= batch_size % mesh.devices.size
+  sharding.check_batch_size(batch_size, mesh)
+  if len(dataset.train) < batch_size:
+    raise AelabError(f'train.batch_size = {batch_size} exceeds the {len(dataset.train)} training '
                      'examples; lower it')
   on_device = {'auto': dataset.train.x.nbytes <= _DEVICE_DATA_AUTO_BYTES, 'yes': True, 'no': False}
-  batches = Batches(dataset.train, tc.batch_size, config.seed, mesh, on_device[tc.device_data])
+  batches = Batches(dataset.train, batch_size, config.seed, mesh, on_device[tc.device_data])
   total_steps = tc.num_steps or tc.num_epochs * batches.steps_per_epoch
   if total_steps <= 0:
     raise AelabError('train.num_steps (or num_epochs) must be positive')
-  tx = optim.make(config.optimizer, total_steps)
+  names = _param_names(model, prep, dataset) if config.optimizer.get('frozen') else None
+  tx = optim.make(config.optimizer, total_steps, param_names=names)
   forward = Forward(model, loss_fn, noise, precision.dtype(tc.compute_dtype))
   ctx = evaluators.Context(config=config, dataset=dataset, forward=forward, mesh=mesh,
                            unit_interval=unit, workdir=None if workdir is None else pathlib.Path(workdir))

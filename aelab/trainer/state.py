@@ -38,10 +38,8 @@ def make_train_block(forward, tx: optax.GradientTransformation, mesh, unroll: in
   parameters and optimizer state are all finite: each is a pass over every parameter, so they
   are taken only where they are logged and checked before a save (else 0, 0 and True).
 
-  With `replicas` ('vmap' or 'map'), the block runs over a leading axis of the state, the
-  preprocessor, the source and the rows (runs that differ only in their seed, trained together),
-  batched by jax.vmap or one after the other by lax.map (the same per-run computation as a lone
-  run's, so the same numbers); every output gains that leading axis.
+  With `replicas`, over a leading axis of state, preprocessor, source and rows (runs trained
+  together, aelab/trainer/replicas.py): batched ('vmap') or one after the other ('map').
   """
 
   def gather(source, rows):
@@ -59,10 +57,12 @@ def make_train_block(forward, tx: optax.GradientTransformation, mesh, unroll: in
       batch, last = xs
       batch = batch if idx is None else gather(source, batch)
       rng = jax.random.fold_in(state.rng, state.step)
-      grad_fn = jax.value_and_grad(lambda p: forward(p, prep, batch, rng, True, step=state.step),
-                                   has_aux=True)
-      (total, (terms, _, _)), grads = grad_fn(state.params)
-      updates, opt_state = tx.update(grads, state.opt_state, state.params)
+      loss_of = lambda p: forward(p, prep, batch, rng, True, step=state.step)  # noqa: E731
+      (total, (terms, _, _)), grads = jax.value_and_grad(loss_of, has_aux=True)(state.params)
+      # The loss of this batch as a function of the parameters, for optimizers that evaluate it
+      # themselves (lbfgs's line search); every other optimizer ignores these arguments.
+      updates, opt_state = tx.update(grads, state.opt_state, state.params, value=total,
+                                     grad=grads, value_fn=lambda p: loss_of(p)[0])
       params = optax.apply_updates(state.params, updates)
       grad_norm = jax.lax.cond(last, optax.tree.norm, lambda _: grad_norm, grads)
       new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state)
@@ -79,6 +79,7 @@ def make_train_block(forward, tx: optax.GradientTransformation, mesh, unroll: in
     out.update(grad_norm=grad_norm, param_norm=param_norm, finite=finite)
     return state, out
 
+  tx = optax.with_extra_args_support(tx)  # the others' update ignores value, grad, value_fn
   rep, batch_spec = sharding.replicated(mesh), sharding.batch_sharding(mesh)
   fn = {None: block,
         'vmap': jax.vmap(block, in_axes=(0, 0, 0, 0, None)),

@@ -22,18 +22,23 @@ FROZEN_ON_RESUME = workdir_lib.FROZEN_ON_RESUME
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
-                       should_stop: Callable[[int], bool] | None = None) -> dict:
+                       should_stop: Callable[[int], bool] | None = None,
+                       init_params: dict | None = None) -> dict:
   """Trains `config` in `workdir`, resuming from its latest verified checkpoint; returns the
   summary. A run stopped by SIGTERM/SIGINT or `should_stop(step)` (asked after every block)
   checkpoints and returns {'step', 'interrupted'}; rerunning resumes exactly where it stopped.
-  Rerunning a finished run returns its summary with 'already_complete': True."""
+  Rerunning a finished run returns its summary with 'already_complete': True. `init_params`
+  ({layer name: parameters}, e.g. pretrained layers) replace those layers' initial values in a
+  fresh run."""
   t_start = time.time()
   with signals.catch():
     workdir = workdir_lib.check_workdir(workdir)
     setup = build(config, workdir)
+    if init_params:
+      setup.check_given(init_params)
     workdir.mkdir(parents=True, exist_ok=True)
     with checkpoint.Checkpoints(workdir, config.train.keep_checkpoints, writer=True) as ckpts:
-      state, prep, meta = workdir_lib.restore_or_init(setup, ckpts, workdir)
+      state, prep, meta = workdir_lib.restore_or_init(setup, ckpts, workdir, given=init_params)
       start = int(meta.get('step', 0))
       done = workdir_lib.finished_summary(workdir, start, setup.total_steps)
       if done is not None:
@@ -70,7 +75,7 @@ def _train(setup: Setup, state, prep, start: int, ckpts, writer, meta: dict, sto
   tc, total = setup.config.train, setup.total_steps
   loop = Loop(setup.train_block(), setup.batches, steps_per_call=tc.steps_per_call,
               total_steps=total, log_every=tc.log_every, log=writer.write,
-              learning_rate=optim.schedule(setup.config.optimizer, total),
+              learning_rate=optim.logged_rate(setup.config.optimizer, total),
               progress=tc.progress and jax.process_index() == 0)
   loop.pending.restore(meta.get('pending_metrics'))
 

@@ -11,6 +11,7 @@ import pathlib
 import jax
 import ml_collections
 
+from aelab.config import defaults
 from aelab.errors import AelabError
 from aelab.trainer import checkpoint, sharding, signals
 from aelab.trainer.setup import Setup, param_count
@@ -31,11 +32,22 @@ def check_workdir(workdir: str | pathlib.Path) -> pathlib.Path:
   return workdir
 
 
+def _with_new_fields(old: dict) -> dict:
+  """A config.json written before a model or optimizer field existed, with that field's default
+  (what the run trained with), so that adding a field does not make old runs unresumable."""
+  tables = {'model': defaults.MODELS.get((old.get('model') or {}).get('name'), {}),
+            'optimizer': defaults.OPTIMIZER}
+  for group, table in tables.items():
+    if isinstance(old.get(group), dict):
+      old[group] = {**json.loads(json.dumps(table)), **old[group]}
+  return old
+
+
 def _check_resume_config(workdir: pathlib.Path, config: ml_collections.ConfigDict) -> None:
   path = workdir / 'config.json'
   if not path.exists():
     return
-  old, new = json.loads(path.read_text()), json.loads(config.to_json())
+  old, new = _with_new_fields(json.loads(path.read_text())), json.loads(config.to_json())
   get = lambda cfg, key: cfg.get(key) if '.' not in key else (  # noqa: E731
       cfg.get(key.split('.')[0]) or {}).get(key.split('.')[1])
   changed = [k for k in FROZEN_ON_RESUME if get(old, k) != get(new, k)]
@@ -46,13 +58,13 @@ def _check_resume_config(workdir: pathlib.Path, config: ml_collections.ConfigDic
 
 
 def restore_or_init(setup: Setup, ckpts: checkpoint.Checkpoints, workdir: pathlib.Path,
-                    step: int | None = None):
+                    step: int | None = None, given: dict | None = None):
   """(state, prep, meta) on the devices: the latest verified checkpoint's (the latest at or
-  before `step`, when given; step 0: none), or fresh ones."""
+  before `step`, when given; step 0: none), or fresh ones (with the `given` parameters)."""
   rep = sharding.replicated(setup.mesh)
   prep = sharding.put_tree(setup.prep, rep)
   if ckpts.latest_step() is None or step == 0:
-    return jax.jit(setup.init, out_shardings=rep)(setup.init_rng), prep, {}
+    return jax.jit(setup.init, out_shardings=rep)(setup.init_rng, given), prep, {}
   _check_resume_config(workdir, setup.config)
   abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=rep),
                           jax.eval_shape(setup.init, setup.init_rng))
@@ -109,7 +121,7 @@ def summary(setup: Setup, result, results: dict, start: int, wall_s: float) -> d
       'step': result.step,
       'wall_time_s': wall_s,
       'train_steps_per_s': rate,
-      'train_examples_per_s': rate * setup.config.train.batch_size if timed else None,
+      'train_examples_per_s': rate * setup.batches.batch_size if timed else None,
       'param_count': param_count(result.state.params),
       'resumed_from_step': start or None,
       'devices': setup.mesh.devices.size,

@@ -1,0 +1,154 @@
+"""Stacked autoencoders: each stage trains on the codes of the one below, the fine-tuned network
+starts from the pretrained layers, the frozen variant keeps them, and an interrupted stacked run
+resumes at the stage and step where it stopped and ends as an unbroken one."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+import kill_runs
+from aelab import data
+from aelab.analysis import runs
+from aelab.errors import AelabError
+from aelab.stacked import configs, driver
+from conftest import DATA, ROOT, experiment
+
+SPEC = 'experiments/stacked_sparse_mnist.py:tiny'
+
+
+@pytest.fixture(scope='module')
+def stacked(tmp_path_factory):
+  workdir = tmp_path_factory.mktemp('stacked') / 'run'
+  result = subprocess.run([sys.executable, '-m', 'aelab.run', f'--config={SPEC}',
+                           f'--workdir={workdir}'], cwd=ROOT, env=kill_runs.env(),
+                          capture_output=True, text=True, timeout=600)
+  assert result.returncode == 0, result.stderr[-2000:]
+  return workdir, result.stdout
+
+
+def test_the_report_and_summary_name_every_figure(stacked):
+  workdir, stdout = stacked
+  summary = json.loads((workdir / 'summary.json').read_text())
+  assert summary['network'] == '784-32-16-10'
+  assert [s['units'] for s in summary['stages']] == [32, 16]
+  for key in ('frozen_features_softmax', 'fine_tuned', 'scratch'):
+    assert 0.0 <= summary[key]['test_accuracy'] <= 1.0
+    assert summary[key]['test_accuracy'] == json.loads(
+        (workdir / summary[key]['workdir'] / 'summary.json').read_text())['test']['accuracy']
+  assert summary['fine_tuned']['test_accuracy'] > 0.5   # well above chance after 30 iterations
+  for line in ('stage 1 (32 units): test reconstruction mse', 'softmax on the frozen stacked '
+               'features: test accuracy', 'fine-tuned stacked network: test accuracy',
+               'same network from scratch: test accuracy'):
+    assert line in stdout
+  assert (workdir / 'plots' / 'filters_stage1.png').stat().st_size > 1000
+  assert (workdir / 'plots' / 'finetune_accuracy.png').stat().st_size > 1000
+
+
+def test_stage_2_trains_on_the_codes_of_stage_1(stacked):
+  workdir, _ = stacked
+  config = json.loads((workdir / 'stage2' / 'config.json').read_text())
+  assert config['dataset'] == {'name': 'codes', 'path': str(workdir / 'stage1' / 'codes.npz')}
+  assert config['model']['hidden'] == [16] and config['preprocessing'] == 'none'
+  stage1 = runs.load(workdir / 'stage1')
+  raw = data.load(experiment('stacked_sparse_mnist').dataset, seed=0)
+  with np.load(workdir / 'stage1' / 'codes.npz') as codes:
+    for split in ('train', 'val', 'test'):
+      x = getattr(raw, split).x
+      np.testing.assert_array_equal(codes[f'x_{split}'], runs.features(stage1, x, 'code'))
+      np.testing.assert_array_equal(codes[f'y_{split}'], getattr(raw, split).y)
+  stage2 = runs.load(workdir / 'stage2')
+  assert stage2.feature_shape == (32,) and stage2.params['encoder_1']['kernel'].shape == (32, 16)
+
+
+def test_fine_tuning_starts_from_the_pretrained_layers_and_frozen_keeps_them(stacked, tmp_path):
+  workdir, _ = stacked
+  config = experiment('stacked_sparse_mnist')
+  config.stack.freeze_encoder = True
+  for run in ('stage1', 'stage2', 'features'):
+    shutil.copytree(workdir / run, tmp_path / run)
+  given = driver._given(tmp_path, 2)  # pylint: disable=protected-access
+  assert set(given) == {'encoder_1', 'encoder_2', 'head'}
+  from aelab.trainer import train
+  train.train_and_evaluate(configs.classifier(config, 'finetune'), tmp_path / 'frozen',
+                           init_params=given)
+  tuned = runs.load(tmp_path / 'frozen').params
+  for k, stage in ((1, 'stage1'), (2, 'stage2')):
+    pretrained = runs.load(workdir / stage).params['encoder_1']
+    np.testing.assert_array_equal(tuned[f'encoder_{k}']['kernel'], pretrained['kernel'])
+    np.testing.assert_array_equal(tuned[f'encoder_{k}']['bias'], pretrained['bias'])
+  assert not np.array_equal(tuned['head']['kernel'], given['head']['kernel'])  # the head trains
+  # Not frozen: the fine-tuning run's initial state holds exactly the given layers.
+  from aelab.trainer.setup import build
+  setup = build(configs.classifier(experiment('stacked_sparse_mnist'), 'finetune'))
+  initial = setup.init(setup.init_rng, given).params
+  for name in given:
+    np.testing.assert_array_equal(initial[name]['kernel'], given[name]['kernel'])
+  random_init = setup.init(setup.init_rng).params
+  assert not np.array_equal(random_init['encoder_1']['kernel'], given['encoder_1']['kernel'])
+
+
+def test_given_parameters_must_fit_the_model(stacked, tmp_path):
+  workdir, _ = stacked
+  config = configs.classifier(experiment('stacked_sparse_mnist'), 'finetune')
+  from aelab.trainer import train
+  wrong = {'encoder_1': runs.load(workdir / 'stage2').params['encoder_1']}
+  with pytest.raises(AelabError, match=r"given parameters 'encoder_1' have shapes"):
+    train.train_and_evaluate(config, tmp_path / 'x', init_params=wrong)
+  with pytest.raises(AelabError, match="given parameters 'decoder_1' are not a layer"):
+    train.train_and_evaluate(config, tmp_path / 'x', init_params={'decoder_1': wrong['encoder_1']})
+
+
+@pytest.mark.parametrize('how', ['SIGTERM', 'SIGKILL'])
+def test_an_interrupted_stage_2_resumes_there_and_ends_as_an_unbroken_run(stacked, tmp_path, how):
+  reference, _ = stacked
+  workdir = tmp_path / 'run'
+  cmd = [sys.executable, '-m', 'aelab.run', f'--config={SPEC}', f'--workdir={workdir}']
+  proc = subprocess.Popen(cmd, cwd=ROOT, env=kill_runs.env(), stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True)
+  deadline = time.time() + 300
+  while time.time() < deadline and not (workdir / 'stage2' / 'checkpoints' / '10').is_dir():
+    time.sleep(0.05)
+  proc.send_signal(getattr(signal, how))
+  _, err = proc.communicate(timeout=120)
+  assert proc.returncode == (75 if how == 'SIGTERM' else -9), err
+  if how == 'SIGTERM':
+    assert f'{workdir}/stage2/checkpoints' in err
+  assert not (workdir / 'features').exists()
+  result = subprocess.run(cmd, cwd=ROOT, env=kill_runs.env(), capture_output=True, text=True,
+                          timeout=600)
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert json.loads((workdir / 'stage1' / 'summary.json').read_text())['resumed_from_step'] is None
+  assert json.loads((workdir / 'stage2' / 'summary.json').read_text())['resumed_from_step'] >= 10
+  for run in ('stage1', 'stage2', 'features', 'finetune', 'scratch'):
+    assert kill_runs.same_run(reference / run, workdir / run)['params'], run
+  want = json.loads((reference / 'summary.json').read_text())
+  got = json.loads((workdir / 'summary.json').read_text())
+  for key in ('frozen_features_softmax', 'fine_tuned', 'scratch'):
+    assert got[key]['test_accuracy'] == want[key]['test_accuracy']
+
+
+def test_a_bad_stacked_config_is_one_line_before_anything_is_written(tmp_path):
+  env = dict(kill_runs.env())
+  for override, message in (
+      ('--config.stack.layers=(32,0)', 'stack.layers = (32, 0); give one or more positive widths'),
+      ('--config.stack.finetune.optimizer.name=adamax', "unknown optimizer 'adamax'")):
+    result = subprocess.run([sys.executable, '-m', 'aelab.run', f'--config={SPEC}',
+                             f'--workdir={tmp_path / "run"}', override], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+    assert len(result.stderr.splitlines()) == 1 and not (tmp_path / 'run').exists()
+
+
+def test_every_stacked_variant_loads(monkeypatch):
+  for arg in ('', 'tiny', 'posted', 'posted,tiny', 'fashion', 'posted,fashion'):
+    configs.check(experiment('stacked_sparse_mnist', arg))
+  for arg in ('', 'tiny', 'fashion'):
+    configs.check(experiment('stacked_denoising_mnist', arg))
+  assert os.environ['AELAB_DATA_DIR'] == str(DATA)
