@@ -246,15 +246,15 @@ def test_rerunning_a_finished_sweep_runs_nothing(swept):
 
 def test_a_failing_point_fails_alone_with_its_one_line_error(tmp_path):
   workdir = tmp_path / 'bs'
-  args = ('--file_sweep=false', '--sweep=train.batch_size=50,0', *AXES[3:], '--parallel=2')
+  args = ('--file_sweep=false', '--sweep=train.batch_size=50,-1', *AXES[3:], '--parallel=2')
   result = _sweep(workdir, *args)
   assert result.returncode == 1, result.stderr
-  message = 'train.batch_size = 0; it must be an integer >= 1'
-  assert f'aelab: point 1 (batch_size=0) failed: {message}' in result.stderr
-  assert (workdir / 'batch_size=0' / 'error.txt').read_text() == message + '\n'
+  message = 'train.batch_size = -1; it must be an integer >= 0'
+  assert f'aelab: point 1 (batch_size=-1) failed: {message}' in result.stderr
+  assert (workdir / 'batch_size=-1' / 'error.txt').read_text() == message + '\n'
   rows = _csv(workdir)
   assert [(r['status'], r['error']) for r in rows] == [('done', ''), ('failed', message)]
-  assert f'- 1 `batch_size=0`: {message}' in (workdir / 'results.md').read_text()
+  assert f'- 1 `batch_size=-1`: {message}' in (workdir / 'results.md').read_text()
   done = (workdir / 'batch_size=50' / 'summary.json').stat().st_mtime_ns
   again = _sweep(workdir, *args)  # reruns the failed point only
   assert again.returncode == 1 and again.stderr.count('failed:') == 1

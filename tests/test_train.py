@@ -158,3 +158,24 @@ def test_bfloat16_compute_keeps_float32_master_weights(tmp_path):
   assert rows[-1]['train/loss'] < 0.8 * rows[0]['train/loss']
   assert summary['test']['bce'] < 0.45
   assert precision.for_compute(state.params, np.float32) is state.params
+
+
+def test_a_run_from_before_new_config_fields_still_resumes(tmp_path):
+  """config.json of an older aelab lacks fields added since (model.mirror, optimizer.frozen, ...):
+  they held their defaults then, so the run resumes."""
+  config = experiment('mnist_ae')
+  config.train.progress = False
+  config.evals.plots.every = -1
+  out = train.train_and_evaluate(config, tmp_path, should_stop=lambda step: step == 30)
+  assert out['interrupted'] == 'should_stop'
+  saved = json.loads((tmp_path / 'config.json').read_text())
+  for group, fields in (('model', ('mirror', 'decoder', 'decoder_activation')),
+                        ('optimizer', ('frozen', 'lbfgs_memory', 'lbfgs_linesearch'))):
+    for field in fields:
+      del saved[group][field]
+  (tmp_path / 'config.json').write_text(json.dumps(saved))
+  summary = train.train_and_evaluate(config, tmp_path)
+  assert summary['resumed_from_step'] == 30 and summary['step'] == 60
+  config.model.mirror = False  # a field that did change is still refused
+  with pytest.raises(AelabError, match='differs in model'):
+    train.train_and_evaluate(config, tmp_path)

@@ -2,7 +2,8 @@
 
 summary.json: `stages` (each stage's units, reconstruction error and loss on val and test, wall
 time), `frozen_features_softmax`, `fine_tuned` and `scratch` (accuracy and loss on val and test,
-wall time), `network` and `wall_time_s`. plots/: `filters_stage1.png` (stage 1's first-layer
+wall time), `network`, `wall_time_s` (the runs' own wall times, summed: the same on a rerun) and
+`this_process_s`. plots/: `filters_stage1.png` (stage 1's first-layer
 filters, for image data) and `finetune_accuracy.png` (test accuracy over fine-tuning steps,
 pretrained against scratch).
 """
@@ -29,7 +30,8 @@ def _split_metrics(summary: dict, keys: tuple[str, ...]) -> dict:
 def summary(config: ml_collections.ConfigDict, results: dict, inputs: int, wall_s: float) -> dict:
   layers = [int(n) for n in config.stack.layers]
   out = {'network': '-'.join(str(w) for w in (inputs, *layers, int(config.stack.classes))),
-         'stages': [], 'wall_time_s': wall_s}
+         'stages': [], 'wall_time_s': sum(r.get('wall_time_s') or 0.0 for r in results.values()),
+         'this_process_s': wall_s}
   for k, n in enumerate(layers):
     r = results[f'stage{k + 1}']
     out['stages'].append({'stage': k + 1, 'units': n, 'workdir': f'stage{k + 1}',
