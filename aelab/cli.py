@@ -42,6 +42,17 @@ class Flag:
   repeat: bool = False
 
 
+# The flags of a run of several processes (aelab/trainer/distributed.py).
+DISTRIBUTED = (
+    Flag('coordinator_address', str, '', 'HOST:PORT of process 0, where the processes of a '
+         'multi-process run meet (with --num_processes and --process_id). Without it, the '
+         'cluster is detected on a TPU pod slice, under SLURM and under Open MPI.'),
+    Flag('num_processes', int, 0, 'The number of processes of a multi-process run.'),
+    Flag('process_id', int, -1, 'This process\'s index in [0, num_processes).'),
+    Flag('peer_timeout', int, 30, 'Seconds without a sign of life from another process (or the '
+         'coordinator) after which this one stops, exit code 75.'),
+)
+
 Run = Callable[[ml_collections.ConfigDict, argparse.Namespace, str, list[str]], None]
 
 

@@ -4,7 +4,11 @@ Any config field can be overridden, e.g. `--config.optimizer.learning_rate=3e-4`
 same command resumes from the latest verified checkpoint in DIR; rerunning a finished run says
 so. Exit codes: 0 finished (or already finished), 2 an error (one line on stderr), 75 stopped by
 SIGTERM/SIGINT with a checkpoint saved (rerun the same command to resume; schedulers requeue
-on it).
+on it), or stopped because another process of a multi-process run died.
+
+Multi-process (multi-host) runs: the same command on every process, plus
+`--coordinator_address=HOST:PORT --num_processes=N --process_id=I` (aelab/trainer/distributed.py;
+on a TPU pod slice, under SLURM or Open MPI the cluster is detected without them).
 """
 
 from __future__ import annotations
@@ -40,8 +44,9 @@ def main(config, flags, spec: str, overrides: list[str]) -> None:
   del spec, overrides  # the resolved config is what the run records
   from absl import logging
   from aelab.errors import AelabError
-  from aelab.trainer import sharding, train  # imported after flag parsing: keeps --help fast
-  sharding.maybe_initialize_distributed()
+  from aelab.trainer import distributed, train  # imported after flag parsing: keeps --help fast
+  distributed.initialize(flags.coordinator_address, flags.num_processes, flags.process_id,
+                         flags.peer_timeout)
   logging.set_verbosity(logging.WARNING)
   try:
     if 'stack' in config:  # a stacked autoencoder: its runs in sub-directories (aelab/stacked)
@@ -61,7 +66,7 @@ def run(argv: Sequence[str] | None = None) -> None:
   with signals.catch():
     from aelab import cli
     flags = (cli.Flag('workdir', str, None, 'Directory for checkpoints, metrics and plots.',
-                      required=True),)
+                      required=True), *cli.DISTRIBUTED)
     cli.main(argv, prog='python -m aelab.run', doc=__doc__, flags=flags, run=main)
 
 

@@ -38,8 +38,8 @@ def main(config, flags, spec: str, overrides: list[str]) -> None:
   logging.set_verbosity(logging.WARNING)
   jax.config.update('jax_enable_compilation_cache', False)  # compile time means compiling
   from aelab.bench import harness, report
-  from aelab.trainer import sharding
-  sharding.maybe_initialize_distributed()
+  from aelab.trainer import distributed
+  distributed.initialize()  # on a detected cluster (TPU pod, SLURM, Open MPI) only
   log = lambda msg: print(f'aelab.bench: {msg}', file=sys.stderr, flush=True)  # noqa: E731
   result = harness.benchmark(config, repeats=flags.repeats, steps=flags.steps,
                              target_s=flags.target_s, chunk_s=flags.chunk_s,

@@ -34,6 +34,10 @@ TRAIN = dict(
     compute_dtype='float32',  # bfloat16: bf16 compute, float32 master weights, loss and metrics
     scan_unroll=1,          # lax.scan unroll of the block; XLA:CPU runs convolutions inside a
                             # rolled scan several times slower (jax-ml/jax#12868): unroll there
+    mesh=(('data', -1),),   # device mesh axes (name, size), -1: the devices left; batches are
+                            # split over 'data', e.g. (('data', 4), ('model', 2))
+    sharding=(('.*', 'replicate'),),  # (regex on a parameter's path, how): the first match places
+                            # it; 'replicate', 'fsdp' (split over 'data') or 'model' (over 'model')
 )
 
 OPTIMIZER = dict(

@@ -37,7 +37,7 @@ def batches(split: data.Split, batch_size: int, mesh) -> Iterator[tuple[int, int
   """(index, rows, batch) for consecutive slices of `batch_size` rows of `split`: the batch
   {'x'[, 'y']} on the devices, sharded on `data` when its rows divide by the device count, else
   replicated. Evaluators fold `index` into a fixed key (the same noise for every model)."""
-  n_dev = mesh.devices.size
+  n_dev = sharding.data_size(mesh)
   for index, start in enumerate(range(0, len(split), batch_size)):
     rows = slice(start, start + batch_size)
     batch = {'x': split.x[rows]} if split.y is None else {'x': split.x[rows], 'y': split.y[rows]}

@@ -29,6 +29,7 @@ import numpy as np
 
 from aelab.errors import AelabError
 from aelab.evaluators.context import Context, split_of
+from aelab.trainer import distributed
 
 
 def chunk_size(forward, params, prep, x_example: np.ndarray, k: int, batch_size: int,
@@ -93,13 +94,13 @@ class Iwae:
     x = self.x
     if not len(x):
       return {}
-    chunk = chunk_size(self.forward, state.params, prep, x, self.k, self.batch_size,
-                       self.memory_mb)
+    params, prep = distributed.local((state.params, prep))  # each process computes it alone
+    chunk = chunk_size(self.forward, params, prep, x, self.k, self.batch_size, self.memory_mb)
     step = make_step(self.forward, self.k, chunk)
     bounds, elbos = [], []
     for index, start in enumerate(range(0, len(x), self.batch_size)):
       rng = jax.random.fold_in(jax.random.PRNGKey(self.seed), index)
-      bound, elbo = step(state.params, prep, jnp.asarray(x[start:start + self.batch_size]), rng)
+      bound, elbo = step(params, prep, jnp.asarray(x[start:start + self.batch_size]), rng)
       bounds.append(bound)
       elbos.append(elbo)
     bounds, elbos = (np.concatenate(jax.device_get(v)).astype(np.float64) for v in (bounds, elbos))

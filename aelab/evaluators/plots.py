@@ -18,6 +18,7 @@ import numpy as np
 from aelab import models, plots as draw
 from aelab.errors import AelabError
 from aelab.evaluators.context import Context, split_of
+from aelab.trainer import distributed
 from aelab.trainer.writers import read_jsonl
 
 
@@ -33,7 +34,10 @@ class Plots:
       raise AelabError('the plots evaluator writes into a workdir; this run has none')
     if not len(self.data):
       return {}
-    out, params = pathlib.Path(self.ctx.workdir) / 'plots', state.params
+    params, prep = distributed.local((state.params, prep))
+    if not distributed.is_main():  # process 0 draws
+      return {}
+    out = pathlib.Path(self.ctx.workdir) / 'plots'
     if models.reconstructs(self.ctx.config.model):  # a classifier has no reconstructions
       self._reconstructions(out, params, prep)
     rows = read_jsonl(pathlib.Path(self.ctx.workdir) / 'metrics.jsonl')

@@ -15,7 +15,8 @@ class Batches:
 
   A batch is {'x': rows} plus 'y' (labels) when the split has them. With `on_device`, the
   training set is placed on the devices once (replicated) and each block sends only its row
-  indices; otherwise each block's batches are gathered on the host.
+  indices; otherwise each block's batches are gathered on the host, each process gathering only
+  the rows its own devices take.
   """
 
   def __init__(self, split: data.Split, batch_size: int, seed: int, mesh, on_device: bool):
@@ -41,4 +42,4 @@ class Batches:
     idx = self.indices(start, k)
     if self._device is not None:
       return self._device, sharding.put(idx, self._spec)
-    return {key: sharding.put(a[idx], self._spec) for key, a in self.arrays.items()}, None
+    return {key: sharding.put_rows(a, idx, self._spec) for key, a in self.arrays.items()}, None

@@ -38,6 +38,7 @@ class Setup:
   forward: Forward
   tx: optax.GradientTransformation
   mesh: Any
+  rules: tuple                       # config.train.sharding, compiled (sharding.check_rules)
   batches: Batches
   total_steps: int
   evaluators: list
@@ -65,8 +66,14 @@ class Setup:
       if want != have:
         raise AelabError(f'given parameters {name!r} have shapes {have}; the model\'s are {want}')
 
+  def state_sharding(self, given: dict | None = None):
+    """The NamedShardings of the train state, from the rules (sharding.state_shardings)."""
+    return sharding.state_shardings(jax.eval_shape(self.init, self.init_rng, given), self.rules,
+                                    self.mesh)
+
   def train_block(self):
-    return make_train_block(self.forward, self.tx, self.mesh, self.config.train.scan_unroll)
+    return make_train_block(self.forward, self.tx, self.mesh, self.config.train.scan_unroll,
+                            state_sharding=self.state_sharding())
 
   def meta(self) -> dict:
     """The JSON saved with every checkpoint, for reading the run back without its config file."""
@@ -115,10 +122,11 @@ def build(config: ml_collections.ConfigDict, workdir: str | pathlib.Path | None 
   loss_fn = losses.compose(config.loss, layer_activations=models.layer_activations(config.model),
                            targets_in_unit_interval=unit and config.preprocessing == 'none',
                            has_labels=dataset.train.y is not None)
-  mesh = sharding.make_mesh()
+  mesh = sharding.make_mesh(tc.mesh)
+  rules = sharding.check_rules(tc.sharding, mesh)
   batch_size = tc.batch_size or len(dataset.train)  # 0: the whole split (full-batch L-BFGS)
   if tc.batch_size == 0:
-    batch_size -= batch_size % mesh.devices.size
+    batch_size -= batch_size % sharding.data_size(mesh)
   sharding.check_batch_size(batch_size, mesh)
   if len(dataset.train) < batch_size:
     raise AelabError(f'train.batch_size = {batch_size} exceeds the {len(dataset.train)} training '
@@ -136,7 +144,7 @@ def build(config: ml_collections.ConfigDict, workdir: str | pathlib.Path | None 
   evals = evaluators.build(config.get('evals') or {}, ctx)
   init_rng, train_rng = jax.random.split(jax.random.PRNGKey(config.seed))
   return Setup(config=config, dataset=dataset, prep=prep, forward=forward, tx=tx, mesh=mesh,
-               batches=batches, total_steps=total_steps, evaluators=evals, init_rng=init_rng,
+               rules=rules, batches=batches, total_steps=total_steps, evaluators=evals, init_rng=init_rng,
                train_rng=train_rng)
 
 

@@ -28,9 +28,9 @@ def all_finite(tree) -> jax.Array:
 
 
 def make_train_block(forward, tx: optax.GradientTransformation, mesh, unroll: int | bool = 1,
-                     replicas: str | None = None):
-  """jit(lax.scan(step)) over a block of k batches: state and preprocessor replicated (the state
-  donated), batches sharded on `data`.
+                     replicas: str | None = None, state_sharding=None):
+  """jit(lax.scan(step)) over a block of k batches: the state placed by `state_sharding`
+  (default: replicated) and donated, the preprocessor replicated, batches sharded on `data`.
 
   block(state, prep, source, idx, check) -> (state, out): `out` holds each loss term and 'loss'
   per step [k]. With `check` (a bool the loop sets for blocks that end where it logs or saves),
@@ -85,4 +85,4 @@ def make_train_block(forward, tx: optax.GradientTransformation, mesh, unroll: in
         'vmap': jax.vmap(block, in_axes=(0, 0, 0, 0, None)),
         'map': lambda state, prep, source, idx, check: jax.lax.map(
             lambda a: block(*a, check), (state, prep, source, idx))}[replicas]
-  return jax.jit(fn, out_shardings=(rep, rep), donate_argnums=(0,))
+  return jax.jit(fn, out_shardings=(state_sharding or rep, rep), donate_argnums=(0,))

@@ -8,11 +8,10 @@ import pathlib
 import time
 from collections.abc import Callable
 
-import jax
 import ml_collections
 
 from aelab.errors import AelabError
-from aelab.trainer import checkpoint, optim, signals, workdir as workdir_lib
+from aelab.trainer import checkpoint, distributed, optim, signals, workdir as workdir_lib
 from aelab.trainer.loop import Diverged, Loop
 from aelab.trainer.setup import Setup, build
 from aelab.trainer.writers import MetricWriter, write_json
@@ -43,12 +42,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
       done = workdir_lib.finished_summary(workdir, start, setup.total_steps)
       if done is not None:
         return {**done, 'already_complete': True}
-      if jax.process_index() == 0:
+      if distributed.is_main():
         write_json(workdir / 'config.json', json.loads(config.to_json()))
       with MetricWriter(workdir, workdir_lib.rows_to_keep(workdir, meta, start),
-                        enabled=jax.process_index() == 0) as writer:
-        stop = lambda step: signals.received() or (  # noqa: E731
-            'should_stop' if should_stop is not None and should_stop(step) else None)
+                        enabled=distributed.is_main()) as writer:
+        stop = lambda step: distributed.agree(signals.received() or (  # noqa: E731
+            'should_stop' if should_stop is not None and should_stop(step) else None))
         try:
           result = _train(setup, state, prep, start, ckpts, writer, meta, stop)
         except Diverged as e:
@@ -64,9 +63,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
           return {**stopped, 'interrupted': result.stopped_by, 'during': during}
         results = workdir_lib.final_evaluations(setup, result.state, prep, writer, result.step)
         if results is None:
-          return {**stopped, 'interrupted': signals.received(), 'during': 'evaluation'}
+          return {**stopped, 'interrupted': distributed.agree(signals.received()),
+                  'during': 'evaluation'}
     summary = workdir_lib.summary(setup, result, results, start, time.time() - t_start)
-    if jax.process_index() == 0:
+    if distributed.is_main():
       write_json(workdir / 'summary.json', summary)
   return summary
 
@@ -76,7 +76,7 @@ def _train(setup: Setup, state, prep, start: int, ckpts, writer, meta: dict, sto
   loop = Loop(setup.train_block(), setup.batches, steps_per_call=tc.steps_per_call,
               total_steps=total, log_every=tc.log_every, log=writer.write,
               learning_rate=optim.logged_rate(setup.config.optimizer, total),
-              progress=tc.progress and jax.process_index() == 0)
+              progress=tc.progress and distributed.is_main())
   loop.pending.restore(meta.get('pending_metrics'))
 
   def at_boundary(step: int, state, stopping: bool) -> None:

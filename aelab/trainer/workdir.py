@@ -13,7 +13,7 @@ import ml_collections
 
 from aelab.config import defaults
 from aelab.errors import AelabError
-from aelab.trainer import checkpoint, sharding, signals
+from aelab.trainer import checkpoint, distributed, sharding, signals
 from aelab.trainer.setup import Setup, param_count
 from aelab.trainer.writers import MetricWriter, read_jsonl
 
@@ -61,13 +61,13 @@ def restore_or_init(setup: Setup, ckpts: checkpoint.Checkpoints, workdir: pathli
                     step: int | None = None, given: dict | None = None):
   """(state, prep, meta) on the devices: the latest verified checkpoint's (the latest at or
   before `step`, when given; step 0: none), or fresh ones (with the `given` parameters)."""
-  rep = sharding.replicated(setup.mesh)
-  prep = sharding.put_tree(setup.prep, rep)
+  prep = sharding.put_tree(setup.prep, sharding.replicated(setup.mesh))
+  placed = setup.state_sharding(given)
   if ckpts.latest_step() is None or step == 0:
-    return jax.jit(setup.init, out_shardings=rep)(setup.init_rng, given), prep, {}
+    return jax.jit(setup.init, out_shardings=placed)(setup.init_rng, given), prep, {}
   _check_resume_config(workdir, setup.config)
-  abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=rep),
-                          jax.eval_shape(setup.init, setup.init_rng))
+  abstract = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+                          jax.eval_shape(setup.init, setup.init_rng), placed)
   step, arrays, meta = ckpts.restore({'state': abstract,
                                       'preprocessing': checkpoint.abstract(prep.stats)}, step)
   if step > setup.total_steps:
@@ -107,7 +107,7 @@ def final_evaluations(setup: Setup, state, prep, writer, step: int) -> dict | No
   """Every evaluator due at the end, by split; None when a stop request interrupted them."""
   results: dict[str, dict] = {}
   for ev in setup.evaluators:
-    if signals.received():
+    if distributed.agree(signals.received()):
       return None
     if ev.due(step, final=True):
       results.setdefault(ev.split, {}).update(log_evaluation(writer, step, ev, ev.run(state, prep)))
@@ -123,8 +123,12 @@ def summary(setup: Setup, result, results: dict, start: int, wall_s: float) -> d
       'train_steps_per_s': rate,
       'train_examples_per_s': rate * setup.batches.batch_size if timed else None,
       'param_count': param_count(result.state.params),
+      'param_bytes_per_device': sharding.bytes_per_device(result.state.params),
+      'opt_state_bytes_per_device': sharding.bytes_per_device(result.state.opt_state),
       'resumed_from_step': start or None,
       'devices': setup.mesh.devices.size,
+      'processes': jax.process_count(),
+      'mesh': dict(setup.mesh.shape),
       'platform': jax.devices()[0].platform,
       **results,
   }

@@ -1,0 +1,151 @@
+"""Runs of several processes (hosts): jax.distributed from the flags or the cluster, stops that
+every process agrees on, and a watchdog that ends the run when a peer dies instead of hanging.
+
+    python -m aelab.run ... --coordinator_address=HOST:PORT --num_processes=N --process_id=I
+
+Without those flags, jax.distributed.initialize() detects the cluster itself on a Cloud TPU pod
+slice, under SLURM (more than one task) and under Open MPI (more than one rank), or anywhere with
+AELAB_DISTRIBUTED=1 (and JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID).
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import sys
+import threading
+import time
+
+_STOPS = (None, 'should_stop', 'SIGINT', 'SIGTERM')  # agreed on by the highest code
+_ALIVE = 'aelab/alive/'
+
+
+def cluster() -> str | None:
+  """The cluster this process is one task of, when jax.distributed can detect it."""
+  env = os.environ
+  if env.get('AELAB_DISTRIBUTED', '') not in ('', '0'):
+    return 'AELAB_DISTRIBUTED'
+  if 'SLURM_JOB_ID' in env and int(env.get('SLURM_NTASKS', '1') or 1) > 1:
+    return 'SLURM'
+  if int(env.get('OMPI_COMM_WORLD_SIZE', '1') or 1) > 1:
+    return 'Open MPI'
+  if ',' in env.get('TPU_WORKER_HOSTNAMES', ''):
+    return 'TPU pod'
+  return None
+
+
+def check_flags(address: str, num_processes: int, process_id: int) -> bool:
+  """Whether the flags ask for a multi-process run (AelabError when they are inconsistent)."""
+  from aelab.errors import AelabError
+  given = [bool(address), num_processes > 0, process_id >= 0]
+  if not any(given):
+    return False
+  if not all(given):
+    raise AelabError('--coordinator_address, --num_processes and --process_id go together: give '
+                     'all three (e.g. --coordinator_address=localhost:1234 --num_processes=2 '
+                     '--process_id=0), or none to run alone or let the cluster say')
+  if ':' not in address:
+    raise AelabError(f'--coordinator_address={address!r} must be HOST:PORT, e.g. 10.0.0.1:1234')
+  if not 0 <= process_id < num_processes:
+    raise AelabError(f'--process_id={process_id} must be in [0, {num_processes - 1}] for '
+                     f'--num_processes={num_processes}')
+  return True
+
+
+def initialize(address: str = '', num_processes: int = 0, process_id: int = -1,
+               peer_timeout: int = 30) -> None:
+  """Joins the run's processes (a no-op for a run of one process), then starts the watchdog."""
+  import jax
+  from aelab.errors import AelabError
+  explicit = check_flags(address, num_processes, process_id)
+  if not explicit and cluster() is None:
+    return
+  if peer_timeout < 5:
+    raise AelabError(f'--peer_timeout={peer_timeout} must be at least 5 seconds')
+  jax.config.update('jax_cpu_collectives_implementation', 'gloo')  # CPU collectives across hosts
+  kwargs = dict(coordinator_address=address, num_processes=num_processes,
+                process_id=process_id) if explicit else {}
+  try:  # jax's own heartbeat is the backstop behind the watchdog below
+    jax.distributed.initialize(**kwargs, heartbeat_timeout_seconds=peer_timeout + 30,
+                               initialization_timeout=max(60, 4 * peer_timeout))
+  except Exception as e:  # e.g. the coordinator never came up
+    raise AelabError(f'could not join the run\'s processes ({_first_line(e)}); start every '
+                     'process with the same --coordinator_address and --num_processes') from None
+  if jax.process_count() > 1:
+    Watchdog(peer_timeout).start()
+
+
+def _first_line(e: BaseException) -> str:
+  return (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+
+
+def agree(reason: str | None) -> str | None:
+  """The stop request every process acts on: the strongest one any process received (a SIGTERM
+  sent to one process stops all of them at the same step)."""
+  import jax
+  if jax.process_count() == 1:
+    return reason
+  import numpy as np
+  from jax.experimental import multihost_utils
+  codes = multihost_utils.process_allgather(np.int32(_STOPS.index(reason)))
+  return _STOPS[int(np.max(codes))]
+
+
+def local(tree):
+  """`tree` itself in a run of one process; in a run of several, host numpy copies of its arrays
+  however they are split over the processes (a collective: every process calls it), for work
+  that one process does on its own devices (plots, the IWAE bound)."""
+  import jax
+  if jax.process_count() == 1:
+    return tree
+  from jax.experimental import multihost_utils
+  return multihost_utils.process_allgather(tree, tiled=True)
+
+
+def is_main() -> bool:
+  """Process 0: the one that writes logs, plots and the summary."""
+  import jax
+  return jax.process_index() == 0
+
+
+class Watchdog(threading.Thread):
+  """Every process posts a counter to the coordinator's key-value store every second and watches
+  the others'. When one stops moving for `timeout` seconds (its process died or hangs), or the
+  coordinator is gone (process 0 died), this process prints one line and exits with 75 (rerun
+  every process with the same command to resume), rather than wait in a collective forever."""
+
+  def __init__(self, timeout: int):
+    super().__init__(name='aelab-watchdog', daemon=True)
+    import jax
+    from jax._src import distributed as jax_distributed  # the client orbax uses too
+    self.client = jax_distributed.global_state.client
+    self.me, self.n, self.timeout = jax.process_index(), jax.process_count(), timeout
+    self._stop = threading.Event()
+    atexit.register(self._stop.set)  # before jax's own shutdown (registered earlier, runs later)
+
+  def run(self) -> None:
+    seen = {p: (None, time.monotonic()) for p in range(self.n) if p != self.me}
+    beat = 0
+    while not self._stop.wait(1.0):
+      beat += 1
+      try:
+        self.client.key_value_set(f'{_ALIVE}{self.me}', str(beat), allow_overwrite=True)
+        values = dict(self.client.key_value_dir_get(_ALIVE))
+      except Exception as e:
+        if self._stop.is_set():
+          return
+        self._exit(f'lost the coordinator of this run (process 0 died or was killed: '
+                   f'{_first_line(e)})')
+      now = time.monotonic()
+      for p, (value, since) in seen.items():
+        current = values.get(f'{_ALIVE}{p}')
+        if current != value:
+          seen[p] = (current, now)
+        elif now - since > self.timeout:
+          self._exit(f'process {p} of {self.n} stopped responding {now - since:.0f} s ago (it '
+                     'died or was killed)')
+
+  def _exit(self, why: str) -> None:
+    print(f'aelab: error: {why}; stopping process {self.me} too. Rerun every process with the '
+          'same command to resume from the last checkpoint.', file=sys.stderr, flush=True)
+    os._exit(75)
