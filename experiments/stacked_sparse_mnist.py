@@ -29,6 +29,11 @@ each unit j over the batch, which is what the KL sparsity penalty is defined on 
 config does not reproduce that bug.
 
 `:fashion` trains on the full Fashion-MNIST; `:tiny` in seconds (the tests).
+
+Measured (test accuracy: frozen features / fine-tuned / from scratch; 2-core CPU):
+UFLDL on the MNIST subset 0.9160 / 0.9627 / 0.9600 (220 s), on Fashion-MNIST 0.7805 / 0.8885 /
+0.8826 (840 s); `:posted` 0.2034 / 0.9227 / 0.9212 (38 s) and 0.1868 / 0.8688 / 0.8700 (163 s).
+Why the posted network's frozen features are poor: docs/stacked.md.
 """
 
 import ml_collections
