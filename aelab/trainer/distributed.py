@@ -63,6 +63,9 @@ def initialize(address: str = '', num_processes: int = 0, process_id: int = -1,
   if peer_timeout < 5:
     raise AelabError(f'--peer_timeout={peer_timeout} must be at least 5 seconds')
   jax.config.update('jax_cpu_collectives_implementation', 'gloo')  # CPU collectives across hosts
+  # SIGTERM stays with aelab/trainer/signals.py, whose stop requests agree() shares at every
+  # block (jax's preemption notifier would take it, and its sync point can be missed).
+  jax.config.update('jax_enable_preemption_service', False)
   kwargs = dict(coordinator_address=address, num_processes=num_processes,
                 process_id=process_id) if explicit else {}
   try:  # jax's own heartbeat is the backstop behind the watchdog below
@@ -80,8 +83,9 @@ def _first_line(e: BaseException) -> str:
 
 
 def agree(reason: str | None) -> str | None:
-  """The stop request every process acts on: the strongest one any process received (a SIGTERM
-  sent to one process stops all of them at the same step)."""
+  """The stop request every process acts on, asked at the same points by all of them: the
+  strongest one any process received (a SIGTERM sent to one process stops all of them at the
+  same step)."""
   import jax
   if jax.process_count() == 1:
     return reason

@@ -1,0 +1,117 @@
+"""Two real processes on localhost (4 fake CPU devices each, gloo collectives) train one run."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from aelab.trainer import checkpoint
+from conftest import DATA, ROOT
+
+ARGS = ('--config=experiments/mnist_ae.py:tiny', '--config.train.batch_size=64',
+        '--config.train.progress=False')
+PEER_TIMEOUT = 10
+
+
+def _port() -> int:
+  with socket.socket() as s:
+    s.bind(('localhost', 0))
+    return s.getsockname()[1]
+
+
+def _env(devices: int) -> dict:
+  return dict(os.environ, XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}',
+              JAX_PLATFORMS='cpu', AELAB_DATA_DIR=str(DATA))
+
+
+def _start(workdir, *extra, processes=2):
+  port = _port()
+  return [subprocess.Popen(
+      [sys.executable, '-m', 'aelab.run', *ARGS, f'--workdir={workdir}', *extra,
+       f'--coordinator_address=localhost:{port}', f'--num_processes={processes}',
+       f'--process_id={i}', f'--peer_timeout={PEER_TIMEOUT}'],
+      cwd=ROOT, env=_env(8 // processes), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+      text=True) for i in range(processes)]
+
+
+def _finish(procs, timeout=300):
+  out = []
+  for p in procs:
+    stdout, stderr = p.communicate(timeout=timeout)
+    out.append((p.returncode, stdout, '\n'.join(
+        line for line in stderr.splitlines() if not line.startswith('[Gloo]'))))
+  return out
+
+
+def _params(workdir, step):
+  return checkpoint.Checkpoints(workdir).restore_raw(step)[1]['state']['params']
+
+
+def test_two_processes_train_as_one_process_on_eight_devices(tmp_path):
+  results = _finish(_start(tmp_path / 'two', '--config.train.device_data=no'))
+  for rc, stdout, stderr in results:
+    assert rc == 0, stderr[-3000:]
+    assert 'aelab: done, 60 steps' in stdout
+  one = subprocess.run([sys.executable, '-m', 'aelab.run', *ARGS, f'--workdir={tmp_path / "one"}'],
+                       cwd=ROOT, env=_env(8), capture_output=True, text=True, timeout=300)
+  assert one.returncode == 0, one.stderr[-3000:]
+  two, single = (json.loads((tmp_path / d / 'summary.json').read_text()) for d in ('two', 'one'))
+  assert (two['processes'], two['devices'], single['processes'], single['devices']) == (2, 8, 1, 8)
+  for key in ('loss', 'mse', 'bce'):
+    assert two['test'][key] == pytest.approx(single['test'][key], rel=1e-5)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6),
+               _params(tmp_path / 'two', 60), _params(tmp_path / 'one', 60))
+  # One set of logs, written by process 0: the rows of a lone run, one TensorBoard file.
+  rows = [(tmp_path / d / 'metrics.jsonl').read_text().splitlines() for d in ('two', 'one')]
+  assert len(rows[0]) == len(rows[1])
+  assert len(list((tmp_path / 'two' / 'tensorboard').iterdir())) == 1
+  assert (tmp_path / 'two' / 'plots' / 'filters.png').exists()
+
+
+def _checkpoints(workdir) -> list[int]:
+  return sorted(int(p.name) for p in (workdir / 'checkpoints').glob('*') if p.name.isdigit())
+
+
+def _wait_for_checkpoint(workdir, after: int, timeout: float = 120) -> None:
+  deadline = time.time() + timeout
+  while time.time() < deadline and not any(s > after for s in _checkpoints(workdir)):
+    time.sleep(0.2)
+  assert any(s > after for s in _checkpoints(workdir)), f'no checkpoint after step {after}'
+
+
+def test_a_killed_process_stops_the_other_and_the_rerun_resumes(tmp_path):
+  workdir = tmp_path / 'run'
+  steps = ('--config.train.num_steps=600', '--config.train.checkpoint_every=50')
+  procs = _start(workdir, *steps)
+  _wait_for_checkpoint(workdir, after=50)
+  procs[1].send_signal(signal.SIGKILL)
+  killed = time.time()
+  (rc, _, stderr), _ = _finish(procs, timeout=120)
+  assert time.time() - killed < 60
+  last = stderr.strip().splitlines()[-1]
+  assert rc == 75, stderr[-3000:]
+  assert last.startswith('aelab: error: process 1 of 2 stopped responding ') and last.endswith(
+      '(it died or was killed); stopping process 0 too. Rerun every process with the same '
+      'command to resume from the last checkpoint.'), last
+  # The rerun resumes; SIGTERM to process 1 alone stops both at the same step, with a checkpoint.
+  stopped_at = _checkpoints(workdir)[-1]
+  procs = _start(workdir, *steps)
+  _wait_for_checkpoint(workdir, after=stopped_at)
+  procs[1].send_signal(signal.SIGTERM)
+  results = _finish(procs, timeout=120)
+  assert [rc for rc, _, _ in results] == [75, 75], [(o, e[-2000:]) for _, o, e in results]
+  said = {e.strip().splitlines()[-1].split(' at step ')[1].split('/')[0] for _, _, e in results}
+  assert len(said) == 1, said  # the same step on both processes
+  step = int(said.pop())
+  assert step == _checkpoints(workdir)[-1] and stopped_at < step < 600
+  results = _finish(_start(workdir, *steps))
+  assert [rc for rc, _, _ in results] == [0, 0], [e[-2000:] for _, _, e in results]
+  summary = json.loads((workdir / 'summary.json').read_text())
+  assert (summary['step'], summary['resumed_from_step']) == (600, step)
