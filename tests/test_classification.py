@@ -250,12 +250,12 @@ def _least_squares(d=5, n=64, seed=0):
   b = a @ rng.normal(size=d) + 0.5 + 0.1 * rng.normal(size=n)
   rows = np.concatenate([a, b[:, None].astype(np.float32)], axis=1)
 
-  def forward(params, prep, batch, rng, train, step=None):
-    del prep, rng, train, step
+  def forward(params, prep, batch, rng, train, step=None, stats=None):
+    del prep, rng, train, step, stats
     x = batch['x']
     fit = x[:, :-1] @ params['w'] + params['c']
     total = jnp.mean(jnp.square(fit - x[:, -1]))
-    return total, ({'mse': total}, fit, {})
+    return total, ({'mse': total}, fit, {}, {})
 
   exact = np.linalg.lstsq(np.c_[a, np.ones(n)].astype(np.float64), b, rcond=None)[0]
   return rows, forward, exact, {'w': jnp.zeros(d), 'c': jnp.zeros(())}

@@ -91,6 +91,11 @@ def test_only_runs_that_differ_in_the_seed_train_together(tmp_path):
     replicas.train_and_evaluate_together([_config(0), other], [tmp_path / 'a', tmp_path / 'b'])
   with pytest.raises(AelabError, match='distinct seeds'):
     replicas.train_and_evaluate_together([_config(0), _config(0)], [tmp_path / 'a', tmp_path / 'b'])
+  fsdp = [_config(0), _config(1)]
+  for c in fsdp:
+    c.train.sharding = (('.*', 'fsdp'),)
+  with pytest.raises(AelabError, match='keep their parameters replicated'):
+    replicas.train_and_evaluate_together(fsdp, [tmp_path / 'a', tmp_path / 'b'])
 
 
 def test_pca_evaluator_matches_numpy(tmp_path):

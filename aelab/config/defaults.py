@@ -89,6 +89,18 @@ MODELS = {
         likelihood='bernoulli',  # 'bernoulli' (logits; data in [0, 1]) or 'gaussian' (learned
                                  # scalar std)
     ),
+    'sae': dict(                     # a sparse dictionary on activations (aelab/models/sae.py)
+        latents=4096,                # dictionary width n
+        activation='topk',           # relu (+ sae_l1 term), topk, batchtopk, jumprelu (+ sae_l0)
+        k=32,                        # topk / batchtopk: active latents per example
+        normalize_decoder=True,      # unit-norm decoder rows (gradient along them removed)
+        b_dec_init='median',         # zeros, mean or median (geometric) of the training rows
+        top_k='exact',               # exact (jax.lax.top_k) or approx (jax.lax.approx_max_k)
+        jumprelu_threshold=0.001,    # jumprelu: the thresholds' initial value
+        bandwidth=0.001,             # jumprelu: the straight-through estimator's kernel width
+        dead_steps=1000,             # a latent silent this many train steps is dead (AuxK, stats)
+        threshold_decay=0.99,        # batchtopk: moving average of the inference threshold
+    ),
     'classifier': dict(
         hidden=(256, 64),            # encoder widths (the dense model's encoder_1..K); () is
                                      # softmax regression on the input
@@ -107,6 +119,10 @@ LOSS_TERMS = {
     'vae_kl': dict(),
     'contractive': dict(method='exact'),
     'softmax_cross_entropy': dict(),
+    'normalized_mse': dict(),        # sae: ||x - x_hat||^2 / ||x - batch mean||^2
+    'sae_l1': dict(),                # sae: sum_j |f_j| ||W_dec_j||
+    'sae_l0': dict(),                # sae (jumprelu): active latents, STE gradient to thresholds
+    'auxk': dict(k=512),             # sae: the top k dead latents reconstruct the residual
 }
 LOSS_COMMON = ('weight', 'warmup_steps')  # the weight, and its linear warm-up from step 0
 
@@ -135,6 +151,8 @@ EVALUATORS = {
         examples=0,       # evaluate the first N examples of the split; 0 = all of it
     ),
     'classification': dict(split='val', every=0, batch_size=1000),  # accuracy, confusion matrix
+    'sae': dict(split='test', every=0, batch_size=1000),  # L0, variance explained, dead/dense
+                                                          # latents, ground-truth recovery
 }
 
 

@@ -14,12 +14,13 @@ from typing import Any
 
 import ml_collections
 
-from aelab.data import codes, idx, synthetic, tabular
+from aelab.data import activations, codes, idx, synthetic, tabular, toy
 from aelab.data.dataset import Dataset, Split, epoch_permutation, split_off
 from aelab.errors import AelabError
 
 _SOURCES: dict[str, ModuleType] = {
-    name: module for module in (idx, tabular, synthetic, codes) for name in module.DEFAULTS}
+    name: module for module in (idx, tabular, synthetic, toy, codes, activations)
+    for name in module.DEFAULTS}
 NAMES: tuple[str, ...] = tuple(_SOURCES)
 
 __all__ = ['NAMES', 'Dataset', 'Split', 'defaults', 'epoch_permutation', 'load', 'split_off']

@@ -36,7 +36,7 @@ def _eval_step(forward, classes: int):
   @jax.jit
   def step(params, prep, batch, index=0):
     rng = jax.random.fold_in(jax.random.PRNGKey(0), index)
-    total, (terms, probs, _) = forward(params, prep, batch, rng, False)
+    total, (terms, probs, _, _) = forward(params, prep, batch, rng, False)
     predicted = jnp.argmax(probs, axis=-1)
     confusion = jnp.zeros((classes, classes), jnp.int32).at[batch['y'], predicted].add(1)
     return {'loss': total, **terms}, {'confusion': confusion}

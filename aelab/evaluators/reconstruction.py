@@ -48,14 +48,15 @@ def _eval_step(forward, unit_interval: bool, noisy: bool):
     return sums
 
   @jax.jit
-  def step(params, prep, batch, mu, index=0):
+  def step(params, prep, batch, mu, stats, index=0):
     rng = jax.random.fold_in(jax.random.PRNGKey(0), index)
     x = batch['x']
-    total, (terms, recon, ctx) = forward(params, prep, batch, rng, False)
+    total, (terms, recon, ctx, _) = forward(params, prep, batch, rng, False, stats=stats)
     sums = {**error_sums(prep, x, recon, ctx), 'sst': jnp.sum((x - mu) ** 2)}
     metrics = {'loss': total, **terms}
     if noisy:
-      total_n, (_, recon_n, ctx_n) = forward(params, prep, batch, rng, False, corrupt=True)
+      total_n, (_, recon_n, ctx_n, _) = forward(params, prep, batch, rng, False, corrupt=True,
+                                                stats=stats)
       sums.update(error_sums(prep, x, recon_n, ctx_n, 'noisy_'))
       metrics['noisy_loss'] = total_n
     return metrics, sums
@@ -93,5 +94,5 @@ class Reconstruction:
     mu = np.mean(x.astype(np.float64), axis=0).astype(np.float32)
     mu_dev = sharding.put(mu, sharding.replicated(self.mesh))
     terms, totals = run_batches(self.step, state.params, prep, self.data, self.batch_size,
-                                self.mesh, mu_dev)
+                                self.mesh, mu_dev, state.stats)
     return {**terms, **_ratios(totals, x.size)}

@@ -32,6 +32,7 @@ import ml_collections
 
 from aelab.config.defaults import LOSS_COMMON, LOSS_TERMS
 from aelab.errors import AelabError
+from aelab.losses import sae_terms
 from aelab.losses.terms import (CONTRACTIVE_METHODS, RECONSTRUCTION_KINDS, REDUCTIONS,
                                 UNIT_INTERVAL_ACTIVATIONS, Outputs, _normalize_layer,
                                 bce_from_logits, contractive, kl_sparsity, l1_activity,
@@ -49,6 +50,10 @@ TERMS: dict[str, Callable[..., jax.Array]] = {
     'vae_kl': vae_kl,
     'contractive': contractive,
     'softmax_cross_entropy': softmax_cross_entropy,
+    'normalized_mse': sae_terms.normalized_mse,
+    'sae_l1': sae_terms.sae_l1,
+    'sae_l0': sae_terms.sae_l0,
+    'auxk': sae_terms.auxk,
 }
 
 # Options every term takes besides its own: the weight, and a linear warm-up of it.
@@ -114,6 +119,11 @@ def _check_options(name: str, opts: dict[str, Any], need_weight: bool) -> None:
                      f'{", ".join(CONTRACTIVE_METHODS)}')
   if 'layer' in opts:
     _normalize_layer(opts['layer'])
+  if name == 'auxk' and 'k' in opts:
+    k = opts['k']
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
+      raise AelabError(f'auxk k is the number of dead latents that reconstruct the residual, a '
+                       f'positive integer; got {k!r}')
   if name == 'kl_sparsity' and 'rho' in opts:
     rho = opts['rho']
     if (isinstance(rho, bool) or not isinstance(rho, numbers.Real)

@@ -9,9 +9,9 @@ import flax.linen as nn
 import ml_collections
 
 from aelab.config import check_choice, check_fields
-from aelab.models import classifier, conv, dense, vae
+from aelab.models import classifier, conv, dense, sae, vae
 
-_MODULES = {'dense': dense, 'conv': conv, 'vae': vae, 'classifier': classifier}
+_MODULES = {'dense': dense, 'conv': conv, 'vae': vae, 'classifier': classifier, 'sae': sae}
 NAMES = tuple(_MODULES)
 
 
@@ -45,3 +45,10 @@ def check_labels(cfg: ml_collections.ConfigDict, dataset) -> None:
   check = getattr(_module(cfg.name), 'check_labels', None)
   if check is not None:
     check(cfg, dataset)
+
+
+def data_init(cfg: ml_collections.ConfigDict, rows) -> dict:
+  """Initial parameters a model takes from its training rows (an SAE's b_dec); `rows()` gives
+  them preprocessed (at most 20,000), called only by models that need them."""
+  init = getattr(_module(cfg.name), 'data_init', None)
+  return {} if init is None else init(cfg, rows())

@@ -4,7 +4,7 @@ Training, evaluation, the IWAE bound, inspection, plots and the benchmark all ap
 through a `Forward`; nothing else calls `model.apply`.
 
     fwd = Forward(model, loss_fn, noise, compute_dtype)
-    total, (terms, recon, ctx) = fwd(params, prep, batch, rng, train, step=None, corrupt=None)
+    total, (terms, recon, ctx, aux) = fwd(params, prep, batch, rng, train, step=None, corrupt=None)
     p = fwd.outputs(params, prep, batch, rng, train=False)   # z, inputs, ctx, recon, aux
     code = fwd.encode(params, prep, x)                       # the code of raw rows
     x_hat = fwd.decode(params, prep, code)                   # decoder means, in input units
@@ -63,26 +63,30 @@ class Forward:
         variables, precision.for_compute(inputs, self.compute_dtype), *args, rngs=rngs, **kwargs))
 
   def outputs(self, params, prep: Preprocessor, batch: dict, rng: jax.Array, *, train: bool,
-              corrupt: bool | None = None) -> Pass:
+              corrupt: bool | None = None, stats=None) -> Pass:
+    """`stats`: the train state's stats, for models that keep some (TrainState.stats); such a
+    model returns their update as aux['stats'] when training."""
     k_input, k_model = jax.random.split(rng)
     corrupt = (train and self.noise.train) if corrupt is None else corrupt
     z, z_in, ctx = self.noise.prepare(prep, batch['x'], k_input, corrupt)
-    recon, aux = self._apply(params, z_in, train=train, rng=k_model)
+    kwargs = {'stats': stats} if stats else {}
+    recon, aux = self._apply(params, z_in, train=train, rng=k_model, **kwargs)
     return Pass(z=z, inputs=z_in, ctx=ctx, recon=recon, aux=aux)
 
   def __call__(self, params, prep: Preprocessor, batch: dict, rng: jax.Array, train: bool,
-               step=None, corrupt: bool | None = None):
-    """(total, (terms, recon, ctx)); `terms` holds every loss term, unweighted, and the code
-    statistics (code_mean, code_near_zero). `step` is the train step, for weight warm-up."""
+               step=None, corrupt: bool | None = None, stats=None):
+    """(total, (terms, recon, ctx, aux)); `terms` holds every loss term, unweighted, and the
+    code statistics (code_mean, code_near_zero); `aux` is the model's. `step` is the train step,
+    for weight warm-up; `stats` the state's (see `outputs`)."""
     if train and step is None and getattr(self.loss_fn, 'needs_step', False):
       raise AelabError('a loss weight warms up (warmup_steps > 0), so the train step must pass '
                        'the step: forward(params, prep, batch, rng, True, step=state.step)')
-    p = self.outputs(params, prep, batch, rng, train=train, corrupt=corrupt)
+    p = self.outputs(params, prep, batch, rng, train=train, corrupt=corrupt, stats=stats)
     encode = lambda v: self._apply(params, v, method=self.model.encode)  # noqa: E731
     total, terms = self.loss_fn(losses.Outputs(
         x=p.z, recon=p.recon, aux=p.aux, params=params, inputs=p.inputs, step=step,
         labels=batch.get('y'), encode=encode))
-    return total, ({**terms, **code_statistics(p.aux['code'])}, p.recon, p.ctx)
+    return total, ({**terms, **code_statistics(p.aux['code'])}, p.recon, p.ctx, p.aux)
 
   def encode(self, params, prep: Preprocessor, x: jax.Array) -> jax.Array:
     """The code of raw rows x (for a VAE: the posterior mean)."""

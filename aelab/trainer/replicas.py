@@ -70,6 +70,9 @@ def _check_together(configs, workdirs) -> None:
       diff = sorted(k for k in set(base) | set(strip(c)) if base.get(k) != strip(c).get(k))
       raise AelabError(f'runs train together only when their configs differ in the seed alone; '
                        f'{w} differs in {", ".join(diff)}')
+  if any(how != 'replicate' for _, how in configs[0].train.sharding):
+    raise AelabError('runs trained together keep their parameters replicated; train.sharding = '
+                     f'{configs[0].train.sharding} places some otherwise: train them one by one')
   seeds = [c.seed for c in configs]
   if len(set(seeds)) != len(seeds) or len({str(w) for w in workdirs}) != len(workdirs):
     raise AelabError(f'runs trained together need distinct seeds and workdirs; got seeds {seeds}')

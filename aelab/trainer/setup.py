@@ -44,15 +44,18 @@ class Setup:
   evaluators: list
   init_rng: jax.Array
   train_rng: jax.Array
+  data_init: dict = dataclasses.field(default_factory=dict)  # parameters set from the data
 
   def init(self, rng: jax.Array, given: dict | None = None) -> TrainState:
     """A fresh state: parameters from `rng` (those named in `given`, e.g. pretrained layers,
     taken from it instead), the optimizer state, step 0."""
     example = jnp.asarray(self.prep.apply(self.dataset.train.x[:1])[0])
     params = self.forward.model.init(rng, example)['params']
-    params = {**params, **(given or {})}
+    params = {**params, **self.data_init, **(given or {})}
+    model = self.forward.model
+    stats = model.initial_stats() if hasattr(model, 'initial_stats') else {}
     return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=self.tx.init(params),
-                      rng=self.train_rng)
+                      rng=self.train_rng, stats=stats)
 
   def check_given(self, given: dict) -> None:
     """Given parameters must name layers of this model, with their shapes."""
@@ -143,9 +146,11 @@ def build(config: ml_collections.ConfigDict, workdir: str | pathlib.Path | None 
                            unit_interval=unit, workdir=None if workdir is None else pathlib.Path(workdir))
   evals = evaluators.build(config.get('evals') or {}, ctx)
   init_rng, train_rng = jax.random.split(jax.random.PRNGKey(config.seed))
+  rows = lambda: np.asarray(prep.apply(dataset.train.x[:20000])[0])  # noqa: E731
+  data_init = {k: jnp.asarray(v) for k, v in models.data_init(config.model, rows).items()}
   return Setup(config=config, dataset=dataset, prep=prep, forward=forward, tx=tx, mesh=mesh,
-               rules=rules, batches=batches, total_steps=total_steps, evaluators=evals, init_rng=init_rng,
-               train_rng=train_rng)
+               rules=rules, batches=batches, total_steps=total_steps, evaluators=evals,
+               init_rng=init_rng, train_rng=train_rng, data_init=data_init)
 
 
 def param_count(params) -> int:

@@ -18,6 +18,20 @@ class TrainState:
   params: Any
   opt_state: Any
   rng: jax.Array        # base key; step t uses fold_in(rng, t)
+  # What a model keeps besides its parameters, updated by each train step from its outputs (an
+  # SAE's steps since each latent fired); {} for most models.
+  stats: Any = flax.struct.field(default_factory=dict)
+
+  def saved(self) -> dict:
+    """The state as a checkpoint holds it: its fields, `stats` only where a model has some (so
+    the checkpoints of models without stats read as they always did)."""
+    fields = {'step': self.step, 'params': self.params, 'opt_state': self.opt_state,
+              'rng': self.rng}
+    return {**fields, 'stats': self.stats} if self.stats else fields
+
+  @classmethod
+  def from_saved(cls, saved: dict) -> 'TrainState':
+    return cls(**saved)
 
 
 def all_finite(tree) -> jax.Array:
@@ -57,15 +71,17 @@ def make_train_block(forward, tx: optax.GradientTransformation, mesh, unroll: in
       batch, last = xs
       batch = batch if idx is None else gather(source, batch)
       rng = jax.random.fold_in(state.rng, state.step)
-      loss_of = lambda p: forward(p, prep, batch, rng, True, step=state.step)  # noqa: E731
-      (total, (terms, _, _)), grads = jax.value_and_grad(loss_of, has_aux=True)(state.params)
+      loss_of = lambda p: forward(p, prep, batch, rng, True, step=state.step,  # noqa: E731
+                                  stats=state.stats)
+      (total, (terms, _, _, aux)), grads = jax.value_and_grad(loss_of, has_aux=True)(state.params)
       # The loss of this batch as a function of the parameters, for optimizers that evaluate it
       # themselves (lbfgs's line search); every other optimizer ignores these arguments.
       updates, opt_state = tx.update(grads, state.opt_state, state.params, value=total,
                                      grad=grads, value_fn=lambda p: loss_of(p)[0])
       params = optax.apply_updates(state.params, updates)
       grad_norm = jax.lax.cond(last, optax.tree.norm, lambda _: grad_norm, grads)
-      new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state)
+      new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state,
+                                stats=aux.get('stats', state.stats))
       return (new_state, grad_norm), {**terms, 'loss': total}
 
     xs = source if idx is None else idx   # device-resident rows are gathered step by step

@@ -15,6 +15,7 @@ from aelab.config import defaults
 from aelab.errors import AelabError
 from aelab.trainer import checkpoint, distributed, sharding, signals
 from aelab.trainer.setup import Setup, param_count
+from aelab.trainer.state import TrainState
 from aelab.trainer.writers import MetricWriter, read_jsonl
 
 # Fields that must not change when a run resumes from its workdir.
@@ -68,12 +69,13 @@ def restore_or_init(setup: Setup, ckpts: checkpoint.Checkpoints, workdir: pathli
   _check_resume_config(workdir, setup.config)
   abstract = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
                           jax.eval_shape(setup.init, setup.init_rng), placed)
-  step, arrays, meta = ckpts.restore({'state': abstract,
+  step, arrays, meta = ckpts.restore({'state': abstract.saved(),
                                       'preprocessing': checkpoint.abstract(prep.stats)}, step)
   if step > setup.total_steps:
     raise AelabError(f'{workdir} holds a checkpoint at step {step}, beyond this config\'s '
                      f'{setup.total_steps} steps; raise train.num_steps or use a new --workdir')
-  return arrays['state'], prep.replace(stats=arrays['preprocessing']), {**meta, 'step': step}
+  state = TrainState.from_saved(arrays['state'])
+  return state, prep.replace(stats=arrays['preprocessing']), {**meta, 'step': step}
 
 
 def finished_summary(workdir: pathlib.Path, step: int, total_steps: int) -> dict | None:
@@ -144,7 +146,7 @@ def boundary_work(setup: Setup, ckpts, writer: MetricWriter, step: int, state, p
     if ev.every > 0 and step < total and not stopping and ev.due(step, final=False):
       log_evaluation(writer, step, ev, ev.run(state, prep))
   if stopping or step == total or (tc.checkpoint_every and step % tc.checkpoint_every == 0):
-    ckpts.save(step, {'state': state, 'preprocessing': prep.stats},
+    ckpts.save(step, {'state': state.saved(), 'preprocessing': prep.stats},
                {**setup.meta(), 'step': step, 'pending_metrics': pending,
                 'metrics_rows': writer.rows})
 

@@ -1,0 +1,108 @@
+"""Evaluator 'sae': what a sparse dictionary (aelab/models/sae.py) is judged by, on one split.
+
+Metrics (logged as <split>/<name>):
+  l0                  active latents per example (f > 0), averaged;
+  variance_explained  1 - sum ||x - x_hat||^2 / sum ||x - mean(x)||^2, in the model's space;
+  dead_fraction       latents silent for model.dead_steps train steps (the state's stats);
+  dense_fraction      latents active on more than 10% of the split's examples;
+  never_fired         latents inactive on every example of the split;
+  recovered, mean_max_cosine  (dataset toy_features only) the fraction of the true features
+                      that some decoder row matches with cosine similarity > 0.9, and the mean
+                      over true features of their best cosine similarity.
+With a workdir, process 0 draws plots/latent_density.png: the histogram of log10 of each
+latent's firing frequency on the split (dead latents at the left edge).
+"""
+
+from __future__ import annotations
+
+import functools
+import pathlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from aelab.errors import AelabError
+from aelab.evaluators.context import Context, run_batches, split_of
+from aelab.trainer import distributed
+
+DENSE = 0.1       # a latent firing on more than this fraction of inputs is dense
+RECOVERED = 0.9   # cosine similarity that counts a true feature as recovered
+
+
+@functools.lru_cache(maxsize=None)
+def _eval_step(forward):
+
+  @jax.jit
+  def step(params, prep, batch, stats, index=0):
+    rng = jax.random.fold_in(jax.random.PRNGKey(0), index)
+    p = forward.outputs(params, prep, batch, rng, train=False, stats=stats)
+    x, recon, f = (a.reshape(a.shape[0], -1) for a in (p.z, p.recon, p.aux['code']))
+    fired = f > 0
+    sums = {'sse': jnp.sum(jnp.square(recon - x)), 'sx': jnp.sum(x, axis=0),
+            'sxx': jnp.sum(jnp.square(x)), 'fired': jnp.sum(fired, axis=0, dtype=jnp.int32)}
+    return {'l0': jnp.mean(jnp.sum(fired, axis=-1))}, sums
+
+  return step
+
+
+def matches(decoder: np.ndarray, truth: np.ndarray) -> np.ndarray:
+  """For each true feature (row of `truth`), its best cosine similarity with a decoder row."""
+  d = decoder / np.maximum(np.linalg.norm(decoder, axis=1, keepdims=True), 1e-12)
+  t = truth / np.maximum(np.linalg.norm(truth, axis=1, keepdims=True), 1e-12)
+  return (t @ d.T).max(axis=1)
+
+
+class Sae:
+  def __init__(self, ctx: Context, split: str, batch_size: int):
+    if ctx.config.model.name != 'sae':
+      raise AelabError(f"the sae evaluator needs a sparse autoencoder (model.name = 'sae'); "
+                       f'this model is {ctx.config.model.name!r}')
+    self.ctx, self.batch_size, self.split = ctx, batch_size, split
+    self.data = split_of(ctx.dataset, split)
+    self.step = _eval_step(ctx.forward)
+    self.truth = None
+    if ctx.dataset.name == 'toy_features':
+      from aelab.data import toy
+      s = ctx.dataset.source
+      self.truth = toy.true_features(s['num_features'], s['dims'], s['seed'])
+
+  def __call__(self, state, prep) -> dict[str, float]:
+    if not len(self.data):
+      return {}
+    means, t = run_batches(self.step, state.params, prep, self.data, self.batch_size,
+                           self.ctx.mesh, state.stats)
+    n = len(self.data)
+    sst = float(t['sxx']) - float(np.sum(np.square(np.asarray(t['sx'], np.float64)))) / n
+    frequency = np.asarray(t['fired'], np.float64) / n
+    out = {'l0': means['l0'], 'variance_explained': 1.0 - float(t['sse']) / max(sst, 1e-30),
+           'dense_fraction': float(np.mean(frequency > DENSE)),
+           'never_fired': float(np.mean(frequency == 0))}
+    if 'since_fired' in state.stats:
+      since = np.asarray(distributed.local(state.stats['since_fired']))
+      out['dead_fraction'] = float(np.mean(since >= self.ctx.config.model.dead_steps))
+    if self.truth is not None:
+      decoder = np.asarray(distributed.local(state.params)['W_dec'], np.float64)
+      best = matches(decoder, self.truth)
+      out.update(recovered=float(np.mean(best > RECOVERED)), mean_max_cosine=float(best.mean()))
+    if self.ctx.workdir is not None and distributed.is_main():
+      self._draw(frequency, int(jax.device_get(state.step)))
+    return out
+
+  def _draw(self, frequency: np.ndarray, step: int) -> None:
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    out = pathlib.Path(self.ctx.workdir) / 'plots'
+    out.mkdir(parents=True, exist_ok=True)
+    floor = 0.5 / len(self.data)
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.hist(np.log10(np.maximum(frequency, floor)), bins=60, color='tab:blue')
+    ax.axvline(np.log10(DENSE), color='tab:red', lw=1, ls='--', label='dense (10%)')
+    ax.set_xlabel(f'log10 firing frequency on {self.split} (left edge: never)')
+    ax.set_ylabel('latents')
+    ax.set_title(f'latent density, step {step}', fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / 'latent_density.png', dpi=100)
+    plt.close(fig)

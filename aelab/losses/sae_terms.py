@@ -1,0 +1,64 @@
+"""Loss terms of sparse dictionaries (aelab/models/sae.py), read from the model's aux: normalized
+reconstruction error, the L1 and L0 sparsity penalties, and AuxK for dead latents."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from aelab.errors import AelabError
+from aelab.losses.terms import Outputs
+
+_EPS = 1e-12
+
+
+def _flat(a: jax.Array) -> jax.Array:
+  return a.reshape(a.shape[0], -1)
+
+
+def _aux(out: Outputs, key: str, term: str) -> jax.Array:
+  if key not in out.aux:
+    raise AelabError(f"loss term {term} needs a sparse autoencoder (config.model.name = 'sae'); "
+                     f'this model has no aux[{key!r}]')
+  return out.aux[key]
+
+
+def _normalized(err: jax.Array, target: jax.Array) -> jax.Array:
+  """sum ||err||^2 / sum ||target - its batch mean||^2."""
+  total = jnp.sum(jnp.square(target - jnp.mean(target, axis=0)))
+  return jnp.sum(jnp.square(err)) / jnp.maximum(total, _EPS)
+
+
+def normalized_mse(out: Outputs) -> jax.Array:
+  """||x - x_hat||^2 / ||x - mean(x)||^2 over the batch: 1 - the fraction of variance explained."""
+  return _normalized(_flat(out.recon) - _flat(out.x), _flat(out.x))
+
+
+def sae_l1(out: Outputs) -> jax.Array:
+  """Mean over the batch of sum_j |f_j| ||W_dec_j|| (each latent's L1 times its decoder row's
+  norm: a latent cannot buy sparsity by shrinking its code and growing its decoder row)."""
+  f = _aux(out, 'code', 'sae_l1')
+  norms = jnp.linalg.norm(_aux(out, 'W_dec', 'sae_l1'), axis=1)
+  return jnp.mean(jnp.sum(jnp.abs(f) * norms, axis=-1))
+
+
+def sae_l0(out: Outputs) -> jax.Array:
+  """Mean active latents per example; for JumpReLU its gradient reaches the thresholds through
+  the straight-through estimator."""
+  return jnp.mean(_aux(out, 'l0', 'sae_l0'))
+
+
+def auxk(out: Outputs, k: int = 512) -> jax.Array:
+  """Gao et al.'s auxiliary loss: the top `k` dead latents (silent for model.dead_steps steps) of
+  each example reconstruct the main reconstruction's residual e = x - x_hat (held fixed),
+  normalized: ||e - e_hat||^2 / ||e - mean(e)||^2; 0 when no latent is dead (or outside
+  training, where the state's stats are not given)."""
+  pre, w_dec = _aux(out, 'pre', 'auxk'), _aux(out, 'W_dec', 'auxk')
+  dead = out.aux.get('dead')
+  if dead is None:
+    return jnp.zeros((), jnp.float32)
+  e = jax.lax.stop_gradient(_flat(out.x) - _flat(out.recon))
+  masked = jnp.where(dead, jax.nn.relu(pre), 0.0)
+  values, index = jax.lax.top_k(masked, min(int(k), pre.shape[-1]))
+  f = jnp.zeros_like(pre).at[jnp.arange(pre.shape[0])[:, None], index].set(values)
+  return jnp.where(jnp.any(dead), _normalized(f @ w_dec - e, e), 0.0)

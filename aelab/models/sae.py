@@ -1,0 +1,237 @@
+"""Sparse autoencoder (dictionary) on activation vectors, as in the current interpretability work:
+
+    f = sparse(W_enc^T (x - b_dec) + b_enc)        x_hat = f W_dec + b_dec
+
+W_enc [d, n], b_enc [n], W_dec [n, d] (row j: latent j's direction), b_dec [d]; `activation`:
+- 'relu': ReLU, trained with an L1 term (`sae_l1`: each latent's |f_j| times its decoder row's
+  norm, Anthropic's 2024 update; use normalize_decoder=False with it);
+- 'topk': the k largest pre-activations of each example, ReLU'd (Gao et al. 2024);
+- 'batchtopk': the k x B largest of the whole batch in training; at inference the threshold
+  the training batches set (an exponential moving average in the state's stats; Bussmann et
+  al. 2024); without stats (aelab.inspect), per-example top k;
+- 'jumprelu': f = z * H(z - theta) with a trained per-latent threshold theta = exp(log_theta);
+  the gradient reaches theta through a straight-through estimator with a rectangle kernel of
+  width `bandwidth`; trained with the L0 term `sae_l0` (Rajamanoharan et al. 2024).
+With `normalize_decoder`, the decoder rows are W_dec / ||W_dec|| in the forward pass: always
+unit norm, and the gradient reaching W_dec loses its component along each row (the Jacobian of
+w / ||w|| projects it out), which is what Gao et al. do after each step. W_enc starts as the
+decoder's transpose; b_dec at the training rows' mean or geometric median (`data_init`).
+
+The state's stats (TrainState.stats) hold each latent's steps since it last fired and the
+BatchTopK threshold; aux = {'code': f, 'pre': pre-activations, 'W_dec': the decoder used,
+'dead': latents silent for `dead_steps` steps, 'l0': per-example active count (the STE one for
+JumpReLU), 'stats': their update when training}.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from aelab.config import check_choice
+from aelab.config.defaults import MODELS
+from aelab.errors import AelabError
+
+DEFAULTS = MODELS['sae']  # the fields of config.model (aelab/config/defaults.py)
+ACTIVATIONS = ('relu', 'topk', 'batchtopk', 'jumprelu')
+TOP_K = ('exact', 'approx')
+B_DEC_INIT = ('zeros', 'mean', 'median')
+
+
+def _rectangle(u):
+  return (jnp.abs(u) < 0.5).astype(u.dtype)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def jumprelu(z, threshold, bandwidth):
+  """z * H(z - threshold); d/dz = H(z - threshold), d/dthreshold = -(threshold / bandwidth)
+  K((z - threshold) / bandwidth) (the straight-through estimator of the JumpReLU paper)."""
+  return z * (z > threshold)
+
+
+def _jumprelu_fwd(z, threshold, bandwidth):
+  return jumprelu(z, threshold, bandwidth), (z, threshold)
+
+
+def _jumprelu_bwd(bandwidth, res, g):
+  z, threshold = res
+  d_threshold = -(threshold / bandwidth) * _rectangle((z - threshold) / bandwidth) * g
+  return g * (z > threshold), jnp.sum(d_threshold, axis=0)
+
+
+jumprelu.defvjp(_jumprelu_fwd, _jumprelu_bwd)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def step_ste(z, threshold, bandwidth):
+  """H(z - threshold) (an L0 count), its gradient reaching the threshold alone:
+  d/dthreshold = -(1 / bandwidth) K((z - threshold) / bandwidth)."""
+  return (z > threshold).astype(z.dtype)
+
+
+def _step_fwd(z, threshold, bandwidth):
+  return step_ste(z, threshold, bandwidth), (z, threshold)
+
+
+def _step_bwd(bandwidth, res, g):
+  z, threshold = res
+  d_threshold = -(1.0 / bandwidth) * _rectangle((z - threshold) / bandwidth) * g
+  return jnp.zeros_like(z), jnp.sum(d_threshold, axis=0)
+
+
+step_ste.defvjp(_step_fwd, _step_bwd)
+
+
+def _top_k(z: jax.Array, k: int, how: str) -> tuple[jax.Array, jax.Array]:
+  if how == 'approx':
+    return jax.lax.approx_max_k(z, k)
+  return jax.lax.top_k(z, k)
+
+
+class SparseAutoencoder(nn.Module):
+  features: int
+  latents: int
+  activation: str = 'topk'
+  k: int = 32
+  normalize_decoder: bool = True
+  top_k: str = 'exact'
+  jumprelu_threshold: float = 0.001
+  bandwidth: float = 0.001
+  dead_steps: int = 1000
+  threshold_decay: float = 0.99
+
+  def setup(self):
+    n, d = self.latents, self.features
+
+    def decoder_init(rng, shape):
+      w = jax.random.normal(rng, shape)
+      return w / jnp.linalg.norm(w, axis=1, keepdims=True)
+
+    self.W_dec = self.param('W_dec', decoder_init, (n, d))
+    self.W_enc = self.param('W_enc', lambda rng: jnp.asarray(self.W_dec).T)  # the transpose
+    self.b_enc = self.param('b_enc', nn.initializers.zeros, (n,))
+    self.b_dec = self.param('b_dec', nn.initializers.zeros, (d,))
+    if self.activation == 'jumprelu':
+      self.log_threshold = self.param(
+          'log_threshold', nn.initializers.constant(math.log(self.jumprelu_threshold)), (n,))
+
+  def initial_stats(self) -> dict:
+    stats = {'since_fired': jnp.zeros((self.latents,), jnp.int32)}
+    if self.activation == 'batchtopk':
+      stats['threshold'] = jnp.zeros((), jnp.float32)
+    return stats
+
+  def decoder(self) -> jax.Array:
+    w = self.W_dec
+    return w / jnp.linalg.norm(w, axis=1, keepdims=True) if self.normalize_decoder else w
+
+  def _pre(self, x: jax.Array) -> jax.Array:
+    return (x.reshape(x.shape[0], -1) - self.b_dec) @ self.W_enc + self.b_enc
+
+  def _sparse(self, pre: jax.Array, train: bool, stats) -> tuple[jax.Array, dict]:
+    """(f, extra aux) for the configured activation."""
+    if self.activation == 'relu':
+      return nn.relu(pre), {}
+    if self.activation == 'jumprelu':
+      theta = jnp.exp(self.log_threshold)
+      return jumprelu(pre, theta, self.bandwidth), {
+          'l0': jnp.sum(step_ste(pre, theta, self.bandwidth), axis=-1)}
+    if self.activation == 'batchtopk' and (train or stats):
+      if train:
+        positive = nn.relu(pre)
+        chosen, _ = _top_k(positive.reshape(-1), self.k * pre.shape[0], self.top_k)
+        threshold = chosen[-1] if self.top_k == 'exact' else jnp.min(chosen)
+      else:
+        threshold = stats['threshold']
+      return jnp.where(pre > threshold, nn.relu(pre), 0.0), {'threshold': threshold}
+    values, index = _top_k(pre, self.k, self.top_k)
+    rows = jnp.arange(pre.shape[0])[:, None]
+    return jnp.zeros_like(pre).at[rows, index].set(nn.relu(values)), {}
+
+  def encode(self, x: jax.Array, stats=None) -> jax.Array:
+    return self._sparse(self._pre(x), False, stats)[0]
+
+  def decode(self, f: jax.Array, shape: Sequence[int] | None = None) -> jax.Array:
+    return (f @ self.decoder() + self.b_dec).reshape((f.shape[0], *(shape or (self.features,))))
+
+  def __call__(self, x: jax.Array, *, train: bool = False, stats=None):
+    pre = self._pre(x)
+    f, extra = self._sparse(pre, train, stats)
+    w_dec = self.decoder()
+    recon = (f @ w_dec + self.b_dec).reshape(x.shape)
+    fired = f > 0
+    aux = {'code': f, 'pre': pre, 'W_dec': w_dec,
+           'l0': extra.get('l0', jnp.sum(fired, axis=-1).astype(jnp.float32))}
+    if stats:
+      aux['dead'] = stats['since_fired'] >= self.dead_steps
+      if train:
+        new = {'since_fired': jnp.where(jnp.any(fired, axis=0), 0, stats['since_fired'] + 1)}
+        if 'threshold' in stats:
+          t = jax.lax.stop_gradient(extra['threshold'])
+          new['threshold'] = jnp.where(stats['threshold'] == 0, t, self.threshold_decay
+                                       * stats['threshold'] + (1 - self.threshold_decay) * t)
+        aux['stats'] = new
+    return recon, aux
+
+
+def _check(cfg) -> None:
+  check_choice(cfg.activation, ACTIVATIONS, 'model.activation of an sae')
+  check_choice(cfg.top_k, TOP_K, 'model.top_k')
+  check_choice(cfg.b_dec_init, B_DEC_INIT, 'model.b_dec_init')
+  for key in ('latents', 'k', 'dead_steps'):
+    v = cfg[key]
+    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+      raise AelabError(f'model.{key} = {v!r}; it must be a positive integer')
+  if cfg.activation in ('topk', 'batchtopk') and cfg.k > cfg.latents:
+    raise AelabError(f'model.k = {cfg.k} exceeds model.latents = {cfg.latents}')
+  for key in ('jumprelu_threshold', 'bandwidth'):
+    if not cfg[key] > 0:
+      raise AelabError(f'model.{key} = {cfg[key]!r}; it must be positive')
+  if not 0 <= cfg.threshold_decay < 1:
+    raise AelabError(f'model.threshold_decay = {cfg.threshold_decay!r}; it must be in [0, 1)')
+
+
+def build(cfg: ml_collections.ConfigDict, feature_shape: Sequence[int]) -> SparseAutoencoder:
+  _check(cfg)
+  return SparseAutoencoder(
+      features=math.prod(feature_shape), latents=cfg.latents, activation=cfg.activation,
+      k=cfg.k, normalize_decoder=cfg.normalize_decoder, top_k=cfg.top_k,
+      jumprelu_threshold=cfg.jumprelu_threshold, bandwidth=cfg.bandwidth,
+      dead_steps=cfg.dead_steps, threshold_decay=cfg.threshold_decay)
+
+
+def data_init(cfg: ml_collections.ConfigDict, x: np.ndarray) -> dict:
+  """Parameters set from the (preprocessed) training rows: b_dec at their mean or geometric
+  median (Weiszfeld's iterations), or nothing ('zeros')."""
+  if cfg.b_dec_init == 'zeros':
+    return {}
+  rows = np.asarray(x, np.float64).reshape(len(x), -1)
+  center = rows.mean(axis=0)
+  if cfg.b_dec_init == 'median':
+    for _ in range(100):
+      w = 1.0 / np.maximum(np.linalg.norm(rows - center, axis=1), 1e-8)
+      new = (w[:, None] * rows).sum(axis=0) / w.sum()
+      done = np.linalg.norm(new - center) < 1e-6 * max(np.linalg.norm(center), 1e-12)
+      center = new
+      if done:
+        break
+  return {'b_dec': center.astype(np.float32)}
+
+
+def layer_activations(cfg: ml_collections.ConfigDict) -> dict[str, str]:
+  return {'1': cfg.activation, 'code': cfg.activation}
+
+
+def filters(params, feature_shape: Sequence[int]):
+  """The decoder rows as images (image data only)."""
+  if len(feature_shape) != 3:
+    return None
+  w = np.asarray(params['W_dec'])
+  return w.reshape(w.shape[0], *feature_shape)

@@ -1,0 +1,78 @@
+"""Sparse dictionaries on toy activations with ground truth (dataset `toy_features`): 512 true
+features, random unit directions in 128 dimensions, each active with probability 0.01 (about 5
+per example), magnitudes U(0.5, 1.5); a dictionary of 512 latents. The `sae` evaluator scores
+how many true features some decoder row matches (cosine > 0.9), the mean best cosine, L0, the
+variance explained and the dead and dense latents (aelab/evaluators/sae.py).
+
+    python -m aelab.run --config=experiments/sae_toy.py:topk --workdir=workdirs/sae_toy_topk
+
+Variants (one activation each, sparsity set for comparable L0 near the true 5):
+`:topk` (default; Gao et al. 2024: k = 6, AuxK on the residual with weight 1/32),
+`:batchtopk` (k x B over the batch; inference threshold from training), `:jumprelu`
+(learned thresholds, L0 penalty), `:l1` (ReLU, L1 weighted by decoder norms, free decoder norms);
+`:tiny` in seconds (the tests). Any NPZ of activations instead of the toy:
+`--config.dataset.name=npz --config.dataset.path=acts.npz` (the `sae` evaluator then leaves out
+the ground-truth scores). AuxK off: `--config.loss.auxk.weight=0`.
+
+The reference sweep, `get_sweep`: the sparsity knob of the variant (k, or the penalty weight)
+over four values, each a point of the L0 vs variance-explained frontier (docs/sae.md).
+"""
+
+import ml_collections
+
+from aelab.config import defaults, parse_arg
+from aelab.config.sweeps import sweep
+
+VARIANTS = dict(topk=False, batchtopk=False, jumprelu=False, l1=False, tiny=False)
+KNOBS = {'topk': ('model.k', [3, 6, 12, 24]), 'batchtopk': ('model.k', [3, 6, 12, 24]),
+         'jumprelu': ('loss.sae_l0.weight', [0.02, 0.01, 0.005, 0.002]),
+         'l1': ('loss.sae_l1.weight', [0.3, 0.1, 0.03, 0.01])}
+
+
+def _kind(v) -> str:
+  chosen = [k for k in ('topk', 'batchtopk', 'jumprelu', 'l1') if v[k]]
+  if len(chosen) > 1:
+    from aelab.errors import AelabError
+    raise AelabError(f'choose one of the variants topk, batchtopk, jumprelu, l1; got {chosen}')
+  return chosen[0] if chosen else 'topk'
+
+
+def get_config(arg=None):
+  v = parse_arg(arg, **VARIANTS)
+  kind = _kind(v)
+  config = ml_collections.ConfigDict()
+  config.seed = 0
+  config.dataset = defaults.dataset('toy_features')
+  config.preprocessing = 'none'
+  config.model = defaults.model('sae', latents=512, k=6, dead_steps=250,
+                                activation='relu' if kind == 'l1' else kind,
+                                normalize_decoder=kind != 'l1')
+  terms = {'normalized_mse': dict(weight=1.0)}
+  if kind in ('topk', 'batchtopk'):
+    terms['auxk'] = dict(weight=1 / 32, k=128)
+  elif kind == 'jumprelu':
+    terms['sae_l0'] = dict(weight=0.005)
+    # Thresholds and the estimator's width on the scale of these pre-activations (about 1).
+    config.model.update(jumprelu_threshold=0.1, bandwidth=0.05)
+  else:
+    terms['sae_l1'] = dict(weight=0.1)
+  config.loss = defaults.loss(**terms)
+  config.optimizer = defaults.optimizer(name='adam', learning_rate=1e-3)
+  config.train = defaults.train(batch_size=256, num_epochs=30, log_every=100,
+                                checkpoint_every=1000, steps_per_call=20)
+  config.evals = defaults.evals(every=1000)
+  config.evals.sae = defaults.evaluator('sae', split='test')
+  if v.tiny:
+    config.dataset.update(num_examples=4000, num_features=64, dims=32)
+    config.model.update(latents=128, dead_steps=20)
+    if 'auxk' in terms:
+      config.loss.auxk.k = 32
+    config.train.update(num_epochs=0, num_steps=60, checkpoint_every=30, log_every=10,
+                        steps_per_call=10, batch_size=100, progress=False)
+    config.evals.val.every = 30
+  return config
+
+
+def get_sweep(arg=None):
+  field, values = KNOBS[_kind(parse_arg(arg, **VARIANTS))]
+  return sweep(field, values)
