@@ -144,13 +144,12 @@ class SparseAutoencoder(nn.Module):
       return jumprelu(pre, theta, self.bandwidth), {
           'l0': jnp.sum(step_ste(pre, theta, self.bandwidth), axis=-1)}
     if self.activation == 'batchtopk' and (train or stats):
-      if train:
-        positive = nn.relu(pre)
+      positive = nn.relu(pre)
+      if train:  # the k x B largest of the batch (ties at the threshold aside)
         chosen, _ = _top_k(positive.reshape(-1), self.k * pre.shape[0], self.top_k)
-        threshold = chosen[-1] if self.top_k == 'exact' else jnp.min(chosen)
-      else:
-        threshold = stats['threshold']
-      return jnp.where(pre > threshold, nn.relu(pre), 0.0), {'threshold': threshold}
+        threshold = jnp.min(chosen)
+        return jnp.where(positive >= threshold, positive, 0.0), {'threshold': threshold}
+      return jnp.where(pre > stats['threshold'], positive, 0.0), {}
     values, index = _top_k(pre, self.k, self.top_k)
     rows = jnp.arange(pre.shape[0])[:, None]
     return jnp.zeros_like(pre).at[rows, index].set(nn.relu(values)), {}
