@@ -464,8 +464,8 @@ def test_blobs_labels():
 # --- registry -----------------------------------------------------------------------------------
 
 def test_registry_names_and_defaults():
-  assert data.NAMES == ('mnist', 'fashion_mnist', 'csv', 'npz', 'lowvar', 'blobs', 'toy_features',
-                        'codes', 'activations')
+  assert data.NAMES == ('mnist', 'fashion_mnist', 'csv', 'npz', 'npy', 'lowvar', 'blobs',
+                        'toy_features', 'codes', 'activations')
   cfg = data.defaults('mnist')
   assert cfg.name == 'mnist' and cfg.path is None and cfg.val_fraction == 0.1
   cfg.path = '/somewhere'  # a None default is a str placeholder, so it can be overridden

@@ -237,3 +237,24 @@ def test_a_dictionary_split_over_model_on_8_devices_trains_as_on_one(tmp_path):
   np.testing.assert_array_equal(a['stats']['since_fired'], b['stats']['since_fired'])
   # W_enc [32, 128], W_dec [128, 32], b_enc [128] split 4 ways; b_dec [32] too.
   assert split['param_bytes_per_device'] == one['param_bytes_per_device'] // 4
+
+
+def test_a_memory_mapped_npy_of_activations_trains_from_disk(tmp_path):
+  rows = np.random.default_rng(0).normal(size=(3000, 16)).astype(np.float32)
+  np.save(tmp_path / 'acts.npy', rows)
+  config = experiment('sae_toy', 'tiny')
+  config.dataset = defaults.dataset('npy')
+  config.dataset.path = str(tmp_path / 'acts.npy')
+  config.train.device_data = 'no'  # each block reads its rows from the file
+  config.evals.plots.every = -1
+  from aelab import data
+  ds = data.load(config.dataset, seed=0)
+  assert all(isinstance(s.x, np.memmap) for s in (ds.train, ds.val, ds.test))
+  assert (len(ds.train), len(ds.val), len(ds.test)) == (2700, 150, 150)
+  np.testing.assert_array_equal(ds.test.x, rows[-150:])
+  summary = train.train_and_evaluate(config, tmp_path / 'run')
+  assert summary['step'] == 60 and 'recovered' not in summary['test']  # no ground truth here
+  assert 0 < summary['test']['variance_explained'] < 1
+  with pytest.raises(AelabError, match='holds float64'):
+    np.save(tmp_path / 'f64.npy', rows.astype(np.float64))
+    data.load({'name': 'npy', 'path': str(tmp_path / 'f64.npy')}, seed=0)

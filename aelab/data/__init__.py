@@ -14,12 +14,12 @@ from typing import Any
 
 import ml_collections
 
-from aelab.data import activations, codes, idx, synthetic, tabular, toy
+from aelab.data import activations, codes, idx, npy, synthetic, tabular, toy
 from aelab.data.dataset import Dataset, Split, epoch_permutation, split_off
 from aelab.errors import AelabError
 
 _SOURCES: dict[str, ModuleType] = {
-    name: module for module in (idx, tabular, synthetic, toy, codes, activations)
+    name: module for module in (idx, tabular, npy, synthetic, toy, codes, activations)
     for name in module.DEFAULTS}
 NAMES: tuple[str, ...] = tuple(_SOURCES)
 
