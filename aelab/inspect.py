@@ -1,11 +1,14 @@
-"""Inspection CLI: deep features, weights, reconstructions and anomaly scores of a trained run.
+"""Inspection CLI: deep features, weights, reconstructions, anomaly scores and (sparse
+autoencoders) per-latent statistics of a trained run.
 
     python -m aelab.inspect features    --workdir=DIR --layer=1 --input=rows.csv --out=h1.csv
     python -m aelab.inspect weights     --workdir=DIR --out=weights.npz   (or --out=DIR: CSV files)
-    python -m aelab.inspect reconstruct --workdir=DIR --split=test --out=recon.csv \
+    python -m aelab.inspect reconstruct --workdir=DIR --split=test --out=recon.csv \\
         [--space=normalized]
     python -m aelab.inspect anomaly     --workdir=DIR --input=rows.csv --out=scores.csv \\
         [--space=input] [--per-feature] [--threshold=0.99] [--positive=malignant]
+    python -m aelab.inspect latents     --workdir=DIR --split=test --out=latents.csv \\
+        [--latent=J ... | --top=N] [--examples=16]   (a sparse autoencoder: model 'sae')
 
 Every verb uses the latest checkpoint in DIR (or --step) and the preprocessing saved with it;
 rows come from a CSV / NPZ file (--input) or a split of the run's dataset (--split). Outputs are
@@ -15,6 +18,7 @@ written atomically and start with a header that says exactly what the numbers ar
 from __future__ import annotations
 
 import argparse
+import pathlib
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -75,6 +79,18 @@ def _parser() -> argparse.ArgumentParser:
   p.add_argument('--positive', default=None, metavar='LABEL',
                  help='report the AUROC of the errors for rows with this label vs the rest')
   p.add_argument('--out', required=True, help='output .csv or .npz')
+  p = verb('latents', "a sparse autoencoder's per-latent statistics (one row per latent) and the "
+           'rows that activate chosen latents most')
+  which = p.add_mutually_exclusive_group()
+  which.add_argument('--latent', type=int, action='append', metavar='J',
+                     help='also the top-activating rows of latent J (from 0); repeatable')
+  which.add_argument('--top', type=int, metavar='N',
+                     help='also the top-activating rows of the N most frequently firing latents')
+  p.add_argument('--examples', type=int, default=16, metavar='K',
+                 help='top-activating rows per latent (default 16)')
+  p.add_argument('--out', required=True,
+                 help='output .csv or .npz; the top rows go to <name>_top.csv (CSV) and, for '
+                      'image data, <name>_top.png')
   return parser
 
 
@@ -94,11 +110,12 @@ def _features(run: runs.Run, rows: inputs.Rows, args: argparse.Namespace,
   h = runs.features(run, rows.x, layer, args.batch_size)
   depth = run.depth
   k = depth if layer == 'code' else int(layer)
-  lines = runs.formula(run)
   header = [f'aelab features: layer {k} of {depth} ({h.shape[1]} units'
-            f'{", the code" if k == depth else ""}) of {where}',
-            *(lines[:k + 1] if len(lines) > 2 else lines)]
+            f'{", the code" if k == depth else ""}) of {where}', *runs.formula(run, through=k)]
   cols = [f'DF.L{k}.C{j + 1}' for j in range(h.shape[1])]
+  if runs.is_sae(run):
+    header.append(f'the latents of a sparse autoencoder: column DF.L{k}.C<j+1> holds latent j '
+                  '(numbered from 0, as aelab.inspect latents and the rows of W_dec number them)')
   return _Output(header, cols, [h], {'features': h, 'columns': np.asarray(cols)},
                  f'layer {k} features [{len(h)}, {h.shape[1]}]')
 
@@ -160,6 +177,78 @@ def _anomaly(run: runs.Run, rows: inputs.Rows, args: argparse.Namespace, where: 
   return out._replace(summary=summary)
 
 
+def _latents(run: runs.Run, rows: inputs.Rows, args: argparse.Namespace, where: str,
+             fmt: str) -> str:
+  """The latents verb: the statistics table, and the top rows of the chosen latents."""
+  from aelab.analysis import export, latents, runs
+  chosen = latents.check_latents(run, args.latent or [])
+  if args.examples < 1:
+    raise AelabError(f'--examples={args.examples}: give a positive number of rows per latent')
+  if args.top is not None and not 1 <= args.top <= run.config.model.latents:
+    raise AelabError(f'--top={args.top}: choose between 1 and the run\'s '
+                     f'{run.config.model.latents} latents')
+  f = runs.features(run, rows.x, 'code', args.batch_size)
+  if args.top is not None:
+    chosen = latents.most_frequent(f, args.top)
+  table = latents.statistics(run, f)
+  cfg, n = run.config.model, f.shape[1]
+  source = f'rows: {rows.source}, {len(f)} rows (numbered from 0)'
+  since = ('steps_since_fired: training steps since the latent last fired in a training batch '
+           f'(the checkpoint\'s stats at step {run.step}); dead = steps_since_fired >= '
+           f'model.dead_steps = {cfg.dead_steps}' if 'steps_since_fired' in table else
+           'the checkpoint holds no stats: no steps_since_fired / dead columns')
+  header = [f'aelab latents: per-latent statistics of the {n} latents of a sparse autoencoder '
+            f'({cfg.activation}) of {where}', *runs.formula(run, through=1),
+            'one row per latent j (from 0: f[:, j], row j of W_dec); count = rows where f_j > 0; '
+            'frequency = count / rows; mean_active = mean f_j over those rows (0 where count = 0); '
+            'max = the largest f_j; decoder_norm = ||W_dec[j]||, the decoder the forward pass uses'
+            + (' (1: normalize_decoder)' if cfg.normalize_decoder else ''), since, source]
+  top = latents.top_inputs(f, chosen, args.examples)
+  out = pathlib.Path(args.out)
+  top_csv = out.with_name(f'{out.stem}_top.csv')
+  grid = out.with_name(f'{out.stem}_top.png') if top and latents.is_image(run) else None
+  how = f'the {args.top} most frequent' if args.top else 'chosen with --latent'
+  top_header = [f'aelab latents: the rows that activate latents {", ".join(map(str, chosen))} '
+                f'most ({how}) of {where}', *runs.formula(run, through=1),
+                f'per latent, up to {args.examples} rows with the largest f_j > 0 (fewer where it '
+                'fires on fewer), in descending order: rank 1 is the largest; row = the 0-based '
+                'index of the input row; activation = f_j of that row'
+                + (f'; the images: {grid}' if grid else ''), source]
+  labels = rows.label_text()
+  written = [str(out)]
+  if fmt == 'csv':
+    export.write_csv(out, header, list(table), list(table.values()))
+    if top:
+      cols = ['latent', 'rank', 'row', 'activation']
+      vals = [np.concatenate([np.full(len(t.rows), t.latent) for t in top]),
+              np.concatenate([np.arange(1, len(t.rows) + 1) for t in top]),
+              np.concatenate([t.rows for t in top]), np.concatenate([t.values for t in top])]
+      if labels is not None:
+        cols.append('label')
+        vals.append([labels[i] for t in top for i in t.rows])
+      export.write_csv(top_csv, top_header, cols, vals)
+      written.append(str(top_csv))
+  else:
+    arrays = dict(table)
+    if top:
+      rows_, values = np.full((len(top), args.examples), -1), np.zeros((len(top), args.examples))
+      for i, t in enumerate(top):
+        rows_[i, :len(t.rows)], values[i, :len(t.rows)] = t.rows, t.values
+      arrays.update(top_latents=np.asarray(chosen), top_rows=rows_,
+                    top_values=values.astype(np.float32), top_header=np.asarray('\n'.join(
+                        top_header + ['top_rows [latents, K]: -1 where a latent fired on fewer '
+                                      'rows; top_values 0 there'])))
+    export.write_npz(out, header, arrays)
+  if grid:
+    latents.write_grid(run, rows.x, top, grid)
+    written.append(str(grid))
+  dead = f', {int(table["dead"].sum())} dead' if 'dead' in table else ''
+  never = int((table['count'] == 0).sum())
+  shown = f'; the top rows of {len(top)} latents' if top else ''
+  return (f'wrote the statistics of {n} latents ({never} never fired on these {len(f)} rows'
+          f'{dead}){shown} to {", ".join(written)}')
+
+
 def main(args: argparse.Namespace) -> str:
   """Runs one verb; returns the one-line summary to print."""
   from aelab import preprocessing  # after parsing: keeps --help fast
@@ -170,14 +259,19 @@ def main(args: argparse.Namespace) -> str:
   if args.verb == 'weights':
     path = export.write_weights(run, args.out)
     keys = ', '.join(preprocessing.STAT_KEYS[run.mode]) or 'none'
-    return (f'wrote {len(runs.layers(run))} layers and the {run.mode!r} preprocessing '
-            f'statistics ({keys}) to {path}')
+    what = (f'the sparse autoencoder ({", ".join(runs.sae_arrays(run))})' if runs.is_sae(run)
+            else f'{len(runs.layers(run))} layers')
+    return f'wrote {what} and the {run.mode!r} preprocessing statistics ({keys}) to {path}'
+  if args.verb == 'latents':
+    runs.require_sae(run, 'the latents verb')
 
   rows = inputs.read(run, args.input, args.split, args.label_column)
   names = list(rows.columns or run.feature_names or ())
   if len(names) != run.num_features:
     names = [f'f{i}' for i in range(run.num_features)]
   where = f'run {run.workdir} at step {run.step}'
+  if args.verb == 'latents':
+    return _latents(run, rows, args, where, fmt)
   if args.verb == 'features':
     out = _features(run, rows, args, where)
   elif args.verb == 'reconstruct':

@@ -13,7 +13,7 @@ from aelab import cli
 from aelab.config import apply, defaults, load, parse_arg
 from aelab.config.overrides import apply_args
 from aelab.errors import AelabError
-from conftest import ROOT
+from conftest import ROOT, experiment
 
 VARIANTS = {  # every variant the experiments document (as /work/baseline/capture.py lists them)
     'bench_dense': ['', 'tiny', 'batch=4096', 'batch=4096,tiny'],
@@ -290,3 +290,16 @@ def test_loading_every_experiment_imports_no_jax():
   out = subprocess.run([sys.executable, '-c', code], cwd=ROOT, capture_output=True, text=True,
                        check=True).stdout
   assert json.loads(out.strip().replace("'", '"')) == []
+
+
+def test_setting_dataset_name_swaps_in_that_sources_fields():
+  from aelab.config import overrides
+  config = experiment('sae_toy')
+  assert 'dims' in config.dataset
+  overrides.apply_args(config, [('dataset.name', 'npz'), ('dataset.path', '/tmp/acts.npz')])
+  assert config.dataset.to_dict() == {'name': 'npz', 'path': '/tmp/acts.npz',
+                                      'val_fraction': 0.1, 'test_fraction': 0.2}
+  overrides.apply(config, {'dataset.name': 'npz'})  # the same source: fields kept
+  assert config.dataset.path == '/tmp/acts.npz'
+  with pytest.raises(AelabError, match="unknown dataset 'nope'"):
+    overrides.apply_args(config, [('dataset.name', 'nope')])

@@ -123,7 +123,11 @@ def _quote(text: str) -> str:
 
 def weight_arrays(run: runs.Run) -> dict[str, np.ndarray]:
   """'encoder_1/kernel' [in, out], 'encoder_1/bias' [out], ..., plus the preprocessing
-  statistics by name ('mean', 'mul', ...), plus 'layers' and 'activations' in forward order."""
+  statistics by name ('mean', 'mul', ...), plus 'layers' and 'activations' in forward order.
+  A sparse autoencoder: runs.sae_arrays (W_enc, b_enc, W_dec as used, b_dec, thresholds), the
+  statistics, 'activation' and 'k'."""
+  if runs.is_sae(run):
+    return _sae_weight_arrays(run)
   net = runs.layers(run)
   out: dict[str, np.ndarray] = {}
   for layer in net:
@@ -137,7 +141,28 @@ def weight_arrays(run: runs.Run) -> dict[str, np.ndarray]:
   return out
 
 
+def _sae_weight_arrays(run: runs.Run) -> dict[str, np.ndarray]:
+  cfg = run.config.model
+  out = runs.sae_arrays(run)
+  for key in preprocessing.STAT_KEYS[run.mode]:
+    out[key] = np.asarray(run.stats[key])
+  out.update(activation=np.asarray(cfg.activation), k=np.asarray(cfg.k),
+             normalize_decoder=np.asarray(bool(cfg.normalize_decoder)),
+             preprocessing=np.asarray(run.mode))
+  return out
+
+
 def weights_header(run: runs.Run) -> list[str]:
+  if runs.is_sae(run):
+    cfg = run.config.model
+    return [f'aelab weights of {run.workdir} at step {run.step}: a sparse autoencoder '
+            f'({cfg.activation}, {cfg.latents} latents)',
+            f'orientation: W_enc [{run.num_features}, {cfg.latents}] = [input, latent], b_enc '
+            f'[{cfg.latents}], W_dec [{cfg.latents}, {run.num_features}] (row j: latent j\'s '
+            f'direction), b_dec [{run.num_features}]; rows are row vectors',
+            'the latents by hand: z = the preprocessed row (below), pre = (z - b_dec) @ W_enc + '
+            'b_enc, then the activation; the reconstruction z_hat = f @ W_dec + b_dec',
+            *runs.formula(run)]
   return [f'aelab weights of {run.workdir} at step {run.step}',
           'orientation: every kernel is [in, out] and every layer computes '
           'out = activation(h @ kernel + bias), h a row vector [.., in]; biases are vectors [out]',
@@ -176,10 +201,32 @@ def write_weights(run: runs.Run, out: str | pathlib.Path) -> pathlib.Path:
   return out
 
 
+SAE_ARRAYS = {  # the CSV files of a sparse autoencoder's weights directory: what each holds
+    'W_enc': 'W_enc, shape [{d}, {n}] = [input, latent]: column j holds latent j\'s encoder',
+    'b_enc': 'b_enc, shape [{n}]: one value per latent, one per line',
+    'W_dec': 'W_dec, shape [{n}, {d}] = [latent, input]: row j is latent j\'s direction, as the '
+             'forward pass uses it{unit}',
+    'b_dec': 'b_dec, shape [{d}]: one value per input feature, one per line',
+    'threshold': 'threshold = exp(log_threshold), shape [{n}]: JumpReLU keeps pre where '
+                 'pre > threshold, one value per latent, one per line',
+    'batchtopk_threshold': 'batchtopk_threshold, one value: BatchTopK keeps relu(pre) where '
+                           'pre > it (the inference threshold set in training)'}
+
+
 def _weights_dir(run: runs.Run, d: pathlib.Path, arrays: dict, header: list[str]) -> None:
   (d / WEIGHTS_MANIFEST).write_text(''.join(f'{line}\n' for line in header))
   names = run.feature_names or tuple(f'f{i}' for i in range(run.num_features))
-  for layer in runs.layers(run):
+  first = 'encoder_1 kernel'
+  if runs.is_sae(run):
+    first = 'W_enc'
+    unit = ' (the parameter\'s rows divided by their norms)' if run.config.model.normalize_decoder \
+        else ''
+    for key, text in SAE_ARRAYS.items():
+      if key in arrays:
+        write_matrix_csv(d / f'{key}.csv', [
+            text.format(d=run.num_features, n=run.config.model.latents, unit=unit),
+            *header[2:]], np.atleast_1d(arrays[key]))
+  for layer in ([] if runs.is_sae(run) else runs.layers(run)):
     n_in, n_out = layer.kernel.shape
     write_matrix_csv(d / f'{layer.name}.kernel.csv', [
         f'{layer.name} kernel, shape [{n_in}, {n_out}] = [in, out]: row i holds the weights from '
@@ -190,6 +237,6 @@ def _weights_dir(run: runs.Run, d: pathlib.Path, arrays: dict, header: list[str]
   keys = preprocessing.STAT_KEYS[run.mode]
   write_csv(d / 'preprocessing.csv',
             [f'preprocessing {run.mode!r}: {preprocessing.describe(run.mode)}',
-             'one row per input feature, in the order of the encoder_1 kernel rows'],
+             f'one row per input feature, in the order of the {first} rows'],
             ['feature', *keys],
             [list(names), *[np.asarray(arrays[k], np.float32).reshape(-1) for k in keys]])

@@ -5,11 +5,16 @@
     code = runs.features(run, x, layer='code')
     x_hat = runs.reconstruct(run, x)             # input units (preprocessing inverted)
     z_hat = runs.reconstruct(run, x, space='normalized')   # what the network outputs
+    sae = runs.sae_arrays(run)                   # a sparse autoencoder: W_enc, b_enc, W_dec, ...
 
 Every function applies the run's own preprocessing (statistics from its checkpoint) first, so
 the numbers are those training and evaluation saw; matmuls run at full float32 precision (no
-TF32 / bf16 passes on a GPU or TPU), so numpy on the exported weights reproduces them. `runs.layers(run)` lists the dense layers
-as (name, kernel [in, out], bias, activation): each computes act(h @ kernel + bias).
+TF32 / bf16 passes on a GPU or TPU), so numpy on the exported weights reproduces them.
+`runs.layers(run)` lists the dense layers as (name, kernel [in, out], bias, activation): each
+computes act(h @ kernel + bias). A sparse autoencoder (model 'sae') has one encoder layer, its
+latents f (layer 1 = 'code'), computed with the train state's stats from the checkpoint
+(`run.model_stats`: BatchTopK's inference threshold), as its evaluation computes them;
+`runs.sae_arrays(run)` holds its parameters as the forward pass uses them.
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ class Run:
   feature_shape: tuple[int, ...]
   feature_names: tuple[str, ...] | None
   meta: dict
+  model_stats: dict = dataclasses.field(default_factory=dict)  # TrainState.stats (numpy)
 
   @property
   def mode(self) -> str:
@@ -63,17 +69,19 @@ class Run:
   def depth(self) -> int:
     """Number of encoder layers (layer K = depth is the code)."""
     out = jax.eval_shape(_outputs, self.forward, self.params, self.prep,
-                         np.zeros((1, *self.feature_shape), np.float32))
+                         np.zeros((1, *self.feature_shape), np.float32), self.model_stats)
     return len(out['encoder'])
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def _outputs(forward: Forward, params, prep, x) -> dict:
+def _outputs(forward: Forward, params, prep, x, stats) -> dict:
   # Full float32 matmuls (no TF32 / bf16 passes on GPU / TPU), so numpy reproduces the numbers.
   with jax.default_matmul_precision('highest'):
     p = forward.outputs(params, prep, {'x': x}, jax.random.PRNGKey(0), train=False,
-                        corrupt=False)
-  encoder = tuple(p.aux.get('encoder', ()))
+                        corrupt=False, stats=stats)
+  # A model without a list of encoder layers (the sparse autoencoder) has one: its code.
+  encoder = tuple(p.aux['encoder'] if 'encoder' in p.aux else
+                  (p.aux['code'],) if 'code' in p.aux else ())
   return {'z': p.z, 'recon': p.recon, 'x_hat': prep.invert(p.recon, p.ctx),
           'encoder': encoder, 'code': p.aux.get('code', encoder[-1] if encoder else p.z)}
 
@@ -100,8 +108,10 @@ def load(workdir: str | pathlib.Path, step: int | None = None) -> Run:
       k: np.asarray(v) for k, v in (arrays.get('preprocessing') or {}).items()})
   columns = (meta.get('dataset') or {}).get('columns')
   names = tuple(columns) if columns and len(columns) == math.prod(feature_shape) else None
+  stats = jax.tree.map(np.asarray, arrays['state'].get('stats') or {})
   return Run(workdir=workdir, step=int(step), config=config, forward=forward, params=params,
-             prep=prep, feature_shape=feature_shape, feature_names=names, meta=meta)
+             prep=prep, feature_shape=feature_shape, feature_names=names, meta=meta,
+             model_stats=stats)
 
 
 def check_rows(run: Run, x: Any, what: str = 'the input') -> np.ndarray:
@@ -132,10 +142,10 @@ def outputs(run: Run, x: Any, batch_size: int = DEFAULT_BATCH) -> dict[str, Any]
   x = check_rows(run, x)
   if batch_size <= 0:
     raise AelabError(f'batch size must be positive; got {batch_size}')
-  parts = [jax.device_get(_outputs(run.forward, run.params, run.prep, x[i:i + batch_size]))
-           for i in range(0, len(x), batch_size)]
+  parts = [jax.device_get(_outputs(run.forward, run.params, run.prep, x[i:i + batch_size],
+                                   run.model_stats)) for i in range(0, len(x), batch_size)]
   if not parts:
-    parts = [jax.device_get(_outputs(run.forward, run.params, run.prep, x))]
+    parts = [jax.device_get(_outputs(run.forward, run.params, run.prep, x, run.model_stats))]
   return jax.tree.map(lambda *a: np.concatenate(a, axis=0), *parts)
 
 
@@ -214,15 +224,26 @@ def _classifier_layers(run: Run) -> list[Layer]:
                       'softmax')]
 
 
-def formula(run: Run) -> list[str]:
-  """The whole computation, raw row x to reconstruction x_hat, one line per step."""
+INVERSE = {'none': 'x_hat = z_hat',
+           'minmax': 'x_hat = (z_hat + 0.5) * range + min',
+           'h2o': 'x_hat = z_hat / mul + mean',
+           'standardize': 'x_hat = z_hat * std + mean',
+           'per_sample': 'x_hat = z_hat * std_i + mean_i (the row\'s own mean and std)'}
+
+
+def formula(run: Run, through: int | None = None) -> list[str]:
+  """The whole computation, raw row x to reconstruction x_hat, one line per step; with
+  `through` = K, only as far as encoder layer K (the features of that layer)."""
   lines = [f'{preprocessing.describe(run.mode)}   [preprocessing {run.mode!r}; x is a raw row, '
            f'flattened to {run.num_features} values]']
+  if is_sae(run):
+    body = _sae_formula(run)
+    return lines + (body[:2] if through is not None else body + [INVERSE[run.mode]])
   try:
     net = layers(run)
   except AelabError:
-    return lines + [f'network: model {run.config.model.name!r} (see aelab/models)',
-                    'x_hat = inverse preprocessing of the network output']
+    return lines + [f'network: model {run.config.model.name!r} (see aelab/models)'] + (
+        [] if through is not None else ['x_hat = inverse preprocessing of the network output'])
   k = sum(layer.name.startswith('encoder_') for layer in net)
   prev, classifier = 'z', net[-1].name == 'head'
   for i, layer in enumerate(net):
@@ -232,11 +253,59 @@ def formula(run: Run) -> list[str]:
     lines.append(f'{out} = {layer.activation}({prev} @ {layer.name}/kernel + {layer.name}/bias)'
                  f'   [{layer.kernel.shape[0]} -> {layer.kernel.shape[1]}]{role}')
     prev = out
+  if through is not None:
+    return lines[:through + 1]
   if classifier:
     return lines + ['predicted class = argmax p']
-  inverse = {'none': 'x_hat = z_hat',
-             'minmax': 'x_hat = (z_hat + 0.5) * range + min',
-             'h2o': 'x_hat = z_hat / mul + mean',
-             'standardize': 'x_hat = z_hat * std + mean',
-             'per_sample': 'x_hat = z_hat * std_i + mean_i (the row\'s own mean and std)'}
-  return lines + [inverse[run.mode]]
+  return lines + [INVERSE[run.mode]]
+
+
+# --- sparse autoencoders ---------------------------------------------------------------------
+
+def is_sae(run: Run) -> bool:
+  return run.config.model.name == 'sae'
+
+
+def require_sae(run: Run, what: str) -> None:
+  """One clear line for what only a sparse autoencoder has."""
+  if not is_sae(run):
+    raise AelabError(f'{what} needs a sparse autoencoder (model \'sae\'); {run.workdir} holds '
+                     f'a {run.config.model.name!r} model')
+
+
+def sae_arrays(run: Run) -> dict[str, np.ndarray]:
+  """A sparse autoencoder's parameters as its forward pass uses them: 'W_enc' [d, n], 'b_enc'
+  [n], 'W_dec' [n, d] (the decoder used: with normalize_decoder the parameter's rows divided by
+  their norms), 'b_dec' [d]; 'threshold' [n] = exp(log_threshold) for JumpReLU; for BatchTopK
+  with a trained threshold (the checkpoint's stats) 'batchtopk_threshold' (a scalar)."""
+  require_sae(run, 'the parameters of a sparse autoencoder')
+  p = run.params
+  decoder = run.forward.model.apply({'params': p}, method=lambda m: m.decoder())
+  out = {'W_enc': np.asarray(p['W_enc']), 'b_enc': np.asarray(p['b_enc']),
+         'W_dec': np.asarray(decoder, np.float32), 'b_dec': np.asarray(p['b_dec'])}
+  if run.config.model.activation == 'jumprelu':
+    out['threshold'] = np.asarray(np.exp(np.asarray(p['log_threshold'])), np.float32)
+  if run.config.model.activation == 'batchtopk' and 'threshold' in run.model_stats:
+    out['batchtopk_threshold'] = np.asarray(run.model_stats['threshold'], np.float32)
+  return out
+
+
+def _sae_formula(run: Run) -> list[str]:
+  """pre, f (the code) and z_hat of a sparse autoencoder, one line each."""
+  cfg = run.config.model
+  d, n = run.num_features, cfg.latents
+  topk = (f'f = relu(pre) at the k = {cfg.k} largest entries of each row of pre'
+          f'{" (found by jax.lax.approx_max_k)" if cfg.top_k == "approx" else ""}, 0 elsewhere')
+  act = {'relu': 'f = relu(pre)', 'topk': topk,
+         'jumprelu': 'f = pre * (pre > threshold), threshold = exp(log_threshold) per latent'}
+  if cfg.activation == 'batchtopk':
+    t = run.model_stats.get('threshold')
+    act['batchtopk'] = (
+        topk + ' (BatchTopK without a trained threshold)' if t is None else
+        f'f = relu(pre) where pre > batchtopk_threshold = {float(t):.9g} (the BatchTopK '
+        'inference threshold set in training), 0 elsewhere')
+  unit = (' (W_dec: the rows of the parameter W_dec divided by their norms, as the forward pass '
+          'uses them)' if cfg.normalize_decoder else '')
+  return [f'pre = (z - b_dec) @ W_enc + b_enc   [{d} -> {n}]',
+          f'{act[cfg.activation]}   [{n} latents, the code; latent j (from 0) is f[:, j]]',
+          f'z_hat = f @ W_dec + b_dec   [{n} -> {d}]{unit}']

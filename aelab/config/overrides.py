@@ -3,7 +3,8 @@
 Every path must name an existing field (an unknown one is an error listing the valid fields of
 its group), and every value must have the field's type: a command-line string is parsed by the
 field's type (int, float, bool, str, tuple, as ml_collections' config_flags does), a Python value
-is checked against it (an int is fine for a float). Errors are one line (AelabError).
+is checked against it (an int is fine for a float). Errors are one line (AelabError). Setting
+`dataset.name` to another source swaps in that source's fields (`_swapped_source`).
 """
 
 from __future__ import annotations
@@ -27,7 +28,9 @@ def apply(config: ml_collections.ConfigDict,
   """Sets each 'a.b' path of `values` to its Python value, type-checked; returns `config`."""
   for path, value in values.items():
     parent, key = find(config, path)
-    _set(parent, key, path, _checked(parent, key, path, value), f'config.{path} = {value!r}')
+    value = _checked(parent, key, path, value)
+    if not _swapped_source(config, path, value):
+      _set(parent, key, path, value, f'config.{path} = {value!r}')
   return config
 
 
@@ -38,8 +41,21 @@ def apply_args(config: ml_collections.ConfigDict, args: Sequence[tuple[str, str 
   for path, text in args:
     parent, key = find(config, path, flag)
     shown = f'--{flag}.{path}' + ('' if text is None else f'={text!r}')
-    _set(parent, key, path, _parse(parent, key, path, text, shown), shown)
+    value = _parse(parent, key, path, text, shown)
+    if not _swapped_source(config, path, value):
+      _set(parent, key, path, value, shown)
   return config
+
+
+def _swapped_source(config: ml_collections.ConfigDict, path: str, value: Any) -> bool:
+  """Setting `dataset.name` to another source replaces the dataset group by that source's
+  defaults (the old source's fields mean nothing to the new one); overrides after it set the new
+  source's fields, e.g. --config.dataset.name=npz --config.dataset.path=acts.npz."""
+  if path != 'dataset.name' or value == config.dataset.get('name'):
+    return False
+  from aelab.config import defaults  # local: defaults imports this module's package
+  config.dataset = defaults.dataset(value)
+  return True
 
 
 def find(config: ml_collections.ConfigDict, path: str, flag: str = 'config'
