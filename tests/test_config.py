@@ -29,6 +29,9 @@ VARIANTS = {  # every variant the experiments document (as /work/baseline/captur
     'sparse_l1_mnist': ['', 'tiny', 'plain', 'fashion', 'plain,tiny'],
     'tabular_ae': ['', 'tiny'],
     'vae_mnist': ['', 'tiny', 'conv', 'fashion', 'beta4', 'conv,tiny', 'beta4,tiny'],
+    'sae_toy': ['', 'tiny', 'topk', 'batchtopk', 'jumprelu', 'l1', 'jumprelu,tiny', 'l1,tiny'],
+    'sae_mnist_layer': ['', 'tiny', 'batchtopk', 'jumprelu', 'l1', 'l1,tiny'],
+    'bench_sae': ['', 'approx', 'tiny', 'approx,tiny', 'batch=4096'],
 }
 
 

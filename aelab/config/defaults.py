@@ -153,6 +153,7 @@ EVALUATORS = {
     'classification': dict(split='val', every=0, batch_size=1000),  # accuracy, confusion matrix
     'sae': dict(split='test', every=0, batch_size=1000),  # L0, variance explained, dead/dense
                                                           # latents, ground-truth recovery
+    'downstream': dict(split='test', every=0, batch_size=1000),  # a run's metric, layer spliced
 }
 
 

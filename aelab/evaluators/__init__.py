@@ -17,11 +17,12 @@ from collections.abc import Callable
 
 from aelab.config import check_choice, check_fields, defaults
 from aelab.errors import AelabError
-from aelab.evaluators import classification, iwae, pca, plots, reconstruction, sae
+from aelab.evaluators import classification, downstream, iwae, pca, plots, reconstruction, sae
 from aelab.evaluators.context import Context, split_of
 
 TYPES = {'reconstruction': reconstruction.Reconstruction, 'iwae': iwae.Iwae, 'plots': plots.Plots,
-         'pca': pca.Pca, 'classification': classification.Classification, 'sae': sae.Sae}
+         'pca': pca.Pca, 'classification': classification.Classification, 'sae': sae.Sae,
+         'downstream': downstream.Downstream}
 
 __all__ = ['Context', 'Evaluator', 'TYPES', 'build', 'split_of']
 

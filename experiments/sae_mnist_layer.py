@@ -1,0 +1,96 @@
+"""Sparse dictionaries on a trained MNIST model's hidden layer: the 256 ReLU units of the first
+hidden layer of experiments/mnist_ae.py (784-256-64-256-784), a dictionary of 1024 latents (4x the
+width). Train that autoencoder first, then the dictionary on its layer-1 activations (dataset
+`activations`: the autoencoder's own train / val / test splits, through its own preprocessing):
+
+    export AELAB_DATA_DIR=../shared/data/mnist
+    python -m aelab.run --config=experiments/mnist_ae.py --workdir=workdirs/mnist_ae
+    python -m aelab.run --config=experiments/sae_mnist_layer.py:topk --workdir=workdirs/sae_topk
+
+Another run or layer: `--config.dataset.run=DIR --config.dataset.layer=2` (set model.latents to
+suit its width). Evaluated at the end: reconstruction on val and test, `sae` on test (L0, variance
+explained, dead / dense latents) and `downstream` on test (the autoencoder's own test MSE with
+layer 1 replaced by the dictionary's reconstruction: the fraction recovered between the original
+and the zero-ablated layer; aelab/evaluators/downstream.py).
+
+Variants (one activation each; the default sparsity gives an L0 near 20 on this layer):
+`:topk` (default; k = 20, AuxK with weight 1/32), `:batchtopk` (k = 20 x B over the batch; the
+inference threshold from training), `:jumprelu` (learned thresholds starting at 0.5, L0 penalty
+weight 0.0025), `:l1` (ReLU, L1 weighted by decoder norms with weight 0.02, free decoder norms);
+`:tiny` in seconds on whatever run dataset.run names (k = 8, 128 latents, 60 steps; the tests use
+a tiny mnist_ae run). 60 epochs of the 9k training rows (2100 steps of 256): 9-22 s a run on a
+2-core CPU (the run's wall_time_s).
+
+The reference sweep, `get_sweep`: the variant's sparsity knob (k, or the penalty weight) over four
+values, each a point of the L0 vs variance-explained frontier (python -m aelab.analysis.frontier;
+the measured frontier and fractions recovered: docs/sae_mnist.md):
+
+    python -m aelab.sweep --config=experiments/sae_mnist_layer.py:jumprelu \
+        --workdir=workdirs/sae_mnist/jumprelu --parallel=1
+"""
+
+import ml_collections
+
+from aelab.config import defaults, parse_arg
+from aelab.config.sweeps import sweep
+
+VARIANTS = dict(topk=False, batchtopk=False, jumprelu=False, l1=False, tiny=False)
+KINDS = ('topk', 'batchtopk', 'jumprelu', 'l1')
+# Each variant's sparsity knob: its default, and the four values of its sweep (sparsest first).
+KNOBS = {'topk': ('model.k', 20, [5, 10, 20, 40]),
+         'batchtopk': ('model.k', 20, [5, 10, 20, 40]),
+         'jumprelu': ('loss.sae_l0.weight', 0.0025, [0.01, 0.0025, 0.001, 0.0004]),
+         'l1': ('loss.sae_l1.weight', 0.02, [0.04, 0.02, 0.01, 0.005])}
+
+
+def _kind(v) -> str:
+  chosen = [k for k in KINDS if v[k]]
+  if len(chosen) > 1:
+    from aelab.errors import AelabError
+    raise AelabError(f'choose one of the variants topk, batchtopk, jumprelu, l1; got {chosen}')
+  return chosen[0] if chosen else 'topk'
+
+
+def get_config(arg=None):
+  v = parse_arg(arg, **VARIANTS)
+  kind = _kind(v)
+  knob = KNOBS[kind][1]
+  config = ml_collections.ConfigDict()
+  config.seed = 0
+  config.dataset = defaults.dataset('activations')
+  config.dataset.update(run='workdirs/mnist_ae', layer='1')
+  config.preprocessing = 'none'
+  config.model = defaults.model('sae', latents=1024, k=knob if kind in ('topk', 'batchtopk')
+                                else 20, dead_steps=500,
+                                activation='relu' if kind == 'l1' else kind,
+                                normalize_decoder=kind != 'l1')
+  terms = {'normalized_mse': dict(weight=1.0)}
+  if kind in ('topk', 'batchtopk'):
+    terms['auxk'] = dict(weight=1 / 32, k=256)
+  elif kind == 'jumprelu':
+    terms['sae_l0'] = dict(weight=knob)
+    # Thresholds start on the scale of these pre-activations (99th percentile about 1): Adam
+    # moves log(theta) by at most about the learning rate a step, so from 0.1 they could not rise
+    # far enough in 2100 steps (L0 stayed near 28 for every weight from 0.01 to 0.08).
+    config.model.update(jumprelu_threshold=0.5, bandwidth=0.05)
+  else:
+    terms['sae_l1'] = dict(weight=knob)
+  config.loss = defaults.loss(**terms)
+  config.optimizer = defaults.optimizer(name='adam', learning_rate=1e-3)
+  config.train = defaults.train(batch_size=256, num_epochs=60, log_every=100,
+                                checkpoint_every=1000, steps_per_call=20)
+  config.evals = defaults.evals(every=0)
+  config.evals.sae = defaults.evaluator('sae', split='test')
+  config.evals.downstream = defaults.evaluator('downstream', split='test')
+  if v.tiny:
+    config.model.update(latents=128, dead_steps=20, k=8)
+    if 'auxk' in terms:
+      config.loss.auxk.k = 32
+    config.train.update(num_epochs=0, num_steps=60, checkpoint_every=30, log_every=10,
+                        steps_per_call=10, batch_size=100, progress=False)
+  return config
+
+
+def get_sweep(arg=None):
+  field, _, values = KNOBS[_kind(parse_arg(arg, **VARIANTS))]
+  return sweep(field, values)
