@@ -180,7 +180,7 @@ def _anomaly(run: runs.Run, rows: inputs.Rows, args: argparse.Namespace, where: 
 def _latents(run: runs.Run, rows: inputs.Rows, args: argparse.Namespace, where: str,
              fmt: str) -> str:
   """The latents verb: the statistics table, and the top rows of the chosen latents."""
-  from aelab.analysis import export, latents, runs
+  from aelab.analysis import latents, runs
   chosen = latents.check_latents(run, args.latent or [])
   if args.examples < 1:
     raise AelabError(f'--examples={args.examples}: give a positive number of rows per latent')
@@ -205,7 +205,6 @@ def _latents(run: runs.Run, rows: inputs.Rows, args: argparse.Namespace, where: 
             + (' (1: normalize_decoder)' if cfg.normalize_decoder else ''), since, source]
   top = latents.top_inputs(f, chosen, args.examples)
   out = pathlib.Path(args.out)
-  top_csv = out.with_name(f'{out.stem}_top.csv')
   grid = out.with_name(f'{out.stem}_top.png') if top and latents.is_image(run) else None
   how = f'the {args.top} most frequent' if args.top else 'chosen with --latent'
   top_header = [f'aelab latents: the rows that activate latents {", ".join(map(str, chosen))} '
@@ -214,7 +213,24 @@ def _latents(run: runs.Run, rows: inputs.Rows, args: argparse.Namespace, where: 
                 'fires on fewer), in descending order: rank 1 is the largest; row = the 0-based '
                 'index of the input row; activation = f_j of that row'
                 + (f'; the images: {grid}' if grid else ''), source]
-  labels = rows.label_text()
+  written = _write_latents(out, fmt, header, table, top, top_header, rows.label_text(),
+                           args.examples, chosen)
+  if grid:
+    latents.write_grid(run, rows.x, top, grid)
+    written.append(str(grid))
+  dead = f', {int(table["dead"].sum())} dead' if 'dead' in table else ''
+  never = int((table['count'] == 0).sum())
+  shown = f'; the top rows of {len(top)} latents' if top else ''
+  return (f'wrote the statistics of {n} latents ({never} never fired on these {len(f)} rows'
+          f'{dead}){shown} to {", ".join(written)}')
+
+
+def _write_latents(out: pathlib.Path, fmt: str, header: list, table: dict, top: list,
+                   top_header: list, labels, examples: int, chosen) -> list[str]:
+  """The latents verb's files: the table (CSV, or NPZ with the top rows in it) and, as CSV, the
+  top rows beside it (X_top.csv); returns the paths written."""
+  from aelab.analysis import export
+  top_csv = out.with_name(f'{out.stem}_top.csv')
   written = [str(out)]
   if fmt == 'csv':
     export.write_csv(out, header, list(table), list(table.values()))
@@ -231,7 +247,7 @@ def _latents(run: runs.Run, rows: inputs.Rows, args: argparse.Namespace, where: 
   else:
     arrays = dict(table)
     if top:
-      rows_, values = np.full((len(top), args.examples), -1), np.zeros((len(top), args.examples))
+      rows_, values = np.full((len(top), examples), -1), np.zeros((len(top), examples))
       for i, t in enumerate(top):
         rows_[i, :len(t.rows)], values[i, :len(t.rows)] = t.rows, t.values
       arrays.update(top_latents=np.asarray(chosen), top_rows=rows_,
@@ -239,14 +255,7 @@ def _latents(run: runs.Run, rows: inputs.Rows, args: argparse.Namespace, where: 
                         top_header + ['top_rows [latents, K]: -1 where a latent fired on fewer '
                                       'rows; top_values 0 there'])))
     export.write_npz(out, header, arrays)
-  if grid:
-    latents.write_grid(run, rows.x, top, grid)
-    written.append(str(grid))
-  dead = f', {int(table["dead"].sum())} dead' if 'dead' in table else ''
-  never = int((table['count'] == 0).sum())
-  shown = f'; the top rows of {len(top)} latents' if top else ''
-  return (f'wrote the statistics of {n} latents ({never} never fired on these {len(f)} rows'
-          f'{dead}){shown} to {", ".join(written)}')
+  return written
 
 
 def main(args: argparse.Namespace) -> str:

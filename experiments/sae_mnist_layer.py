@@ -31,51 +31,31 @@ the measured frontier and fractions recovered: docs/sae_mnist.md):
 
 import ml_collections
 
+from sae_toy import VARIANTS, dictionary, kind_of
+
 from aelab.config import defaults, parse_arg
 from aelab.config.sweeps import sweep
 
-VARIANTS = dict(topk=False, batchtopk=False, jumprelu=False, l1=False, tiny=False)
-KINDS = ('topk', 'batchtopk', 'jumprelu', 'l1')
-# Each variant's sparsity knob: its default, and the four values of its sweep (sparsest first).
+# Each kind's sparsity knob: the field, its default here, the four values of the sweep.
 KNOBS = {'topk': ('model.k', 20, [5, 10, 20, 40]),
          'batchtopk': ('model.k', 20, [5, 10, 20, 40]),
          'jumprelu': ('loss.sae_l0.weight', 0.0025, [0.01, 0.0025, 0.001, 0.0004]),
          'l1': ('loss.sae_l1.weight', 0.02, [0.04, 0.02, 0.01, 0.005])}
 
 
-def _kind(v) -> str:
-  chosen = [k for k in KINDS if v[k]]
-  if len(chosen) > 1:
-    from aelab.errors import AelabError
-    raise AelabError(f'choose one of the variants topk, batchtopk, jumprelu, l1; got {chosen}')
-  return chosen[0] if chosen else 'topk'
-
-
 def get_config(arg=None):
   v = parse_arg(arg, **VARIANTS)
-  kind = _kind(v)
-  knob = KNOBS[kind][1]
+  kind = kind_of(v)
   config = ml_collections.ConfigDict()
   config.seed = 0
   config.dataset = defaults.dataset('activations')
   config.dataset.update(run='workdirs/mnist_ae', layer='1')
   config.preprocessing = 'none'
-  config.model = defaults.model('sae', latents=1024, k=knob if kind in ('topk', 'batchtopk')
-                                else 20, dead_steps=500,
-                                activation='relu' if kind == 'l1' else kind,
-                                normalize_decoder=kind != 'l1')
-  terms = {'normalized_mse': dict(weight=1.0)}
-  if kind in ('topk', 'batchtopk'):
-    terms['auxk'] = dict(weight=1 / 32, k=256)
-  elif kind == 'jumprelu':
-    terms['sae_l0'] = dict(weight=knob)
-    # Thresholds start on the scale of these pre-activations (99th percentile about 1): Adam
-    # moves log(theta) by at most about the learning rate a step, so from 0.1 they could not rise
-    # far enough in 2100 steps (L0 stayed near 28 for every weight from 0.01 to 0.08).
-    config.model.update(jumprelu_threshold=0.5, bandwidth=0.05)
-  else:
-    terms['sae_l1'] = dict(weight=knob)
-  config.loss = defaults.loss(**terms)
+  # JumpReLU's thresholds start on the scale of these pre-activations (99th percentile about 1):
+  # Adam moves log(theta) by at most about the learning rate a step, so from 0.1 they could not
+  # rise far enough in 2100 steps (L0 stayed near 28 for every weight from 0.01 to 0.08).
+  config.model, config.loss = dictionary(kind, KNOBS[kind][1], latents=1024, dead_steps=500,
+                                         auxk_k=256, threshold=0.5)
   config.optimizer = defaults.optimizer(name='adam', learning_rate=1e-3)
   config.train = defaults.train(batch_size=256, num_epochs=60, log_every=100,
                                 checkpoint_every=1000, steps_per_call=20)
@@ -84,7 +64,7 @@ def get_config(arg=None):
   config.evals.downstream = defaults.evaluator('downstream', split='test')
   if v.tiny:
     config.model.update(latents=128, dead_steps=20, k=8)
-    if 'auxk' in terms:
+    if 'auxk' in config.loss:
       config.loss.auxk.k = 32
     config.train.update(num_epochs=0, num_steps=60, checkpoint_every=30, log_every=10,
                         steps_per_call=10, batch_size=100, progress=False)
@@ -92,5 +72,5 @@ def get_config(arg=None):
 
 
 def get_sweep(arg=None):
-  field, _, values = KNOBS[_kind(parse_arg(arg, **VARIANTS))]
+  field, _, values = KNOBS[kind_of(parse_arg(arg, **VARIANTS))]
   return sweep(field, values)

@@ -23,40 +23,54 @@ import ml_collections
 from aelab.config import defaults, parse_arg
 from aelab.config.sweeps import sweep
 
+KINDS = ('topk', 'batchtopk', 'jumprelu', 'l1')
 VARIANTS = dict(topk=False, batchtopk=False, jumprelu=False, l1=False, tiny=False)
-KNOBS = {'topk': ('model.k', [3, 6, 12, 24]), 'batchtopk': ('model.k', [3, 6, 12, 24]),
-         'jumprelu': ('loss.sae_l0.weight', [0.02, 0.01, 0.005, 0.002]),
-         'l1': ('loss.sae_l1.weight', [0.3, 0.1, 0.03, 0.01])}
+# Each kind's sparsity knob: the field, its default here, the four values of the sweep.
+KNOBS = {'topk': ('model.k', 6, [3, 6, 12, 24]), 'batchtopk': ('model.k', 6, [3, 6, 12, 24]),
+         'jumprelu': ('loss.sae_l0.weight', 0.005, [0.02, 0.01, 0.005, 0.002]),
+         'l1': ('loss.sae_l1.weight', 0.1, [0.3, 0.1, 0.03, 0.01])}
 
 
-def _kind(v) -> str:
-  chosen = [k for k in ('topk', 'batchtopk', 'jumprelu', 'l1') if v[k]]
+def kind_of(v) -> str:
+  """The variant's dictionary kind (topk when none is named)."""
+  chosen = [k for k in KINDS if v[k]]
   if len(chosen) > 1:
     from aelab.errors import AelabError
     raise AelabError(f'choose one of the variants topk, batchtopk, jumprelu, l1; got {chosen}')
   return chosen[0] if chosen else 'topk'
 
 
+def dictionary(kind: str, sparsity, latents: int, dead_steps: int, auxk_k: int,
+               threshold: float) -> tuple[ml_collections.ConfigDict, ml_collections.ConfigDict]:
+  """(config.model, config.loss) of a dictionary of `kind` at `sparsity` (k, or the weight of its
+  penalty): TopK and BatchTopK with AuxK (weight 1/32, as Gao et al.), JumpReLU with the L0
+  penalty (thresholds starting at `threshold`, the estimator 0.05 wide), L1 with free decoder
+  norms; every kind with normalized MSE."""
+  model = defaults.model('sae', latents=latents, dead_steps=dead_steps,
+                         activation='relu' if kind == 'l1' else kind,
+                         normalize_decoder=kind != 'l1')
+  terms = {'normalized_mse': dict(weight=1.0)}
+  if kind in ('topk', 'batchtopk'):
+    model.k = sparsity
+    terms['auxk'] = dict(weight=1 / 32, k=auxk_k)
+  elif kind == 'jumprelu':
+    terms['sae_l0'] = dict(weight=sparsity)
+    model.update(jumprelu_threshold=threshold, bandwidth=0.05)
+  else:
+    terms['sae_l1'] = dict(weight=sparsity)
+  return model, defaults.loss(**terms)
+
+
 def get_config(arg=None):
   v = parse_arg(arg, **VARIANTS)
-  kind = _kind(v)
+  kind = kind_of(v)
   config = ml_collections.ConfigDict()
   config.seed = 0
   config.dataset = defaults.dataset('toy_features')
   config.preprocessing = 'none'
-  config.model = defaults.model('sae', latents=512, k=6, dead_steps=250,
-                                activation='relu' if kind == 'l1' else kind,
-                                normalize_decoder=kind != 'l1')
-  terms = {'normalized_mse': dict(weight=1.0)}
-  if kind in ('topk', 'batchtopk'):
-    terms['auxk'] = dict(weight=1 / 32, k=128)
-  elif kind == 'jumprelu':
-    terms['sae_l0'] = dict(weight=0.005)
-    # Thresholds and the estimator's width on the scale of these pre-activations (about 1).
-    config.model.update(jumprelu_threshold=0.1, bandwidth=0.05)
-  else:
-    terms['sae_l1'] = dict(weight=0.1)
-  config.loss = defaults.loss(**terms)
+  # JumpReLU's thresholds start on the scale of these pre-activations (about 1).
+  config.model, config.loss = dictionary(kind, KNOBS[kind][1], latents=512, dead_steps=250,
+                                         auxk_k=128, threshold=0.1)
   config.optimizer = defaults.optimizer(name='adam', learning_rate=1e-3)
   config.train = defaults.train(batch_size=256, num_epochs=30, log_every=100,
                                 checkpoint_every=1000, steps_per_call=20)
@@ -65,7 +79,7 @@ def get_config(arg=None):
   if v.tiny:
     config.dataset.update(num_examples=4000, num_features=64, dims=32)
     config.model.update(latents=128, dead_steps=20)
-    if 'auxk' in terms:
+    if 'auxk' in config.loss:
       config.loss.auxk.k = 32
     config.train.update(num_epochs=0, num_steps=60, checkpoint_every=30, log_every=10,
                         steps_per_call=10, batch_size=100, progress=False)
@@ -74,5 +88,5 @@ def get_config(arg=None):
 
 
 def get_sweep(arg=None):
-  field, values = KNOBS[_kind(parse_arg(arg, **VARIANTS))]
+  field, _, values = KNOBS[kind_of(parse_arg(arg, **VARIANTS))]
   return sweep(field, values)

@@ -44,3 +44,22 @@ def read_table(path):
   if text:
     table[text] = np.asarray(extra['label_names'])[y] if 'label_names' in extra else y
   return extra['comments'], {c: table[c] for c in names}
+
+
+def one_line_error(fn, *args, **kwargs) -> str:
+  """The message of the AelabError that fn(*args, **kwargs) raises, checked to be one line."""
+  from aelab.errors import AelabError
+  with pytest.raises(AelabError) as e:
+    fn(*args, **kwargs)
+  message = str(e.value)
+  assert '\n' not in message, message
+  return message
+
+
+def train_on_test_data(config, workdir) -> dict:
+  """train_and_evaluate with AELAB_DATA_DIR at tests/data, for module-scoped fixtures (they run
+  before the autouse fixture above)."""
+  from aelab.trainer import train
+  with pytest.MonkeyPatch.context() as mp:
+    mp.setenv('AELAB_DATA_DIR', str(DATA))
+    return train.train_and_evaluate(config, workdir)

@@ -11,24 +11,12 @@ import pytest
 from aelab import data
 from aelab.analysis import runs, splice
 from aelab.config import defaults
-from aelab.errors import AelabError
 from aelab.trainer import train
-from conftest import DATA, experiment
-
-
-def _error(fn, *args, **kwargs):
-  with pytest.raises(AelabError) as e:
-    fn(*args, **kwargs)
-  message = str(e.value)
-  assert '\n' not in message, message
-  return message
+from conftest import experiment, one_line_error as _error, train_on_test_data
 
 
 def _train(config, workdir):
-  """Trains in a module-scoped fixture (before the autouse fixture points at tests/data)."""
-  with pytest.MonkeyPatch.context() as mp:
-    mp.setenv('AELAB_DATA_DIR', str(DATA))
-    train.train_and_evaluate(config, workdir)
+  train_on_test_data(config, workdir)
   return workdir
 
 

@@ -12,12 +12,11 @@ import pytest
 from aelab import losses, models
 from aelab.bench import bare
 from aelab.config import defaults
-from aelab.errors import AelabError
 from aelab.trainer import checkpoint, optim, sharding, train
 from aelab.trainer.setup import build
 from aelab.trainer.state import TrainState, make_train_block
 from aelab.trainer.writers import read_jsonl
-from conftest import DATA, experiment
+from conftest import DATA, experiment, one_line_error as _error
 
 
 def _classifier_config(hidden=(32,), steps=300, **optimizer):
@@ -40,14 +39,6 @@ def _final_state(workdir):
 
 def _final_params(workdir):
   return _final_state(workdir)['params']
-
-
-def _error(fn, *args, **kwargs):
-  with pytest.raises(AelabError) as e:
-    fn(*args, **kwargs)
-  message = str(e.value)
-  assert '\n' not in message, message
-  return message
 
 
 # -- the model ---------------------------------------------------------------------------------

@@ -12,10 +12,8 @@ import pytest
 from aelab import data, evaluators
 from aelab.analysis import frontier, runs, splice
 from aelab.config import defaults
-from aelab.errors import AelabError
 from aelab.evaluators import downstream
-from aelab.trainer import train
-from conftest import DATA, experiment
+from conftest import experiment, one_line_error as _error, train_on_test_data
 
 KEYS = {'fraction_recovered', 'downstream_original', 'downstream_zero_ablated',
         'downstream_spliced'}
@@ -23,20 +21,8 @@ ACCURACIES = {'downstream_accuracy_original', 'downstream_accuracy_zero_ablated'
               'downstream_accuracy_spliced'}
 
 
-def _error(fn, *args, **kwargs):
-  with pytest.raises(AelabError) as e:
-    fn(*args, **kwargs)
-  message = str(e.value)
-  assert '\n' not in message, message
-  return message
-
-
 def _train(config, workdir):
-  """Trains in a module-scoped fixture (before the autouse fixture points at tests/data)."""
-  with pytest.MonkeyPatch.context() as mp:
-    mp.setenv('AELAB_DATA_DIR', str(DATA))
-    summary = train.train_and_evaluate(config, workdir)
-  return workdir, summary
+  return workdir, train_on_test_data(config, workdir)
 
 
 def _sae_config(run_dir, steps=60):

@@ -2,18 +2,16 @@
 reproduce them by hand, and the `latents` verb (per-latent statistics, top-activating rows, the
 image grid), with one-line errors."""
 
-import contextlib
-import io
 
 import numpy as np
 import pytest
 
-from aelab import inspect
 from aelab.analysis import inputs, latents, runs
 from aelab.config import defaults
 from aelab.errors import AelabError
 from aelab.trainer import train
 from conftest import DATA, experiment, read_table
+from test_inspect import _cli
 
 VARIANTS = {'topk': 'tiny', 'relu': 'tiny,l1', 'batchtopk': 'tiny,batchtopk',
             'jumprelu': 'tiny,jumprelu'}
@@ -53,16 +51,6 @@ def mnist_run(tmp_path_factory):
     return _train(config, tmp / 'run')
 
 
-def _cli(*argv):
-  """Runs the CLI in-process; returns (exit code, stdout, stderr)."""
-  out, err = io.StringIO(), io.StringIO()
-  code = 0
-  with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-    try:
-      inspect.run([str(a) for a in argv])
-    except SystemExit as e:
-      code = e.code
-  return code, out.getvalue(), err.getvalue()
 
 
 def _test_rows(run):

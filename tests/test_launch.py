@@ -16,7 +16,8 @@ def _notebook_code(workdir) -> str:
   code = [''.join(c['source']) for c in cells if c['cell_type'] == 'code']
   lines = [line for cell in code for line in cell.splitlines() if not line.lstrip()[:1] in '!%']
   text = '\n'.join(lines)
-  assert "CONFIG = 'experiments/mnist_ae.py'" in text and "WORKDIR = '/content/runs/mnist_ae'" in text
+  assert "CONFIG = 'experiments/mnist_ae.py'" in text
+  assert "WORKDIR = '/content/runs/mnist_ae'" in text
   return (text.replace("'experiments/mnist_ae.py'", "'experiments/mnist_ae.py:tiny'")
           .replace("'/content/runs/mnist_ae'", repr(str(workdir))))
 

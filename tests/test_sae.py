@@ -201,7 +201,8 @@ def test_a_resumed_sae_run_ends_exactly_as_an_unbroken_one(toy_topk, tmp_path):
   stopped = train.train_and_evaluate(config, tmp_path / 'r', should_stop=lambda s: s >= 700)
   assert stopped['interrupted'] == 'should_stop'
   train.train_and_evaluate(config, tmp_path / 'r')
-  a, b = (checkpoint.Checkpoints(w).restore_raw(1500)[1]['state'] for w in (workdir, tmp_path / 'r'))
+  a, b = (checkpoint.Checkpoints(w).restore_raw(1500)[1]['state']
+          for w in (workdir, tmp_path / 'r'))
   assert set(a) == {'step', 'params', 'opt_state', 'rng', 'stats'}
   jax.tree.map(np.testing.assert_array_equal, a, b)
 
@@ -231,7 +232,8 @@ def test_a_dictionary_split_over_model_on_8_devices_trains_as_on_one(tmp_path):
   config.evals.plots.every = -1
   one = train.train_and_evaluate(config, tmp_path / 'one')
   assert one['devices'] == 1
-  a, b = (checkpoint.Checkpoints(tmp_path / d).restore_raw(60)[1]['state'] for d in ('one', 'split'))
+  a, b = (checkpoint.Checkpoints(tmp_path / d).restore_raw(60)[1]['state']
+          for d in ('one', 'split'))
   jax.tree.map(lambda u, v: np.testing.assert_allclose(u, v, rtol=1e-4, atol=1e-6),
                a['params'], b['params'])
   np.testing.assert_array_equal(a['stats']['since_fired'], b['stats']['since_fired'])

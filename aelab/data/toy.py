@@ -1,4 +1,4 @@
-"""`toy_features`: activations with known ground truth, for sparse dictionaries (aelab/models/sae.py).
+"""`toy_features`: activations with known ground truth, for sparse dictionaries (models/sae.py).
 
 n features are random unit directions f_i in R^d (`true_features`). Each example is
 x = sum_i a_i f_i (+ Gaussian noise): feature i is active with probability `probability`,

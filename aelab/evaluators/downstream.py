@@ -77,7 +77,7 @@ class Downstream:
   def reconstruction(self, state, prep):
     """reconstruct(h): this state's reconstruction of activations h [B, width], in input units
     (numpy)."""
-    params = distributed.local(state.params)
+    params, prep = distributed.local((state.params, prep))
     stats = distributed.local(state.stats) if state.stats else {}
     return lambda h: np.asarray(self.step(params, prep, stats, h))
 

@@ -90,7 +90,8 @@ def state_shardings(abstract_state, rules, mesh: Mesh):
   rep = NamedSharding(mesh, P())
   return abstract_state.replace(
       step=rep, rng=rep, stats=jax.tree.map(lambda _: rep, abstract_state.stats),
-      params=jax.tree_util.tree_map_with_path(lambda p, a: place(p, a, True), abstract_state.params),
+      params=jax.tree_util.tree_map_with_path(lambda p, a: place(p, a, True),
+                                              abstract_state.params),
       opt_state=jax.tree_util.tree_map_with_path(lambda p, a: place(p, a, False),
                                                  abstract_state.opt_state))
 

@@ -53,8 +53,7 @@ def make_train_block(forward, tx: optax.GradientTransformation, mesh, unroll: in
   are taken only where they are logged and checked before a save (else 0, 0 and True).
 
   With `replicas`, over a leading axis of state, preprocessor, source and rows (runs trained
-  together, aelab/trainer/replicas.py): batched ('vmap') or one after the other ('map').
-  """
+  together, aelab/trainer/replicas.py): batched ('vmap') or one after the other ('map')."""
 
   def gather(source, rows):
     """Rows of the device-resident training set, gathered from a flat [N, D] view (XLA:CPU
