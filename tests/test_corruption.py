@@ -110,7 +110,7 @@ def test_denoising_loss_compares_the_reconstruction_with_the_clean_input():
   x = _uniform((64, 20)) + 0.1
   noise = corruption.build(dict(corruption='masking', level=0.25))
   forward, params = _forward(noise)
-  total, (terms, recon, _) = jax.jit(forward, static_argnums=4)(params, NONE, {'x': x}, KEY, True)
+  total, (terms, recon, _, _) = jax.jit(forward, static_argnums=4)(params, NONE, {'x': x}, KEY, True)
   recon = np.asarray(recon)
   masked = recon == 0
   assert abs(masked.mean() - 0.25) < 0.05           # the model saw a masked input...
@@ -127,11 +127,11 @@ def test_plain_training_and_clean_evaluation_do_not_corrupt():
       (corruption.build(dict(corruption='gaussian', level=0.5, train=False)), True, None),
       (corruption.build(dict(corruption='gaussian', level=0.5)), False, None)):
     forward, params = _forward(noise)
-    total, (_, recon, _) = forward(params, NONE, {'x': x}, KEY, train_flag, corrupt=corrupt)
+    total, (_, recon, _, _) = forward(params, NONE, {'x': x}, KEY, train_flag, corrupt=corrupt)
     np.testing.assert_array_equal(recon, x)
     assert float(total) == 0.0
     # Asked explicitly (the eval step's noisy metrics), the input is corrupted.
-    total, (_, recon, _) = forward(params, NONE, {'x': x}, KEY, False, corrupt=True)
+    total, (_, recon, _, _) = forward(params, NONE, {'x': x}, KEY, False, corrupt=True)
     assert float(total) > 0.01 and recon.min() >= 0.0 and recon.max() <= 1.0
 
 

@@ -160,10 +160,10 @@ def test_forward_refuses_a_warmup_without_the_step():
   params = model.init({'params': jax.random.PRNGKey(0), 'noise': jax.random.PRNGKey(1)}, x)['params']
   with pytest.raises(AelabError, match='step=state.step'):
     forward(params, none, {'x': x}, jax.random.PRNGKey(2), True)
-  t0, (terms, _, _) = forward(params, none, {'x': x}, jax.random.PRNGKey(2), True,
+  t0, (terms, _, _, _) = forward(params, none, {'x': x}, jax.random.PRNGKey(2), True,
                               step=jnp.asarray(0))
   np.testing.assert_allclose(t0, terms['reconstruction'], rtol=1e-6)  # KL weight 0 at step 0
-  t_eval, (terms, _, _) = forward(params, none, {'x': x}, jax.random.PRNGKey(2), False)
+  t_eval, (terms, _, _, _) = forward(params, none, {'x': x}, jax.random.PRNGKey(2), False)
   np.testing.assert_allclose(t_eval, terms['reconstruction'] + terms['vae_kl'], rtol=1e-6)
 
 
