@@ -65,9 +65,8 @@ def make_train_block(forward, tx: optax.GradientTransformation, mesh, unroll: in
     """source: the training set on the devices and idx [k, B] rows of it, or the batches
     [k, B, ...] themselves with idx None (fed from the host)."""
 
-    def step(carry, xs):
-      state, grad_norm = carry
-      batch, last = xs
+    def train_step(state, batch):
+      """(new state, this step's terms and loss, its gradients)."""
       batch = batch if idx is None else gather(source, batch)
       rng = jax.random.fold_in(state.rng, state.step)
       loss_of = lambda p: forward(p, prep, batch, rng, True, step=state.step,  # noqa: E731
@@ -78,16 +77,18 @@ def make_train_block(forward, tx: optax.GradientTransformation, mesh, unroll: in
       updates, opt_state = tx.update(grads, state.opt_state, state.params, value=total,
                                      grad=grads, value_fn=lambda p: loss_of(p)[0])
       params = optax.apply_updates(state.params, updates)
-      grad_norm = jax.lax.cond(last, optax.tree.norm, lambda _: grad_norm, grads)
       new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state,
                                 stats=aux.get('stats', state.stats))
-      return (new_state, grad_norm), {**terms, 'loss': total}
+      return new_state, {**terms, 'loss': total}, grads
 
+    # Steps 1..k-1 in the scan, step k after it: its gradient norm is taken once per block,
+    # where the loop asks for it (no branch inside the scan).
     xs = source if idx is None else idx   # device-resident rows are gathered step by step
-    k = jax.tree.leaves(xs)[0].shape[0]
-    last = (jnp.arange(k) == k - 1) & check
-    carry = (state, jnp.zeros((), jnp.float32))
-    (state, grad_norm), out = jax.lax.scan(step, carry, (xs, last), unroll=unroll)
+    head = jax.tree.map(lambda a: a[:-1], xs)
+    state, out = jax.lax.scan(lambda s, x: train_step(s, x)[:2], state, head, unroll=unroll)
+    state, out_last, grads = train_step(state, jax.tree.map(lambda a: a[-1], xs))
+    out = jax.tree.map(lambda a, b: jnp.concatenate([a, b[None]]), out, out_last)
+    grad_norm = jax.lax.cond(check, optax.tree.norm, lambda _: jnp.zeros((), jnp.float32), grads)
     param_norm, finite = jax.lax.cond(
         check, lambda s: (optax.tree.norm(s.params), all_finite((s.params, s.opt_state))),
         lambda s: (jnp.zeros((), jnp.float32), jnp.array(True)), state)
