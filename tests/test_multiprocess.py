@@ -115,3 +115,14 @@ def test_a_killed_process_stops_the_other_and_the_rerun_resumes(tmp_path):
   assert [rc for rc, _, _ in results] == [0, 0], [e[-2000:] for _, _, e in results]
   summary = json.loads((workdir / 'summary.json').read_text())
   assert (summary['step'], summary['resumed_from_step']) == (600, step)
+
+
+def test_the_multi_process_flags_are_checked_in_one_line():
+  from aelab.trainer import distributed
+  from conftest import one_line_error
+  assert distributed.check_flags('', 0, -1) is False  # a run of one process
+  assert distributed.check_flags('localhost:1234', 2, 1) is True
+  assert 'go together: give all three' in one_line_error(distributed.check_flags, '', 2, -1)
+  assert 'must be HOST:PORT' in one_line_error(distributed.check_flags, 'localhost', 2, 0)
+  assert one_line_error(distributed.check_flags, 'h:1', 2, 2) == (
+      '--process_id=2 must be in [0, 1] for --num_processes=2')
