@@ -29,9 +29,7 @@ the measured frontier and fractions recovered: docs/sae_mnist.md):
         --workdir=workdirs/sae_mnist/jumprelu --parallel=1
 """
 
-import ml_collections
-
-from sae_toy import VARIANTS, dictionary, kind_of
+from sae_toy import VARIANTS, kind_of, sae_config
 
 from aelab.config import defaults, parse_arg
 from aelab.config.sweeps import sweep
@@ -46,28 +44,16 @@ KNOBS = {'topk': ('model.k', 20, [5, 10, 20, 40]),
 def get_config(arg=None):
   v = parse_arg(arg, **VARIANTS)
   kind = kind_of(v)
-  config = ml_collections.ConfigDict()
-  config.seed = 0
-  config.dataset = defaults.dataset('activations')
-  config.dataset.update(run='workdirs/mnist_ae', layer='1')
-  config.preprocessing = 'none'
+  dataset = defaults.dataset('activations')
+  dataset.update(run='workdirs/mnist_ae', layer='1')
   # JumpReLU's thresholds start on the scale of these pre-activations (99th percentile about 1):
   # Adam moves log(theta) by at most about the learning rate a step, so from 0.1 they could not
   # rise far enough in 2100 steps (L0 stayed near 28 for every weight from 0.01 to 0.08).
-  config.model, config.loss = dictionary(kind, KNOBS[kind][1], latents=1024, dead_steps=500,
-                                         auxk_k=256, threshold=0.5)
-  config.optimizer = defaults.optimizer(name='adam', learning_rate=1e-3)
-  config.train = defaults.train(batch_size=256, num_epochs=60, log_every=100,
-                                checkpoint_every=1000, steps_per_call=20)
-  config.evals = defaults.evals(every=0)
-  config.evals.sae = defaults.evaluator('sae', split='test')
+  config = sae_config(dataset, kind, KNOBS[kind][1], latents=1024, dead_steps=500, auxk_k=256,
+                      threshold=0.5, epochs=60, eval_every=0, tiny=v.tiny)
   config.evals.downstream = defaults.evaluator('downstream', split='test')
   if v.tiny:
-    config.model.update(latents=128, dead_steps=20, k=8)
-    if 'auxk' in config.loss:
-      config.loss.auxk.k = 32
-    config.train.update(num_epochs=0, num_steps=60, checkpoint_every=30, log_every=10,
-                        steps_per_call=10, batch_size=100, progress=False)
+    config.model.k = 8
   return config
 
 

@@ -61,28 +61,40 @@ def dictionary(kind: str, sparsity, latents: int, dead_steps: int, auxk_k: int,
   return model, defaults.loss(**terms)
 
 
-def get_config(arg=None):
-  v = parse_arg(arg, **VARIANTS)
-  kind = kind_of(v)
+def sae_config(dataset: ml_collections.ConfigDict, kind: str, sparsity, *, latents: int,
+               dead_steps: int, auxk_k: int, threshold: float, epochs: int, eval_every: int,
+               tiny: bool) -> ml_collections.ConfigDict:
+  """A dictionary of `kind` (see `dictionary`) on `dataset`, Adam 1e-3 on batches of 256 for
+  `epochs`, the `sae` evaluator on test; `tiny`: 128 latents, 60 steps (the tests)."""
   config = ml_collections.ConfigDict()
   config.seed = 0
-  config.dataset = defaults.dataset('toy_features')
+  config.dataset = dataset
   config.preprocessing = 'none'
-  # JumpReLU's thresholds start on the scale of these pre-activations (about 1).
-  config.model, config.loss = dictionary(kind, KNOBS[kind][1], latents=512, dead_steps=250,
-                                         auxk_k=128, threshold=0.1)
+  config.model, config.loss = dictionary(kind, sparsity, latents=latents, dead_steps=dead_steps,
+                                         auxk_k=auxk_k, threshold=threshold)
   config.optimizer = defaults.optimizer(name='adam', learning_rate=1e-3)
-  config.train = defaults.train(batch_size=256, num_epochs=30, log_every=100,
+  config.train = defaults.train(batch_size=256, num_epochs=epochs, log_every=100,
                                 checkpoint_every=1000, steps_per_call=20)
-  config.evals = defaults.evals(every=1000)
+  config.evals = defaults.evals(every=eval_every)
   config.evals.sae = defaults.evaluator('sae', split='test')
-  if v.tiny:
-    config.dataset.update(num_examples=4000, num_features=64, dims=32)
+  if tiny:
     config.model.update(latents=128, dead_steps=20)
     if 'auxk' in config.loss:
       config.loss.auxk.k = 32
     config.train.update(num_epochs=0, num_steps=60, checkpoint_every=30, log_every=10,
                         steps_per_call=10, batch_size=100, progress=False)
+  return config
+
+
+def get_config(arg=None):
+  v = parse_arg(arg, **VARIANTS)
+  kind = kind_of(v)
+  # JumpReLU's thresholds start on the scale of these pre-activations (about 1).
+  config = sae_config(defaults.dataset('toy_features'), kind, KNOBS[kind][1], latents=512,
+                      dead_steps=250, auxk_k=128, threshold=0.1, epochs=30, eval_every=1000,
+                      tiny=v.tiny)
+  if v.tiny:
+    config.dataset.update(num_examples=4000, num_features=64, dims=32)
     config.evals.val.every = 30
   return config
 

@@ -31,6 +31,17 @@ def experiment(name: str, arg: str = 'tiny'):
   return config_lib.load(str(ROOT / 'experiments' / f'{name}.py') + f':{arg}')
 
 
+def tiny_classifier(steps: int):
+  """mnist_ae:tiny's digits classified by 784-32-softmax(10), `steps` steps, accuracy on test."""
+  from aelab.config import defaults
+  config = experiment('mnist_ae')
+  config.model = defaults.model('classifier', hidden=(32,), activation='relu', classes=10)
+  config.loss = defaults.loss(softmax_cross_entropy=dict(weight=1.0))
+  config.train.update(progress=False, num_steps=steps, checkpoint_every=0)
+  config.evals = dict(test=defaults.evaluator('classification', split='test'))
+  return config
+
+
 def read_table(path):
   """A CSV that aelab wrote, read with aelab's one CSV reader: (its '# ' comment lines,
   {column: values} in column order); the 'label' and 'feature' columns as text."""

@@ -12,7 +12,8 @@ from aelab import data
 from aelab.analysis import runs, splice
 from aelab.config import defaults
 from aelab.trainer import train
-from conftest import experiment, one_line_error as _error, train_on_test_data
+from conftest import (experiment, one_line_error as _error, tiny_classifier,
+                      train_on_test_data)
 
 
 def _train(config, workdir):
@@ -37,11 +38,7 @@ def ae_dir(tmp_path_factory):
 @pytest.fixture(scope='module')
 def classifier_dir(tmp_path_factory):
   """mnist_ae:tiny's digits, classified by 784-32-softmax(10) (300 steps)."""
-  config = experiment('mnist_ae')
-  config.model = defaults.model('classifier', hidden=(32,), activation='relu', classes=10)
-  config.loss = defaults.loss(softmax_cross_entropy=dict(weight=1.0))
-  config.train.update(progress=False, num_steps=300, checkpoint_every=0)
-  config.evals = dict(test=defaults.evaluator('classification', split='test'))
+  config = tiny_classifier(steps=300)
   return _train(config, tmp_path_factory.mktemp('activations') / 'classifier')
 
 

@@ -13,7 +13,8 @@ from aelab import data, evaluators
 from aelab.analysis import frontier, runs, splice
 from aelab.config import defaults
 from aelab.evaluators import downstream
-from conftest import experiment, one_line_error as _error, train_on_test_data
+from conftest import (experiment, one_line_error as _error, tiny_classifier,
+                      train_on_test_data)
 
 KEYS = {'fraction_recovered', 'downstream_original', 'downstream_zero_ablated',
         'downstream_spliced'}
@@ -118,11 +119,7 @@ def test_sae_mnist_layer_tiny_writes_downstream_metrics(ae_dir, sae_run):
 
 
 def test_classifier_run_has_accuracies(tmp_path):
-  config = experiment('mnist_ae')
-  config.model = defaults.model('classifier', hidden=(32,), activation='relu', classes=10)
-  config.loss = defaults.loss(softmax_cross_entropy=dict(weight=1.0))
-  config.train.update(progress=False, num_steps=100, checkpoint_every=0)
-  config.evals = dict(test=defaults.evaluator('classification', split='test'))
+  config = tiny_classifier(steps=100)
   clf_dir, clf = _train(config, tmp_path / 'clf')
   _, summary = _train(_sae_config(clf_dir, steps=30), tmp_path / 'sae')
   test = summary['test']

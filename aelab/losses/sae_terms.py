@@ -8,6 +8,7 @@ import jax.numpy as jnp
 
 from aelab.errors import AelabError
 from aelab.losses.terms import Outputs
+from aelab.models.sae import keep_top_k
 
 _EPS = 1e-12
 
@@ -58,7 +59,5 @@ def auxk(out: Outputs, k: int = 512) -> jax.Array:
   if dead is None:
     return jnp.zeros((), jnp.float32)
   e = jax.lax.stop_gradient(_flat(out.x) - _flat(out.recon))
-  masked = jnp.where(dead, jax.nn.relu(pre), 0.0)
-  values, index = jax.lax.top_k(masked, min(int(k), pre.shape[-1]))
-  f = jnp.zeros_like(pre).at[jnp.arange(pre.shape[0])[:, None], index].set(values)
+  f = keep_top_k(jnp.where(dead, jax.nn.relu(pre), 0.0), min(int(k), pre.shape[-1]))
   return jnp.where(jnp.any(dead), _normalized(f @ w_dec - e, e), 0.0)

@@ -95,6 +95,12 @@ def _top_k(z: jax.Array, k: int, how: str) -> tuple[jax.Array, jax.Array]:
   return jax.lax.top_k(z, k)
 
 
+def keep_top_k(z: jax.Array, k: int, how: str = 'exact') -> jax.Array:
+  """z [B, n] with all but each row's k largest entries set to 0 (TopK, and AuxK's dead latents)."""
+  values, index = _top_k(z, k, how)
+  return jnp.zeros_like(z).at[jnp.arange(z.shape[0])[:, None], index].set(values)
+
+
 class SparseAutoencoder(nn.Module):
   features: int
   latents: int
@@ -150,9 +156,7 @@ class SparseAutoencoder(nn.Module):
         threshold = jnp.min(chosen)
         return jnp.where(positive >= threshold, positive, 0.0), {'threshold': threshold}
       return jnp.where(pre > stats['threshold'], positive, 0.0), {}
-    values, index = _top_k(pre, self.k, self.top_k)
-    rows = jnp.arange(pre.shape[0])[:, None]
-    return jnp.zeros_like(pre).at[rows, index].set(nn.relu(values)), {}
+    return nn.relu(keep_top_k(pre, self.k, self.top_k)), {}
 
   def encode(self, x: jax.Array, stats=None) -> jax.Array:
     return self._sparse(self._pre(x), False, stats)[0]
