@@ -11,6 +11,7 @@ AELAB_DISTRIBUTED=1 (and JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCE
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import sys
 import threading
@@ -18,6 +19,8 @@ import time
 
 _STOPS = (None, 'should_stop', 'SIGINT', 'SIGTERM')  # agreed on by the highest code
 _ALIVE = 'aelab/alive/'
+# What a collective's error says when a peer is gone (gloo on CPUs, NCCL on GPUs).
+_LOST_PEER_WORDS = ('Gloo', 'NCCL', 'Connection reset', 'Connection closed', 'Broken pipe')
 
 
 def cluster() -> str | None:
@@ -95,6 +98,24 @@ def agree(reason: str | None) -> str | None:
   return _STOPS[int(np.max(codes))]
 
 
+@contextlib.contextmanager
+def exit_if_peer_lost():
+  """In a run of several processes, a collective that fails because a peer died (gloo: 'Connection
+  reset by peer'; NCCL alike) ends this process with one line and exit 75, as the watchdog does,
+  before any cleanup runs collectives with the dead peer (jax's shutdown barrier would end it with
+  a fatal error and a stack trace). The watchdog gets its timeout first, to name the peer."""
+  try:
+    yield
+  except Exception as e:
+    import jax
+    if jax.process_count() == 1 or not isinstance(e, jax.errors.JaxRuntimeError) or \
+        not any(w in str(e) for w in _LOST_PEER_WORDS):
+      raise
+    time.sleep((Watchdog.running_timeout or 0) + 2)  # the watchdog may speak
+    _exit(f'a collective with the other processes failed ({_first_line(e)}): one of them died '
+          'or was killed')
+
+
 def local(tree):
   """`tree` itself in a run of one process; in a run of several, host numpy copies of its arrays
   however they are split over the processes (a collective: every process calls it), for work
@@ -118,12 +139,15 @@ class Watchdog(threading.Thread):
   coordinator is gone (process 0 died), this process prints one line and exits with 75 (rerun
   every process with the same command to resume), rather than wait in a collective forever."""
 
+  running_timeout: int | None = None  # the started watchdog's, for exit_if_peer_lost
+
   def __init__(self, timeout: int):
     super().__init__(name='aelab-watchdog', daemon=True)
     import jax
     from jax._src import distributed as jax_distributed  # the client orbax uses too
     self.client = jax_distributed.global_state.client
     self.me, self.n, self.timeout = jax.process_index(), jax.process_count(), timeout
+    Watchdog.running_timeout = timeout
     self._stop = threading.Event()
     atexit.register(self._stop.set)  # before jax's own shutdown (registered earlier, runs later)
 
@@ -138,18 +162,21 @@ class Watchdog(threading.Thread):
       except Exception as e:
         if self._stop.is_set():
           return
-        self._exit(f'lost the coordinator of this run (process 0 died or was killed: '
-                   f'{_first_line(e)})')
+        _exit(f'lost the coordinator of this run (process 0 died or was killed: '
+              f'{_first_line(e)})')
       now = time.monotonic()
       for p, (value, since) in seen.items():
         current = values.get(f'{_ALIVE}{p}')
         if current != value:
           seen[p] = (current, now)
         elif now - since > self.timeout:
-          self._exit(f'process {p} of {self.n} stopped responding {now - since:.0f} s ago (it '
-                     'died or was killed)')
+          _exit(f'process {p} of {self.n} stopped responding {now - since:.0f} s ago (it '
+                'died or was killed)')
 
-  def _exit(self, why: str) -> None:
-    print(f'aelab: error: {why}; stopping process {self.me} too. Rerun every process with the '
-          'same command to resume from the last checkpoint.', file=sys.stderr, flush=True)
-    os._exit(75)
+
+def _exit(why: str) -> None:
+  """Ends this process with one line and exit code 75 (a peer is gone: rerun them all)."""
+  import jax
+  print(f'aelab: error: {why}; stopping process {jax.process_index()} too. Rerun every process '
+        'with the same command to resume from the last checkpoint.', file=sys.stderr, flush=True)
+  os._exit(75)

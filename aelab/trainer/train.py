@@ -45,7 +45,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
       if distributed.is_main():
         write_json(workdir / 'config.json', json.loads(config.to_json()))
       with MetricWriter(workdir, workdir_lib.rows_to_keep(workdir, meta, start),
-                        enabled=distributed.is_main()) as writer:
+                        enabled=distributed.is_main()) as writer, distributed.exit_if_peer_lost():
         stop = lambda step: distributed.agree(signals.received() or (  # noqa: E731
             'should_stop' if should_stop is not None and should_stop(step) else None))
         try:
