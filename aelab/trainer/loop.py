@@ -71,7 +71,8 @@ class Loop:
     return step == self.total or any(n > 0 and step % n == 0 for n in (self.log_every, *periods))
 
   def _check(self, first: int, out: dict) -> None:
-    loss, finite = jax.device_get((out['loss'], out['finite']))
+    # np.asarray, not jax.device_get: a tenth of its host cost per small array (30 us here)
+    loss, finite = np.asarray(out['loss']), np.asarray(out['finite'])
     bad = np.argwhere(~np.isfinite(loss))  # [[step]], or [[replica, step]] for replicas
     if bad.size:
       raise Diverged(f'training stopped: the loss is {loss[tuple(bad[0])]} at step '
@@ -132,7 +133,7 @@ class Loop:
       if clock is None:  # time from the first sync after the first (compiling) block
         clock, timed_from = time.time(), step
       if log_due:
-        row = self._write_log(step, jax.device_get({k: last[k] for k in _NORMS}))
+        row = self._write_log(step, {k: np.asarray(last[k]) for k in _NORMS})
         bar.set_postfix(loss=f'{np.mean(row["train/loss"]):.4g}')
       if at_boundary is not None and (hook_due or stopping):
         t = time.time()

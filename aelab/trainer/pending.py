@@ -6,7 +6,6 @@ run that never stopped.
 
 from __future__ import annotations
 
-import jax
 import numpy as np
 
 
@@ -18,7 +17,7 @@ class Pending:
     self._blocks.append(values)
 
   def _host(self) -> dict[str, np.ndarray]:
-    blocks = jax.device_get(self._blocks)
+    blocks = [{key: np.asarray(v) for key, v in b.items()} for b in self._blocks]  # < device_get
     if not blocks:
       return {}
     return {key: np.concatenate([np.atleast_1d(b[key]) for b in blocks], axis=-1)
