@@ -86,7 +86,7 @@ def _parser() -> argparse.ArgumentParser:
                      help='also the top-activating rows of latent J (from 0); repeatable')
   which.add_argument('--top', type=int, metavar='N',
                      help='also the top-activating rows of the N most frequently firing latents')
-  p.add_argument('--examples', type=int, default=16, metavar='K',
+  p.add_argument('--examples', type=int, default=16, metavar='K',  # latents.DEFAULT_EXAMPLES
                  help='top-activating rows per latent (default 16)')
   p.add_argument('--out', required=True,
                  help='output .csv or .npz; the top rows go to <name>_top.csv (CSV) and, for '
@@ -250,6 +250,9 @@ def _write_latents(out: pathlib.Path, fmt: str, header: list, table: dict, top: 
       rows_, values = np.full((len(top), examples), -1), np.zeros((len(top), examples))
       for i, t in enumerate(top):
         rows_[i, :len(t.rows)], values[i, :len(t.rows)] = t.rows, t.values
+      if labels is not None:  # as the CSV's label column: each top row's label, '' where none
+        arrays['top_labels'] = np.asarray([[labels[r] if r >= 0 else '' for r in rs]
+                                           for rs in rows_])
       arrays.update(top_latents=np.asarray(chosen), top_rows=rows_,
                     top_values=values.astype(np.float32), top_header=np.asarray('\n'.join(
                         top_header + ['top_rows [latents, K]: -1 where a latent fired on fewer '

@@ -12,8 +12,11 @@
 # Preemption and time limits: `--signal=TERM@120` sends SIGTERM to every process two minutes
 # before the limit; they agree on a step, save a checkpoint there and exit 75, and this script
 # requeues the job, which resumes from that checkpoint. If a process dies, the others stop
-# within --peer_timeout seconds (default 30) with exit code 75, and the job is requeued as well.
-# Resubmitting the same command also resumes. PYTHON (default: python) is the interpreter.
+# within --peer_timeout seconds (default 30), with exit code 75 or, when jax or gloo end them
+# first, a signal's code (>= 128, as srun reports a killed task too): the job is requeued then
+# as well, up to MAX_REQUEUES times (default 5) so that a task killed at every start (e.g. out
+# of memory) does not loop. An aelab error (exit 2) is not requeued. Resubmitting the same
+# command also resumes. PYTHON (default: python) is the interpreter.
 #
 #SBATCH --job-name=aelab
 #SBATCH --output=slurm-%j.out
@@ -37,6 +40,10 @@ srun --kill-on-bad-exit=0 "${PYTHON:-python}" -m aelab.run --config="$config" --
 code=$?
 if [ "$code" -eq 75 ]; then
   echo "aelab: stopped with a checkpoint; requeueing job $SLURM_JOB_ID to resume" >&2
+  scontrol requeue "$SLURM_JOB_ID"
+elif [ "$code" -ge 128 ] && [ "${SLURM_RESTART_COUNT:-0}" -lt "${MAX_REQUEUES:-5}" ]; then
+  echo "aelab: a task ended by signal $((code - 128)); requeueing job $SLURM_JOB_ID to resume" \
+    "from the last checkpoint (restart ${SLURM_RESTART_COUNT:-0} of ${MAX_REQUEUES:-5})" >&2
   scontrol requeue "$SLURM_JOB_ID"
 fi
 exit "$code"

@@ -13,8 +13,8 @@
 #     --command='mkdir -p /mnt/runs && gcsfuse --implicit-dirs BUCKET /mnt/runs'
 # The run's output goes to ~/aelab.log on each worker; follow worker 0's with
 #   gcloud compute tpus tpu-vm ssh NAME --zone=ZONE --worker=0 --command='tail -f ~/aelab.log'
-# Rerunning the same command resumes from the last checkpoint (after a preemption, too: the TPU
-# is recreated if it is gone). Delete the TPU when done:
+# Rerunning the same command resumes from the last checkpoint (after a preemption, too: a TPU
+# that is gone or not READY, e.g. PREEMPTED, is deleted and created anew). Delete the TPU when done:
 #   gcloud compute tpus tpu-vm delete NAME --zone=ZONE
 #
 # Environment: VERSION (TPU software version, default tpu-ubuntu2204-base), SPOT=1 (a spot TPU),
@@ -34,12 +34,20 @@ run() {  # a gcloud command, or its text with DRY_RUN=1
   if [ -n "${DRY_RUN:-}" ]; then printf '%q ' "$@"; echo; else "$@"; fi
 }
 
-if [ -n "${DRY_RUN:-}" ] || ! gcloud compute tpus tpu-vm describe "$name" --zone="$zone" >/dev/null 2>&1; then
+state=$( [ -n "${DRY_RUN:-}" ] || gcloud compute tpus tpu-vm describe "$name" --zone="$zone" \
+  --format='value(state)' 2>/dev/null || true)
+if [ -n "$state" ] && [ "$state" != READY ]; then  # e.g. PREEMPTED: it must be made anew
+  run gcloud compute tpus tpu-vm delete "$name" --zone="$zone" --quiet
+  state=
+fi
+if [ -z "$state" ]; then
   run gcloud compute tpus tpu-vm create "$name" --zone="$zone" --accelerator-type="$type" \
     --version="$version" ${SPOT:+--spot}
 fi
 
-tarball=$(mktemp -d)/aelab.tar.gz
+tmpdir=$(mktemp -d)
+trap 'rm -rf "$tmpdir"' EXIT
+tarball=$tmpdir/aelab.tar.gz
 tar -czf "$tarball" -C "$root" --exclude=.git --exclude=workdirs --exclude='*.egg-info' --exclude=.venv --exclude=venv .
 run gcloud compute tpus tpu-vm scp "$tarball" "$name":aelab.tar.gz --zone="$zone" --worker=all
 

@@ -304,5 +304,10 @@ def test_setting_dataset_name_swaps_in_that_sources_fields():
                                       'val_fraction': 0.1, 'test_fraction': 0.2}
   overrides.apply(config, {'dataset.name': 'npz'})  # the same source: fields kept
   assert config.dataset.path == '/tmp/acts.npz'
+  for order in ([('dataset.path', '/tmp/b.npy'), ('dataset.name', 'npy')],  # name applied first
+                [('dataset.name', 'npy'), ('dataset.path', '/tmp/b.npy')]):
+    config = experiment('sae_toy')
+    overrides.apply_args(config, order)
+    assert (config.dataset.name, config.dataset.path) == ('npy', '/tmp/b.npy')
   with pytest.raises(AelabError, match="unknown dataset 'nope'"):
     overrides.apply_args(config, [('dataset.name', 'nope')])

@@ -205,6 +205,8 @@ def test_frontier_errors_are_one_line(tmp_path, capsys):
       _error(frontier.read, bare))
   failed = _sweep(tmp_path / 'failed', ['0,k=5,5,failed,,,,,,,boom'])
   assert 'no finished point with test/l0' in _error(frontier.main, ['--out=x.png', str(failed)])
+  assert _error(frontier.main, ['--out=x.txt', str(failed)]) == (
+      "--out='x.txt': the figure is written as .png, .pdf or .svg")
   with pytest.raises(SystemExit) as e:
     frontier.run([str(bare)])
   assert e.value.code == 2

@@ -174,8 +174,8 @@ def test_latent_statistics_are_counts_of_the_features(toy, tmp_path):
   np.testing.assert_allclose(t['decoder_norm'], 1, atol=1e-6)
   np.testing.assert_array_equal(t['steps_since_fired'], run.model_stats['since_fired'])
   np.testing.assert_array_equal(t['dead'], run.model_stats['since_fired'] >= 20)
-  if 'never_fired' in summary['test']:  # the sae evaluator's count on the same split
-    assert np.mean(t['count'] == 0) == pytest.approx(summary['test']['never_fired'])
+  # the sae evaluator's count on the same split
+  assert np.mean(t['count'] == 0) == pytest.approx(summary['test']['never_fired'])
   text = '\n'.join(header)
   assert 'model.dead_steps = 20' in text and 'count = rows where f_j > 0' in text
   assert latents.statistics(run, f)['count'].tolist() == t['count'].tolist()
@@ -232,6 +232,13 @@ def test_top_activating_images_of_mnist_latents(mnist_run, tmp_path):
   import matplotlib.image
   image = matplotlib.image.imread(png)
   assert image.shape[0] > 200 and image.shape[1] > 800  # 5 rows of 16 digits
+  # The NPZ form carries the same labels, one per top row.
+  assert _cli('latents', f'--workdir={run.workdir}', '--split=test', '--top=5',
+              f'--out={tmp_path / "lat.npz"}')[0] == 0
+  with np.load(tmp_path / 'lat.npz') as npz:
+    top_rows, top_labels = npz['top_rows'], npz['top_labels']
+  assert top_labels.shape == top_rows.shape == (5, 16)
+  np.testing.assert_array_equal(top_labels.astype(int), rows.y[top_rows])
 
 
 # --- errors ---------------------------------------------------------------------------------

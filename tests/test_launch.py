@@ -74,3 +74,42 @@ def test_the_slurm_script_runs_one_process_per_task_found_by_jax(tmp_path):
   assert out.returncode == 2
   assert out.stderr.strip() == ('aelab: error: not inside a SLURM job: submit this script with '
                                 'sbatch')
+
+
+def _stand_ins(tmp_path, **scripts) -> dict:
+  """Executables named after `scripts`' keys, with those bodies, first on PATH."""
+  bin_dir = tmp_path / 'bin'
+  bin_dir.mkdir(parents=True)
+  for name, body in scripts.items():
+    (bin_dir / name).write_text(f'#!/bin/bash\n{body}\n')
+    (bin_dir / name).chmod(0o755)
+  return dict(os.environ, PATH=f'{bin_dir}:{os.environ["PATH"]}')
+
+
+def test_the_tpu_vm_launcher_makes_a_preempted_tpu_anew(tmp_path):
+  calls = tmp_path / 'calls'
+  for state, expected in (('PREEMPTED', ['describe', 'delete', 'create', 'scp', 'ssh']),
+                          ('READY', ['describe', 'scp', 'ssh'])):
+    env = _stand_ins(tmp_path / state, gcloud=f'echo "$4" >> {calls}\n'
+                     f'[ "$4" = describe ] && echo {state}; exit 0')
+    calls.unlink(missing_ok=True)
+    out = subprocess.run(['bash', 'launch/tpu_vm.sh', 'tpu1', 'z', 'v4-8', 'experiments/mnist_ae.py',
+                          '/mnt/a'], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert calls.read_text().split() == expected, state
+
+
+def test_the_slurm_script_requeues_on_75_and_on_a_killed_task_but_not_on_an_error(tmp_path):
+  requeued = tmp_path / 'requeued'
+  for code, restarts, expected in ((75, '9', True), (137, '0', True), (137, '5', False),
+                                   (2, '0', False)):
+    env = _stand_ins(tmp_path / f'{code}_{restarts}', srun=f'exit {code}',
+                     scontrol=f'echo "$@" >> {requeued}')
+    env.update(SLURM_JOB_ID='77', SLURM_RESTART_COUNT=restarts)
+    requeued.unlink(missing_ok=True)
+    out = subprocess.run(['bash', 'launch/slurm_gpu.sh', 'experiments/mnist_ae.py', '/tmp/x'],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == code
+    assert requeued.exists() == expected, (code, restarts)
+    if expected:
+      assert requeued.read_text().strip() == 'requeue 77'

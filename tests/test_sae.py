@@ -17,7 +17,7 @@ from aelab.errors import AelabError
 from aelab.losses import sae_terms
 from aelab.models import sae
 from aelab.trainer import checkpoint, train
-from conftest import DATA, ROOT, experiment
+from conftest import DATA, ROOT, experiment, one_line_error
 
 D, N = 8, 32
 
@@ -153,6 +153,19 @@ def test_b_dec_starts_at_the_geometric_median_or_mean():
   np.testing.assert_allclose(sae.data_init(cfg, rows)['b_dec'], rows.mean(0))
 
 
+def test_a_fresh_state_takes_b_dec_from_the_data_and_shapes_alone_do_not_compute_it():
+  from aelab.trainer.setup import build
+  config = experiment('sae_toy', 'tiny')
+  config.model.b_dec_init = 'mean'
+  s = build(config)
+  s.state_sharding()  # jax.eval_shape of init: no pass over the data
+  assert 'from_data' not in vars(s)
+  state = s.init(s.init_rng)
+  rows = np.asarray(s.prep.apply(s.dataset.train.x[:20000])[0], np.float64)
+  np.testing.assert_allclose(state.params['b_dec'], rows.mean(0), rtol=1e-5, atol=1e-6)
+  assert np.abs(rows.mean(0)).max() > 1e-3  # the data's mean is not the zeros of a plain init
+
+
 @pytest.mark.parametrize('field,value,message', [
     ('activation', 'gelu', "model.activation of an sae 'gelu'"),
     ('k', 0, 'model.k = 0; it must be a positive integer'),
@@ -166,11 +179,11 @@ def test_bad_sae_fields_are_one_line(field, value, message):
     models.build(cfg, (D,))
 
 
-def test_sae_terms_on_another_model_are_one_line():
+def test_sae_terms_on_another_model_are_one_line(tmp_path):
   config = experiment('mnist_ae')
   config.loss.sae_l1 = dict(weight=1.0)
-  with pytest.raises(AelabError, match="loss term sae_l1 needs a sparse autoencoder"):
-    train.train_and_evaluate(config, '/tmp/never_written_sae_l1')
+  message = one_line_error(train.train_and_evaluate, config, tmp_path / 'run')
+  assert 'loss term sae_l1 needs a sparse autoencoder' in message
 
 
 @pytest.fixture(scope='module')
@@ -257,6 +270,9 @@ def test_a_memory_mapped_npy_of_activations_trains_from_disk(tmp_path):
   summary = train.train_and_evaluate(config, tmp_path / 'run')
   assert summary['step'] == 60 and 'recovered' not in summary['test']  # no ground truth here
   assert 0 < summary['test']['variance_explained'] < 1
+  np.savez(tmp_path / 'rows.npz', x=rows)
+  assert 'is an .npz archive' in one_line_error(
+      data.load, {'name': 'npy', 'path': str(tmp_path / 'rows.npz')}, seed=0)
+  np.save(tmp_path / 'f64.npy', rows.astype(np.float64))
   with pytest.raises(AelabError, match='holds float64'):
-    np.save(tmp_path / 'f64.npy', rows.astype(np.float64))
     data.load({'name': 'npy', 'path': str(tmp_path / 'f64.npy')}, seed=0)

@@ -355,7 +355,6 @@ def test_seed_groups_hold_points_equal_but_for_the_seed():
 
 
 def test_seeds_together_trains_a_group_as_separate_runs_would(swept, tmp_path):
-  pytest.importorskip('aelab.trainer.replicas')
   workdir = tmp_path / 'together'
   result = _sweep(workdir, *AXES, '--seeds_together')
   assert result.returncode == 0, result.stderr

@@ -144,6 +144,8 @@ def main(argv: Sequence[str] | None = None) -> str:
   parser.add_argument('--split', default='test', help='the split whose metrics to read')
   parser.add_argument('dirs', nargs='+', metavar='DIR', help='a sweep directory')
   args = parser.parse_args(argv)
+  if pathlib.Path(args.out).suffix.lower() not in ('.png', '.pdf', '.svg'):
+    raise AelabError(f'--out={args.out!r}: the figure is written as .png, .pdf or .svg')
   sweeps = [read(d, args.split) for d in args.dirs]
   if not any(s.points for s in sweeps):
     raise AelabError(f'no finished point with {args.split}/l0 and {args.split}/variance_explained '

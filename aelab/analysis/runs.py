@@ -144,8 +144,10 @@ def outputs(run: Run, x: Any, batch_size: int = DEFAULT_BATCH) -> dict[str, Any]
     raise AelabError(f'batch size must be positive; got {batch_size}')
   parts = [jax.device_get(_outputs(run.forward, run.params, run.prep, x[i:i + batch_size],
                                    run.model_stats)) for i in range(0, len(x), batch_size)]
-  if not parts:
-    parts = [jax.device_get(_outputs(run.forward, run.params, run.prep, x, run.model_stats))]
+  if not parts:  # no rows (an empty split): the outputs' shapes, from one stand-in row
+    one = np.zeros((1, *x.shape[1:]), x.dtype)
+    parts = [jax.tree.map(lambda a: a[:0], jax.device_get(
+        _outputs(run.forward, run.params, run.prep, one, run.model_stats)))]
   return jax.tree.map(lambda *a: np.concatenate(a, axis=0), *parts)
 
 
@@ -153,7 +155,8 @@ def features(run: Run, x: Any, layer: int | str, batch_size: int = DEFAULT_BATCH
   """Activations [N, units] of encoder layer `layer` (1..depth, or 'code') for raw rows x."""
   out = outputs(run, x, batch_size)
   h = losses.layer_activations({'encoder': out['encoder'], 'code': out['code']}, layer)
-  return np.asarray(h).reshape(len(h), -1)
+  h = np.asarray(h)
+  return h.reshape(len(h), int(np.prod(h.shape[1:])))
 
 
 def reconstruct(run: Run, x: Any, space: str = 'input',

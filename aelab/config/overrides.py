@@ -4,7 +4,8 @@ Every path must name an existing field (an unknown one is an error listing the v
 its group), and every value must have the field's type: a command-line string is parsed by the
 field's type (int, float, bool, str, tuple, as ml_collections' config_flags does), a Python value
 is checked against it (an int is fine for a float). Errors are one line (AelabError). Setting
-`dataset.name` to another source swaps in that source's fields (`_swapped_source`).
+`dataset.name` to another source swaps in that source's fields (`_swapped_source`); it is applied
+before the other overrides, wherever it stands, so that they set the new source's fields.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ _TRUE, _FALSE = ('true', 't', '1', 'yes'), ('false', 'f', '0', 'no')
 def apply(config: ml_collections.ConfigDict,
           values: Mapping[str, Any]) -> ml_collections.ConfigDict:
   """Sets each 'a.b' path of `values` to its Python value, type-checked; returns `config`."""
-  for path, value in values.items():
+  for path, value in _name_first(values.items()):
     parent, key = find(config, path)
     value = _checked(parent, key, path, value)
     if not _swapped_source(config, path, value):
@@ -38,13 +39,19 @@ def apply_args(config: ml_collections.ConfigDict, args: Sequence[tuple[str, str 
                flag: str = 'config') -> ml_collections.ConfigDict:
   """Applies command-line overrides (path, text) in order: `--config.a.b=text` is ('a.b', 'text');
   text None (a bare `--config.a.b`) sets a bool field to True. Returns `config`."""
-  for path, text in args:
+  for path, text in _name_first(args):
     parent, key = find(config, path, flag)
     shown = f'--{flag}.{path}' + ('' if text is None else f'={text!r}')
     value = _parse(parent, key, path, text, shown)
     if not _swapped_source(config, path, value):
       _set(parent, key, path, value, shown)
   return config
+
+
+def _name_first(pairs):
+  """(path, value) pairs with those of 'dataset.name' first, the others in their order."""
+  pairs = list(pairs)
+  return [p for p in pairs if p[0] == 'dataset.name'] + [p for p in pairs if p[0] != 'dataset.name']
 
 
 def _swapped_source(config: ml_collections.ConfigDict, path: str, value: Any) -> bool:

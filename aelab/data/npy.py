@@ -30,13 +30,16 @@ DEFAULTS: dict[str, dict[str, Any]] = {
 def load(cfg: Mapping[str, Any], seed: int) -> Dataset:
   del seed  # the splits are fixed ranges of the file
   name, fields = options.resolve(cfg, DEFAULTS, 'npy.load')
-  path = pathlib.Path(options.string(fields, 'path'))
+  path = pathlib.Path(options.string(fields, 'path')).expanduser()
   if not options.string(fields, 'path'):
     raise AelabError("dataset.path is required for dataset 'npy': a float32 [N, d] .npy file")
   try:
     x = np.load(path, mmap_mode='r')
   except (OSError, ValueError) as e:
     raise AelabError(f'dataset.path={str(path)!r} is not a readable .npy file ({e})') from None
+  if not isinstance(x, np.ndarray):  # an .npz archive: np.load gives its NpzFile
+    raise AelabError(f'dataset.path={str(path)!r} is an .npz archive; dataset npy reads one '
+                     "array saved with np.save (dataset 'npz' reads archives)")
   if x.dtype != np.float32 or x.ndim < 2:
     raise AelabError(f'{path} holds {x.dtype} {x.shape}; dataset npy needs float32 [N, d] rows '
                      "(save them with np.save(path, rows.astype('float32')))")

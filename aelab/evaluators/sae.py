@@ -34,13 +34,16 @@ RECOVERED = 0.9   # cosine similarity that counts a true feature as recovered
 def _eval_step(forward):
 
   @jax.jit
-  def step(params, prep, batch, stats, index=0):
+  def step(params, prep, batch, shift, stats, index=0):
+    """`shift`: about the split's mean; sums of x - shift keep the variance exact in float32
+    when activations sit far from 0 (a residual stream's offset)."""
     rng = jax.random.fold_in(jax.random.PRNGKey(0), index)
     p = forward.outputs(params, prep, batch, rng, train=False, stats=stats)
     x, recon, f = (a.reshape(a.shape[0], -1) for a in (p.z, p.recon, p.aux['code']))
     fired = f > 0
-    sums = {'sse': jnp.sum(jnp.square(recon - x)), 'sx': jnp.sum(x, axis=0),
-            'sxx': jnp.sum(jnp.square(x)), 'fired': jnp.sum(fired, axis=0, dtype=jnp.int32)}
+    d = x - shift
+    sums = {'sse': jnp.sum(jnp.square(recon - x)), 'sx': jnp.sum(d, axis=0),
+            'sxx': jnp.sum(jnp.square(d)), 'fired': jnp.sum(fired, axis=0, dtype=jnp.int32)}
     return {'l0': jnp.mean(jnp.sum(fired, axis=-1))}, sums
 
   return step
@@ -61,7 +64,7 @@ class Sae:
     self.ctx, self.batch_size, self.split = ctx, batch_size, split
     self.data = split_of(ctx.dataset, split)
     self.step = _eval_step(ctx.forward)
-    self.truth = None
+    self.truth, self.shift = None, None
     if ctx.dataset.name == 'toy_features':
       from aelab.data import toy
       s = ctx.dataset.source
@@ -70,8 +73,11 @@ class Sae:
   def __call__(self, state, prep) -> dict[str, float]:
     if not len(self.data):
       return {}
+    if self.shift is None:  # the preprocessed split's mean (of its first rows), computed once
+      z = np.asarray(prep.apply(self.data.x[:20000])[0], np.float64)
+      self.shift = np.mean(z.reshape(len(z), -1), axis=0).astype(np.float32)
     means, t = run_batches(self.step, state.params, prep, self.data, self.batch_size,
-                           self.ctx.mesh, state.stats)
+                           self.ctx.mesh, self.shift, state.stats)
     n = len(self.data)
     sst = float(t['sxx']) - float(np.sum(np.square(np.asarray(t['sx'], np.float64)))) / n
     frequency = np.asarray(t['fired'], np.float64) / n

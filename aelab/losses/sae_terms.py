@@ -52,12 +52,16 @@ def sae_l0(out: Outputs) -> jax.Array:
 def auxk(out: Outputs, k: int = 512) -> jax.Array:
   """Gao et al.'s auxiliary loss: the top `k` dead latents (silent for model.dead_steps steps) of
   each example reconstruct the main reconstruction's residual e = x - x_hat (held fixed),
-  normalized: ||e - e_hat||^2 / ||e - mean(e)||^2; 0 when no latent is dead (or outside
-  training, where the state's stats are not given)."""
+  normalized: ||e - e_hat||^2 / ||e - mean(e)||^2; 0 when no latent is dead (its top-k and
+  decoder pass are then skipped) or where the state's stats are not given."""
   pre, w_dec = _aux(out, 'pre', 'auxk'), _aux(out, 'W_dec', 'auxk')
   dead = out.aux.get('dead')
   if dead is None:
     return jnp.zeros((), jnp.float32)
   e = jax.lax.stop_gradient(_flat(out.x) - _flat(out.recon))
-  f = keep_top_k(jnp.where(dead, jax.nn.relu(pre), 0.0), min(int(k), pre.shape[-1]))
-  return jnp.where(jnp.any(dead), _normalized(f @ w_dec - e, e), 0.0)
+
+  def loss(_):
+    f = keep_top_k(jnp.where(dead, jax.nn.relu(pre), 0.0), min(int(k), pre.shape[-1]))
+    return _normalized(f @ w_dec - e, e).astype(jnp.float32)
+
+  return jax.lax.cond(jnp.any(dead), loss, lambda _: jnp.zeros((), jnp.float32), None)

@@ -6,6 +6,7 @@ Shared by the trainer (aelab/trainer/train.py) and the benchmark (aelab/bench).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import pathlib
 from typing import Any
@@ -44,14 +45,21 @@ class Setup:
   evaluators: list
   init_rng: jax.Array
   train_rng: jax.Array
-  data_init: dict = dataclasses.field(default_factory=dict)  # parameters set from the data
 
-  def init(self, rng: jax.Array, given: dict | None = None) -> TrainState:
+  @functools.cached_property
+  def from_data(self) -> dict:
+    """Parameters a model takes from its training rows (an SAE's b_dec, models.data_init),
+    computed on first use: by a fresh state only, never on resume."""
+    rows = lambda: np.asarray(self.prep.apply(self.dataset.train.x[:20000])[0])  # noqa: E731
+    return models.data_init(self.config.model, rows)
+
+  def init(self, rng: jax.Array, given: dict | None = None, from_data: bool = True) -> TrainState:
     """A fresh state: parameters from `rng` (those named in `given`, e.g. pretrained layers,
-    taken from it instead), the optimizer state, step 0."""
+    taken from it instead; with `from_data`, those set from the data), the optimizer state, step
+    0. Shapes alone (jax.eval_shape) need no `from_data`: it keeps the parameters' shapes."""
     example = jnp.asarray(self.prep.apply(self.dataset.train.x[:1])[0])
     params = self.forward.model.init(rng, example)['params']
-    params = {**params, **self.data_init, **(given or {})}
+    params = {**params, **(self.from_data if from_data else {}), **(given or {})}
     model = self.forward.model
     stats = model.initial_stats() if hasattr(model, 'initial_stats') else {}
     return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=self.tx.init(params),
@@ -71,8 +79,8 @@ class Setup:
 
   def state_sharding(self, given: dict | None = None):
     """The NamedShardings of the train state, from the rules (sharding.state_shardings)."""
-    return sharding.state_shardings(jax.eval_shape(self.init, self.init_rng, given), self.rules,
-                                    self.mesh)
+    abstract = jax.eval_shape(functools.partial(self.init, from_data=False), self.init_rng, given)
+    return sharding.state_shardings(abstract, self.rules, self.mesh)
 
   def train_block(self):
     return make_train_block(self.forward, self.tx, self.mesh, self.config.train.scan_unroll,
@@ -146,11 +154,9 @@ def build(config: ml_collections.ConfigDict, workdir: str | pathlib.Path | None 
                            unit_interval=unit, workdir=None if workdir is None else pathlib.Path(workdir))
   evals = evaluators.build(config.get('evals') or {}, ctx)
   init_rng, train_rng = jax.random.split(jax.random.PRNGKey(config.seed))
-  rows = lambda: np.asarray(prep.apply(dataset.train.x[:20000])[0])  # noqa: E731
-  data_init = {k: jnp.asarray(v) for k, v in models.data_init(config.model, rows).items()}
   return Setup(config=config, dataset=dataset, prep=prep, forward=forward, tx=tx, mesh=mesh,
                rules=rules, batches=batches, total_steps=total_steps, evaluators=evals,
-               init_rng=init_rng, train_rng=train_rng, data_init=data_init)
+               init_rng=init_rng, train_rng=train_rng)
 
 
 def param_count(params) -> int:

@@ -5,6 +5,7 @@ trained together (replicas.py)."""
 
 from __future__ import annotations
 
+import functools
 import json
 import pathlib
 
@@ -68,7 +69,8 @@ def restore_or_init(setup: Setup, ckpts: checkpoint.Checkpoints, workdir: pathli
     return jax.jit(setup.init, out_shardings=placed)(setup.init_rng, given), prep, {}
   _check_resume_config(workdir, setup.config)
   abstract = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
-                          jax.eval_shape(setup.init, setup.init_rng), placed)
+                          jax.eval_shape(functools.partial(setup.init, from_data=False),
+                                         setup.init_rng), placed)
   step, arrays, meta = ckpts.restore({'state': abstract.saved(),
                                       'preprocessing': checkpoint.abstract(prep.stats)}, step)
   if step > setup.total_steps:
