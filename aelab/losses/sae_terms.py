@@ -62,6 +62,7 @@ def auxk(out: Outputs, k: int = 512) -> jax.Array:
 
   def loss(_):
     f = keep_top_k(jnp.where(dead, jax.nn.relu(pre), 0.0), min(int(k), pre.shape[-1]))
-    return _normalized(f @ w_dec - e, e).astype(jnp.float32)
+    return _normalized(f @ w_dec - e, e)
 
-  return jax.lax.cond(jnp.any(dead), loss, lambda _: jnp.zeros((), jnp.float32), None)
+  zero = jnp.zeros((), jnp.result_type(pre, w_dec, e))  # the dtype of the loss (float64 in x64)
+  return jax.lax.cond(jnp.any(dead), loss, lambda _: zero, None)

@@ -19,6 +19,7 @@ import pathlib
 import re
 import shutil
 import sys
+import threading
 import warnings
 from typing import Any, Callable
 
@@ -51,34 +52,51 @@ def _quiet():
 
 
 def _abandoned_read(text: str, frames: set[str]) -> bool:
+  reader = '_read_array_index_and_device_put'
   return ('call_soon_threadsafe' in frames and 'Event loop is closed' in text) or \
-      '_read_array_index_and_device_put' in text or \
+      reader in text or reader in frames or \
       ('never retrieved' in text and ('orbax' in text or 'OCDBT' in text))
+
+
+def _frames(tb) -> set[str]:
+  """The function names of a traceback's frames."""
+  names = set()
+  while tb is not None:
+    names.add(tb.tb_frame.f_code.co_name)
+    tb = tb.tb_next
+  return names
 
 
 def _hush_orbax_leftovers() -> None:
   """After a failed read, orbax's abandoned reads end on a closed event loop, and Python prints
-  their tracebacks later (sys.unraisablehook, asyncio's 'exception was never retrieved' log),
-  possibly at exit. Installed once, this drops exactly those and passes everything else on."""
+  their tracebacks later (sys.unraisablehook, asyncio's 'exception was never retrieved' log, a
+  thread's excepthook), possibly at exit. Installed once, this drops exactly those and passes
+  everything else on."""
   previous = sys.unraisablehook
   if getattr(previous, 'aelab_hush', False):
     return
 
   def hook(u):
-    frames, tb = set(), u.exc_traceback
-    while tb is not None:
-      frames.add(tb.tb_frame.f_code.co_name)
-      tb = tb.tb_next
-    if not _abandoned_read(f'{u.exc_value} {getattr(u.object, "__qualname__", "")}', frames):
+    if not _abandoned_read(f'{u.exc_value} {getattr(u.object, "__qualname__", "")}',
+                           _frames(u.exc_traceback)):
       previous(u)
+
+  previous_thread_hook = threading.excepthook
+
+  def thread_hook(args):
+    if not _abandoned_read(str(args.exc_value), _frames(args.exc_traceback)):
+      previous_thread_hook(args)
 
   hook.aelab_hush = True
   sys.unraisablehook = hook
+  threading.excepthook = thread_hook
   logging.getLogger('asyncio').addFilter(_asyncio_filter)  # added once: it is the same object
 
 
 def _asyncio_filter(r: logging.LogRecord) -> bool:
-  return not _abandoned_read(f'{r.getMessage()} {r.exc_info[1] if r.exc_info else ""}', set())
+  exc = r.exc_info[1] if r.exc_info else None
+  return not _abandoned_read(f'{r.getMessage()} {exc if exc is not None else ""}',
+                             _frames(r.exc_info[2]) if r.exc_info else set())
 
 
 def _reason(what: str, e: BaseException, root: pathlib.Path) -> str:
