@@ -19,7 +19,8 @@ After warm-up, each repeat measures, in this order (medians, min and max over re
 
 FLOP/s = matmul + convolution FLOPs of one train step counted from the jaxpr of the real train
 block (aelab/bench/flops.py; forward and backward), times steps/s. The paths take turns of about
-`chunk_s` seconds within a repeat, so a burst of load from elsewhere hits them alike.
+`chunk_s` seconds within a repeat (the default path next to bare, in reverse order every other
+round), so a burst or drift of load from elsewhere hits them alike.
 """
 
 from __future__ import annotations
@@ -137,7 +138,10 @@ def benchmark(config, *, repeats: int = 5, steps: int = 0, target_s: float = 2.0
   kref, keras_note = _keras(config, s.dataset.train.x, log) if keras else (None, 'off')
   run.keras = kref
   default = 'device_data' if s.batches.on_device else 'host_fed'
-  paths = (*PATHS, 'bare', *(('keras',) if kref is not None else ()))
+  # The default path and bare take adjacent turns, and every other round runs the turns in
+  # reverse order, so that load drifting over a round weighs on the paths alike.
+  paths = (default, 'bare', *(p for p in PATHS if p != default),
+           *(('keras',) if kref is not None else ()))
   log('warming up (compiling every path)')
   for name in (*PATHS, 'bare'):
     run.turn(name, run.k)
@@ -158,10 +162,9 @@ def benchmark(config, *, repeats: int = 5, steps: int = 0, target_s: float = 2.0
     for key, value in zip(('lower_s', 'xla_compile_s'), _time_compile(s, compile_args)):
       raw[key].append(value)
     sec = dict.fromkeys((*paths, 'matmul'), 0.0)
-    for _ in range(rounds):  # the paths take turns, so a burst of load hits them alike
-      for name in paths:
-        sec[name] += run.turn(name, chunk)
-      sec['matmul'] += matmul.run()
+    for i in range(rounds):  # the paths take turns, so a burst of load hits them alike
+      for name in (*paths, 'matmul')[::-1 if i % 2 else 1]:
+        sec[name] += matmul.run() if name == 'matmul' else run.turn(name, chunk)
     for name in paths:
       raw[name].append(run_steps / sec[name])
     raw['matmul'].append(2 * n ** 3 * matmul.calls * rounds / sec['matmul'])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import flax
 import jax
 import numpy as np
 
@@ -9,14 +10,28 @@ from aelab import data
 from aelab.trainer import sharding
 
 
+@flax.struct.dataclass
+class Rows:
+  """The row order of the epochs a block can touch, on the devices: the train block reads batch
+  t's rows from it at its own step, so a block sends nothing to the devices (only a new epoch
+  does). `k` (the block's steps) and `steps_per_epoch` are static."""
+  order: jax.Array   # [m * steps_per_epoch, B]: epochs e0 .. e0 + m - 1, e0 = step // spe
+  k: int = flax.struct.field(pytree_node=False)
+  steps_per_epoch: int = flax.struct.field(pytree_node=False)
+
+  def at(self, step: jax.Array) -> jax.Array:
+    """The [k, B] row indices of steps step .. step + k - 1 (step: the block's first step)."""
+    return jax.lax.dynamic_slice_in_dim(self.order, step % self.steps_per_epoch, self.k)
+
+
 class Batches:
   """Batch t of the run is rows perm_e[i*B:(i+1)*B] with e, i = divmod(t, steps_per_epoch):
   a pure function of the step, so a resumed run sees exactly the data an unbroken one would.
 
   A batch is {'x': rows} plus 'y' (labels) when the split has them. With `on_device`, the
-  training set is placed on the devices once (replicated) and each block sends only its row
-  indices; otherwise each block's batches are gathered on the host, each process gathering only
-  the rows its own devices take.
+  training set is placed on the devices once (replicated), with the row order of the epochs the
+  current block can touch (`Rows`, sent once per epoch); otherwise each block's batches are
+  gathered on the host, each process gathering only the rows its own devices take.
   """
 
   def __init__(self, split: data.Split, batch_size: int, seed: int, mesh, on_device: bool):
@@ -26,20 +41,40 @@ class Batches:
     self._spec = sharding.batch_sharding(mesh, 1)
     self.on_device = on_device
     self._device = sharding.put_tree(self.arrays, sharding.replicated(mesh)) if on_device else None
-    self._epoch, self._perm = -1, None
+    self._perms: dict[int, np.ndarray] = {}     # epoch -> its batches' rows [spe, B]
+    self._rows_key, self._rows = None, None      # the Rows' epochs (e0, m) and order on the devices
+
+  def _epoch(self, epoch: int) -> np.ndarray:
+    if epoch not in self._perms:
+      self._perms = {e: p for e, p in self._perms.items() if e >= epoch - 1}  # the last two
+      used = self.steps_per_epoch * self.batch_size
+      perm = data.epoch_permutation(self.n, self.seed, epoch)[:used]
+      self._perms[epoch] = perm.reshape(self.steps_per_epoch, self.batch_size).astype(np.int32)
+    return self._perms[epoch]
 
   def indices(self, start: int, k: int) -> np.ndarray:
-    out = np.empty((k, self.batch_size), np.int32)
-    for j in range(k):
-      epoch, i = divmod(start + j, self.steps_per_epoch)
-      if epoch != self._epoch:
-        self._epoch, self._perm = epoch, data.epoch_permutation(self.n, self.seed, epoch)
-      out[j] = self._perm[i * self.batch_size:(i + 1) * self.batch_size]
-    return out
+    """[k, B] rows of steps start .. start + k - 1."""
+    e0, i0 = divmod(start, self.steps_per_epoch)
+    if i0 + k <= self.steps_per_epoch:
+      return self._epoch(e0)[i0:i0 + k]
+    return self.order(*self.epochs(start, k))[i0:i0 + k]
 
-  def block(self, start: int, k: int) -> tuple[dict, jax.Array | None]:
-    """(source, idx) for the train block covering steps [start, start + k)."""
-    idx = self.indices(start, k)
-    if self._device is not None:
-      return self._device, sharding.put(idx, self._spec)
-    return {key: sharding.put_rows(a, idx, self._spec) for key, a in self.arrays.items()}, None
+  def epochs(self, start: int, k: int) -> tuple[int, int]:
+    """(e0, m): the epochs e0 .. e0 + m - 1 that steps start .. start + k - 1 can reach, with m
+    fixed by k (so that the order's shape changes only with the block size)."""
+    return start // self.steps_per_epoch, 1 + -(-(k - 1) // self.steps_per_epoch)
+
+  def order(self, e0: int, m: int) -> np.ndarray:
+    """[m * spe, B]: the batches' rows of epochs e0 .. e0 + m - 1, one after the other."""
+    return np.concatenate([self._epoch(e) for e in range(e0, e0 + m)])
+
+  def block(self, start: int, k: int) -> tuple[dict, Rows | None]:
+    """(source, rows) for the train block covering steps [start, start + k): the training set on
+    the devices and its `Rows`, or the batches themselves and None."""
+    if self._device is None:
+      idx = self.indices(start, k)
+      return {key: sharding.put_rows(a, idx, self._spec) for key, a in self.arrays.items()}, None
+    key = self.epochs(start, k)
+    if key != self._rows_key:
+      self._rows_key, self._rows = key, sharding.put(self.order(*key), self._spec)
+    return self._device, Rows(self._rows, k, self.steps_per_epoch)

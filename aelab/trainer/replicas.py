@@ -26,6 +26,7 @@ import numpy as np
 
 from aelab.errors import AelabError
 from aelab.trainer import checkpoint, optim, sharding, signals, workdir as workdir_lib
+from aelab.trainer.batches import Rows
 from aelab.trainer.loop import Diverged, Loop
 from aelab.trainer.setup import Setup, build
 from aelab.trainer.state import make_train_block
@@ -46,17 +47,23 @@ class StackedBatches:
   def __init__(self, setups: Sequence[Setup], mesh):
     self.batches = [s.batches for s in setups]
     self.on_device = self.batches[0].on_device
-    self._rows = sharding.batch_sharding(mesh, 2)
+    self._spec = sharding.batch_sharding(mesh, 2)
     self._device = sharding.put_tree(_stack([b.arrays for b in self.batches]),
                                      sharding.replicated(mesh)) if self.on_device else None
+    self._rows_key, self._rows = None, None
 
   def block(self, start: int, k: int):
-    idx = np.stack([b.indices(start, k) for b in self.batches])      # [R, k, B]
-    if self._device is not None:
-      return self._device, sharding.put(idx, self._rows)
+    first = self.batches[0]
+    if self._device is not None:  # every replica's Rows, stacked [R, m * spe, B]: once an epoch
+      key = first.epochs(start, k)
+      if key != self._rows_key:
+        order = np.stack([b.order(*key) for b in self.batches])
+        self._rows_key, self._rows = key, sharding.put(order, self._spec)
+      return self._device, Rows(self._rows, k, first.steps_per_epoch)
+    idx = [b.indices(start, k) for b in self.batches]
     host = {key: np.stack([b.arrays[key][i] for b, i in zip(self.batches, idx)])
-            for key in self.batches[0].arrays}
-    return sharding.put_tree(host, self._rows), None
+            for key in first.arrays}
+    return sharding.put_tree(host, self._spec), None
 
 
 def _check_together(configs, workdirs) -> None:

@@ -46,7 +46,7 @@ def make_train_block(forward, tx: optax.GradientTransformation, mesh, unroll: in
   """jit(lax.scan(step)) over a block of k batches: the state placed by `state_sharding`
   (default: replicated) and donated, the preprocessor replicated, batches sharded on `data`.
 
-  block(state, prep, source, idx, check) -> (state, out): `out` holds each loss term and 'loss'
+  block(state, prep, source, rows, check) -> (state, out): `out` holds each loss term and 'loss'
   per step [k]. With `check` (a bool the loop sets for blocks that end where it logs or saves),
   also 'grad_norm' of the block's last step, 'param_norm' after it and 'finite', whether the
   parameters and optimizer state are all finite: each is a pass over every parameter, so they
@@ -61,13 +61,14 @@ def make_train_block(forward, tx: optax.GradientTransformation, mesh, unroll: in
     return jax.tree.map(lambda a: jax.lax.with_sharding_constraint(
         a.reshape(a.shape[0], -1)[rows].reshape(rows.shape + a.shape[1:]), batch_spec), source)
 
-  def block(state, prep, source, idx, check=True):
-    """source: the training set on the devices and idx [k, B] rows of it, or the batches
-    [k, B, ...] themselves with idx None (fed from the host)."""
+  def block(state, prep, source, rows, check=True):
+    """source: the training set on the devices and rows its row order (aelab/trainer/batches.py
+    Rows, read at state.step), or the batches [k, B, ...] themselves with rows None (fed from
+    the host)."""
 
     def train_step(state, batch):
       """(new state, this step's terms and loss, its gradients)."""
-      batch = batch if idx is None else gather(source, batch)
+      batch = batch if rows is None else gather(source, batch)
       rng = jax.random.fold_in(state.rng, state.step)
       loss_of = lambda p: forward(p, prep, batch, rng, True, step=state.step,  # noqa: E731
                                   stats=state.stats)
@@ -83,10 +84,12 @@ def make_train_block(forward, tx: optax.GradientTransformation, mesh, unroll: in
 
     # Steps 1..k-1 in the scan, step k after it: its gradient norm is taken once per block,
     # where the loop asks for it (no branch inside the scan).
-    xs = source if idx is None else idx   # device-resident rows are gathered step by step
-    head = jax.tree.map(lambda a: a[:-1], xs)
-    state, out = jax.lax.scan(lambda s, x: train_step(s, x)[:2], state, head, unroll=unroll)
-    state, out_last, grads = train_step(state, jax.tree.map(lambda a: a[-1], xs))
+    xs = source if rows is None else rows.at(state.step)  # [k, B] rows, gathered step by step
+    k = jax.tree.leaves(xs)[0].shape[0]
+    take = lambda j: jax.tree.map(lambda a: a[j], xs)  # noqa: E731  # batch j, not a copy of k-1
+    state, out = jax.lax.scan(lambda s, j: train_step(s, take(j))[:2], state, jnp.arange(k - 1),
+                              unroll=unroll)
+    state, out_last, grads = train_step(state, take(k - 1))
     out = jax.tree.map(lambda a, b: jnp.concatenate([a, b[None]]), out, out_last)
     grad_norm = jax.lax.cond(check, optax.tree.norm, lambda _: jnp.zeros((), jnp.float32), grads)
     param_norm, finite = jax.lax.cond(
@@ -99,6 +102,6 @@ def make_train_block(forward, tx: optax.GradientTransformation, mesh, unroll: in
   rep, batch_spec = sharding.replicated(mesh), sharding.batch_sharding(mesh)
   fn = {None: block,
         'vmap': jax.vmap(block, in_axes=(0, 0, 0, 0, None)),
-        'map': lambda state, prep, source, idx, check: jax.lax.map(
-            lambda a: block(*a, check), (state, prep, source, idx))}[replicas]
+        'map': lambda state, prep, source, rows, check: jax.lax.map(
+            lambda a: block(*a, check), (state, prep, source, rows))}[replicas]
   return jax.jit(fn, out_shardings=(state_sharding or rep, rep), donate_argnums=(0,))
