@@ -105,27 +105,36 @@ def test_given_parameters_must_fit_the_model(stacked, tmp_path):
     train.train_and_evaluate(config, tmp_path / 'x', init_params={'decoder_1': wrong['encoder_1']})
 
 
-@pytest.mark.parametrize('how', ['SIGTERM', 'SIGKILL'])
-def test_an_interrupted_stage_2_resumes_there_and_ends_as_an_unbroken_run(stacked, tmp_path, how):
-  reference, _ = stacked
-  workdir = tmp_path / 'run'
-  cmd = [sys.executable, '-m', 'aelab.run', f'--config={SPEC}', f'--workdir={workdir}']
+def _interrupt(cmd, checkpoint_dir, how):
+  """Starts the stacked run and sends `how` once `checkpoint_dir` exists; its stderr."""
   proc = subprocess.Popen(cmd, cwd=ROOT, env=kill_runs.env(), stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, text=True)
   deadline = time.time() + 300
-  while time.time() < deadline and not (workdir / 'stage2' / 'checkpoints' / '10').is_dir():
+  while time.time() < deadline and not checkpoint_dir.is_dir():
     time.sleep(0.05)
   proc.send_signal(getattr(signal, how))
   _, err = proc.communicate(timeout=120)
   assert proc.returncode == (75 if how == 'SIGTERM' else -9), err
-  if how == 'SIGTERM':
-    assert f'{workdir}/stage2/checkpoints' in err
+  return err
+
+
+def test_an_interrupted_stacked_run_resumes_where_it_stopped_and_ends_as_an_unbroken_one(
+    stacked, tmp_path):
+  """SIGTERM in stage 2, then kill -9 in the fine-tuning run: each rerun resumes there."""
+  reference, _ = stacked
+  workdir = tmp_path / 'run'
+  cmd = [sys.executable, '-m', 'aelab.run', f'--config={SPEC}', f'--workdir={workdir}']
+  err = _interrupt(cmd, workdir / 'stage2' / 'checkpoints' / '10', 'SIGTERM')
+  assert f'{workdir}/stage2/checkpoints' in err
   assert not (workdir / 'features').exists()
+  _interrupt(cmd, workdir / 'finetune' / 'checkpoints' / '10', 'SIGKILL')
+  assert not (workdir / 'finetune' / 'summary.json').exists()
   result = subprocess.run(cmd, cwd=ROOT, env=kill_runs.env(), capture_output=True, text=True,
                           timeout=600)
   assert result.returncode == 0, result.stderr[-2000:]
-  assert json.loads((workdir / 'stage1' / 'summary.json').read_text())['resumed_from_step'] is None
-  assert json.loads((workdir / 'stage2' / 'summary.json').read_text())['resumed_from_step'] >= 10
+  resumed = {run: json.loads((workdir / run / 'summary.json').read_text())['resumed_from_step']
+             for run in ('stage1', 'stage2', 'finetune')}
+  assert resumed['stage1'] is None and resumed['stage2'] >= 10 and resumed['finetune'] >= 10
   for run in ('stage1', 'stage2', 'features', 'finetune', 'scratch'):
     assert kill_runs.same_run(reference / run, workdir / run)['params'], run
   want = json.loads((reference / 'summary.json').read_text())
