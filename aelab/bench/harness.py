@@ -4,7 +4,7 @@ After warm-up, each repeat measures, in this order (medians, min and max over re
 
   compile    lower + compile of a fresh train block (the default data path);
   aelab      `Loop.run` of the trainer, exactly as `train_and_evaluate` calls it (blocks of
-             `steps_per_call`, the previous block checked while the next runs, train metrics
+             `steps_per_call`, finished blocks checked while the newest runs, train metrics
              averaged at every log step), on device-resident data (the default) and host-fed
              data (`device_data='no'`);
   on-device  the same loop over one pre-built [k, B, ...] block already on the device, reused:

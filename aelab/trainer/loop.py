@@ -7,7 +7,9 @@ on the host (their loss finite) about once a second (CHECK_EVERY_S) while the ne
 device never waits for the host. At a boundary every pending block is
 checked first (loss finite, parameters and optimizer state finite), then the train metrics are
 logged (log steps and the last step), then `at_boundary(step, state, stopping)` runs (the
-trainer's evaluations and checkpoints): nothing is saved that was not checked.
+trainer's evaluations and checkpoints): nothing is saved that was not checked. At a log step
+where nothing else is due, the check and the log wait until the next block is dispatched, so
+that the device does not wait for them either.
 The benchmark (aelab/bench) times this same loop.
 """
 
@@ -102,6 +104,15 @@ class Loop:
     mean = np.mean(values, axis=-1)  # over the steps since the last log; per replica
     return float(mean) if mean.ndim == 0 else mean
 
+  def _settle(self, log_step: int | None, unchecked: list, last: dict, bar) -> None:
+    """Checks the unchecked blocks (waiting for them), then logs `log_step` (None: no log) from
+    the pending metrics and the norms of `last`, the block that ends there."""
+    for block in unchecked:
+      self._check(*block)
+    if log_step is not None:
+      row = self._write_log(log_step, {k: np.asarray(last[k]) for k in _NORMS})
+      bar.set_postfix(loss=f'{np.mean(row["train/loss"]):.4g}')
+
   def _write_log(self, step: int, last: dict) -> dict:
     values = self.pending.take()
     row = {f'train/{k}': self._mean(v) for k, v in values.items()}
@@ -117,12 +128,16 @@ class Loop:
           should_stop: Callable[[int], str | None] = lambda step: None) -> Result:
     step, unchecked, last, next_check = start, [], None, time.monotonic() + CHECK_EVERY_S
     clock, timed_from, untimed, stopped = None, start, 0.0, should_stop(start)
+    deferred = None  # a log step (nothing else due) whose blocks are settled once the next runs
     bar = tqdm.tqdm(total=self.total, initial=start, unit='step', dynamic_ncols=True,
                     disable=not self.progress or bool(stopped))
     while step < end and not stopped:
       k = self._block_size(step, end, periods)
       check = self._boundary(step + k, periods)
       state, out = self.train_block(state, prep, *self.batches.block(step, k), check)
+      if deferred is not None:  # check and log the blocks up to it while this one runs
+        self._settle(deferred, unchecked, last, bar)
+        unchecked, deferred, next_check = [], None, time.monotonic() + CHECK_EVERY_S
       unchecked.append((step, out, check))
       self.pending.add({key: v for key, v in out.items() if key not in _PER_BLOCK})
       last, step = out, step + k
@@ -136,17 +151,17 @@ class Loop:
             self._check(*block)
           unchecked, next_check = unchecked[-1:], time.monotonic() + CHECK_EVERY_S
         continue
-      for block in unchecked:
-        self._check(*block)
+      if clock is None:  # time from the first sync after the first (compiling) block
+        self._settle(None, unchecked, last, bar)
+        unchecked, clock, timed_from = [], time.time(), step
+      if not (hook_due or stopping or step == end):
+        deferred = step  # a log step alone: the device need not wait for the host
+        continue
+      self._settle(step if log_due else None, unchecked, last, bar)
       unchecked, next_check = [], time.monotonic() + CHECK_EVERY_S
       if stopping and not check and not bool(_finite_state(state)):  # not checked in the block
         raise Diverged(f'training stopped: the parameters or optimizer state hold inf or NaN '
                        f'at step {step}, though the loss was still finite')
-      if clock is None:  # time from the first sync after the first (compiling) block
-        clock, timed_from = time.time(), step
-      if log_due:
-        row = self._write_log(step, {k: np.asarray(last[k]) for k in _NORMS})
-        bar.set_postfix(loss=f'{np.mean(row["train/loss"]):.4g}')
       if at_boundary is not None and (hook_due or stopping):
         t = time.time()
         at_boundary(step, state, bool(stopping))
