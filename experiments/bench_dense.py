@@ -9,10 +9,10 @@ Variants (comma-separated): `batch=N` (default 256), `tiny` (784-32-8-32-784, ba
 digits: seconds on a CPU; used by the tests). It also trains with `python -m aelab.run`.
 Per train step the counted matmul FLOPs are 6 * B * (784*512 + 512*32 + 32*512 + 512*784) less
 2 * B * 784*512 (no input gradient for the first layer): 1.078e9 at B=256.
-Expected on the shared 2-core CPU (AMD EPYC, f32, 2026-12-01): batch 256 about 295-315 steps/s,
-0.94-0.98 of the bare jit(scan) loop's FLOP/s and 1.06-1.10 of Keras 3 (JAX backend), input
-pipeline +1-2%; batch 4096 about 19 steps/s (330 GFLOP/s), 1.00 of bare. docs/performance.md has the
-table. `launch/bench_all.sh` runs the standard set.
+Expected on the shared 2-core CPU (AMD EPYC, f32, 2026-12-02): batch 256 about 240-270 steps/s,
+0.98-1.01 of the bare jit(scan) loop's FLOP/s and 1.1-1.15 of Keras 3 (JAX backend), input
+pipeline +1%; batch 4096 about 19 steps/s (330 GFLOP/s), 1.00 of bare (2026-12-01).
+docs/performance.md has the table. `launch/bench_all.sh` runs the standard set.
 """
 
 from mnist_ae import get_config as mnist_ae_config

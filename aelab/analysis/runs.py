@@ -283,7 +283,7 @@ def sae_arrays(run: Run) -> dict[str, np.ndarray]:
   with a trained threshold (the checkpoint's stats) 'batchtopk_threshold' (a scalar)."""
   require_sae(run, 'the parameters of a sparse autoencoder')
   p = run.params
-  decoder = run.forward.model.apply({'params': p}, method=lambda m: m.decoder())
+  decoder = run.forward.weights(p, 'decoder')
   out = {'W_enc': np.asarray(p['W_enc']), 'b_enc': np.asarray(p['b_enc']),
          'W_dec': np.asarray(decoder, np.float32), 'b_dec': np.asarray(p['b_dec'])}
   if run.config.model.activation == 'jumprelu':

@@ -8,6 +8,7 @@ through a `Forward`; nothing else calls `model.apply`.
     p = fwd.outputs(params, prep, batch, rng, train=False)   # z, inputs, ctx, recon, aux
     code = fwd.encode(params, prep, x)                       # the code of raw rows
     x_hat = fwd.decode(params, prep, code)                   # decoder means, in input units
+    w_dec = fwd.weights(params, 'decoder')                   # a method of the parameters alone
 
 `batch` is {'x': raw rows [B, *feature_shape]} plus 'y' (int labels [B]) when the dataset has
 them. `rng` is split between the input noise (aelab/corruption.py) and the model's 'noise'
@@ -95,6 +96,11 @@ class Forward:
   def decode(self, params, prep: Preprocessor, code: jax.Array) -> jax.Array:
     """Decoder outputs of codes, in input units (not for per_sample, which needs each row's ctx)."""
     return prep.invert(self._apply(params, code, method=self.model.decode), {})
+
+  def weights(self, params, method: str) -> jax.Array:
+    """What a model method computes from the parameters alone, in float32 (an SAE's `decoder`:
+    the matrix it decodes with)."""
+    return self.model.apply({'params': params}, method=lambda m: getattr(m, method)())
 
   def log_weights(self, params, z: jax.Array, rng: jax.Array, k: int) -> jax.Array:
     """[B, k] importance log-weights of preprocessed rows z (a VAE; see aelab/evaluators/iwae.py)."""

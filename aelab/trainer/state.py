@@ -41,6 +41,13 @@ def all_finite(tree) -> jax.Array:
   return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
 
 
+def _gather(source: dict, rows: jax.Array, spec) -> dict:
+  """Rows of the device-resident training set, gathered from a flat [N, D] view (XLA:CPU gathers
+  a trailing dimension of 1, as in [N, 28, 28, 1], several times slower)."""
+  return jax.tree.map(lambda a: jax.lax.with_sharding_constraint(
+      a.reshape(a.shape[0], -1)[rows].reshape(rows.shape + a.shape[1:]), spec), source)
+
+
 def make_train_block(forward, tx: optax.GradientTransformation, mesh, unroll: int | bool = 1,
                      replicas: str | None = None, state_sharding=None):
   """jit(lax.scan(step)) over a block of k batches: the state placed by `state_sharding`
@@ -55,12 +62,6 @@ def make_train_block(forward, tx: optax.GradientTransformation, mesh, unroll: in
   With `replicas`, over a leading axis of state, preprocessor, source and rows (runs trained
   together, aelab/trainer/replicas.py): batched ('vmap') or one after the other ('map')."""
 
-  def gather(source, rows):
-    """Rows of the device-resident training set, gathered from a flat [N, D] view (XLA:CPU
-    gathers a trailing dimension of 1, as in [N, 28, 28, 1], several times slower)."""
-    return jax.tree.map(lambda a: jax.lax.with_sharding_constraint(
-        a.reshape(a.shape[0], -1)[rows].reshape(rows.shape + a.shape[1:]), batch_spec), source)
-
   def block(state, prep, source, rows, check=True):
     """source: the training set on the devices and rows its row order (aelab/trainer/batches.py
     Rows, read at state.step), or the batches [k, B, ...] themselves with rows None (fed from
@@ -68,7 +69,7 @@ def make_train_block(forward, tx: optax.GradientTransformation, mesh, unroll: in
 
     def train_step(state, batch):
       """(new state, this step's terms and loss, its gradients)."""
-      batch = batch if rows is None else gather(source, batch)
+      batch = batch if rows is None else _gather(source, batch, batch_spec)
       rng = jax.random.fold_in(state.rng, state.step)
       loss_of = lambda p: forward(p, prep, batch, rng, True, step=state.step,  # noqa: E731
                                   stats=state.stats)
