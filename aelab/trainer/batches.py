@@ -44,19 +44,19 @@ class Batches:
     self._perms: dict[int, np.ndarray] = {}     # epoch -> its batches' rows [spe, B]
     self._rows_key, self._rows = None, None      # the Rows' epochs (e0, m) and order on the devices
 
-  def _epoch(self, epoch: int) -> np.ndarray:
-    if epoch not in self._perms:
-      self._perms = {e: p for e, p in self._perms.items() if e >= epoch - 1}  # the last two
-      used = self.steps_per_epoch * self.batch_size
-      perm = data.epoch_permutation(self.n, self.seed, epoch)[:used]
-      self._perms[epoch] = perm.reshape(self.steps_per_epoch, self.batch_size).astype(np.int32)
-    return self._perms[epoch]
+  def _epochs(self, e0: int, m: int) -> list[np.ndarray]:
+    """The batches' rows [spe, B] of epochs e0 .. e0 + m - 1, each computed once while in use."""
+    used = self.steps_per_epoch * self.batch_size
+    self._perms = {e: self._perms.get(e) for e in range(e0, e0 + m)}
+    for e, perm in self._perms.items():
+      if perm is None:
+        perm = data.epoch_permutation(self.n, self.seed, e)[:used]
+        self._perms[e] = perm.reshape(self.steps_per_epoch, self.batch_size).astype(np.int32)
+    return list(self._perms.values())
 
   def indices(self, start: int, k: int) -> np.ndarray:
     """[k, B] rows of steps start .. start + k - 1."""
-    e0, i0 = divmod(start, self.steps_per_epoch)
-    if i0 + k <= self.steps_per_epoch:
-      return self._epoch(e0)[i0:i0 + k]
+    i0 = start % self.steps_per_epoch
     return self.order(*self.epochs(start, k))[i0:i0 + k]
 
   def epochs(self, start: int, k: int) -> tuple[int, int]:
@@ -66,7 +66,7 @@ class Batches:
 
   def order(self, e0: int, m: int) -> np.ndarray:
     """[m * spe, B]: the batches' rows of epochs e0 .. e0 + m - 1, one after the other."""
-    return np.concatenate([self._epoch(e) for e in range(e0, e0 + m)])
+    return np.concatenate(self._epochs(e0, m))
 
   def block(self, start: int, k: int) -> tuple[dict, Rows | None]:
     """(source, rows) for the train block covering steps [start, start + k): the training set on

@@ -147,8 +147,7 @@ class Loop:
       hook_due = any(step % n == 0 for n in periods if n > 0) or step == self.total
       if not (log_due or hook_due or stopping or step == end):
         if time.monotonic() >= next_check:  # the blocks before this one, while it runs
-          for block in unchecked[:-1]:
-            self._check(*block)
+          self._settle(None, unchecked[:-1], last, bar)
           unchecked, next_check = unchecked[-1:], time.monotonic() + CHECK_EVERY_S
         continue
       if clock is None:  # time from the first sync after the first (compiling) block
