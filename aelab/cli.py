@@ -1,4 +1,6 @@
-"""The one front of the `--config` CLIs (python -m aelab.run, aelab.sweep, aelab.bench).
+"""The one front of aelab's command lines: `guard` (errors as one line, exit 2) and `Parser` for
+every CLI (run, sweep, bench, inspect, frontier), and `main` for those that take `--config`
+(python -m aelab.run, aelab.sweep, aelab.bench).
 
     cli.main(argv, prog='python -m aelab.run', doc=__doc__, flags=FLAGS, run=main)
 
@@ -14,7 +16,9 @@ raised by `run`) is one line `aelab: error: ...` on stderr, with exit code 2.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import os
 import sys
 import textwrap
 from collections.abc import Callable, Sequence
@@ -22,6 +26,7 @@ from typing import Any
 
 import ml_collections
 
+from aelab import errors
 from aelab.config import files, overrides as overrides_lib
 from aelab.errors import AelabError
 
@@ -51,6 +56,8 @@ DISTRIBUTED = (
     Flag('process_id', int, -1, 'This process\'s index in [0, num_processes).'),
     Flag('peer_timeout', int, 30, 'Seconds without a sign of life from another process (or the '
          'coordinator) after which this one stops, exit code 75.'),
+    Flag('coordinator_timeout', int, 60, 'Seconds to wait at the start for all processes to meet '
+         'at --coordinator_address (or the cluster\'s coordinator); past it, one line, exit 2.'),
 )
 
 Run = Callable[[ml_collections.ConfigDict, argparse.Namespace, str, list[str]], None]
@@ -61,9 +68,10 @@ def main(argv: Sequence[str] | None, *, prog: str, doc: str, flags: Sequence[Fla
   """Parses `argv` (default: sys.argv[1:]) and calls `run`; see the module doc."""
   argv = list(sys.argv[1:] if argv is None else argv)
   if any(arg in HELP for arg in argv):
-    print(help_text(prog, doc, flags), flush=True)
+    with guard():
+      print(help_text(prog, doc, flags), flush=True)
     sys.exit(0)
-  try:
+  with guard():
     spec, changes, rest = split(argv)
     config = files.load(spec)
     overrides_lib.apply_args(config, changes)
@@ -74,9 +82,21 @@ def main(argv: Sequence[str] | None, *, prog: str, doc: str, flags: Sequence[Fla
         setattr(values, flag.name, list(flag.default or ()))
     _init_absl(prog)
     run(config, values, spec, [_show(path, text) for path, text in changes])
+
+
+@contextlib.contextmanager
+def guard():
+  """Every CLI's body: an AelabError, or an OSError (a full disk, a read-only directory: the
+  OS's own words and the path), ends the process with one line and exit code 2."""
+  try:
+    yield
   except AelabError as e:
-    print(f'aelab: error: {e}', file=sys.stderr, flush=True)
-    sys.exit(2)
+    errors.exit_with(str(e))
+  except BrokenPipeError:  # the reader went away (`--help | head`): nothing left to say
+    sys.stderr.close()
+    os._exit(0)
+  except OSError as e:
+    errors.exit_with(f'{e.strerror or e}: {e.filename or ""}'.rstrip(': '))
 
 
 def split(argv: Sequence[str]) -> tuple[str, list[tuple[str, str | None]], list[str]]:
@@ -106,15 +126,16 @@ def _show(path: str, text: str | None) -> str:
   return f'{_PREFIX}{path}' + ('' if text is None else f'={text}')
 
 
-class _Parser(argparse.ArgumentParser):
-  """argparse whose usage errors are AelabErrors: one line, exit 2."""
+class Parser(argparse.ArgumentParser):
+  """argparse whose usage errors are AelabErrors (one line, exit 2, through `guard`); every CLI's
+  own flags parse with it."""
 
   def error(self, message: str):
     raise AelabError(f'{message} (see {self.prog} --help)')
 
 
 def _parser(prog: str, flags: Sequence[Flag]) -> argparse.ArgumentParser:
-  parser = _Parser(prog=prog, add_help=False, allow_abbrev=False)
+  parser = Parser(prog=prog, add_help=False, allow_abbrev=False)
   for flag in flags:
     extra = dict(nargs='?', const=True) if flag.type is bool else {}
     if flag.repeat:

@@ -24,7 +24,7 @@ import ml_collections
 import numpy as np
 
 from aelab import preprocessing
-from aelab.config import check_choice, check_fields
+from aelab.config import checks
 from aelab.config.defaults import INPUT_NOISE
 from aelab.errors import AelabError
 
@@ -114,13 +114,10 @@ def build(cfg: ml_collections.ConfigDict | Mapping[str, Any] | None,
   if cfg is None:
     return InputNoise()
   fields = cfg.to_dict() if isinstance(cfg, ml_collections.ConfigDict) else dict(cfg)
-  check_fields(fields, DEFAULTS, 'input_noise')
+  checks.fields(fields, DEFAULTS, 'input_noise')
   fields = {**DEFAULTS, **fields}
-  check_choice(fields['corruption'], KINDS, 'input_noise.corruption')
-  level = fields['level']
-  if isinstance(level, bool) or not isinstance(level, (int, float)) or not np.isfinite(level) \
-      or level < 0:
-    raise AelabError(f'input_noise.level must be a finite number >= 0; got {level!r}')
+  checks.choice(fields['corruption'], KINDS, 'input_noise.corruption')
+  level = checks.number(fields['level'], 'input_noise.level', low=0.0)
   if fields['corruption'] in ('masking', 'salt_and_pepper') and not level <= 1:
     raise AelabError(f'input_noise.level is the fraction of entries {fields["corruption"]} '
                      f'replaces, in [0, 1]; got {level!r}')

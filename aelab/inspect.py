@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
+from aelab import cli, files
 from aelab.errors import AelabError
 
 if TYPE_CHECKING:
@@ -33,17 +34,10 @@ if TYPE_CHECKING:
 PROG = 'python -m aelab.inspect'
 
 
-class _Parser(argparse.ArgumentParser):
-  """argparse whose usage errors are AelabErrors: one line, exit 2, like python -m aelab.run."""
-
-  def error(self, message: str):
-    raise AelabError(f'{message} (see {self.prog} --help)')
-
-
 def _parser() -> argparse.ArgumentParser:
-  parser = _Parser(prog=PROG, description=__doc__,
+  parser = cli.Parser(prog=PROG, description=__doc__,
                    formatter_class=argparse.RawDescriptionHelpFormatter)
-  verbs = parser.add_subparsers(dest='verb', metavar='VERB', parser_class=_Parser)
+  verbs = parser.add_subparsers(dest='verb', metavar='VERB', parser_class=cli.Parser)
   verbs.required = True
 
   def verb(name: str, help_: str, rows: bool = True) -> argparse.ArgumentParser:
@@ -108,12 +102,11 @@ def _features(run: runs.Run, rows: inputs.Rows, args: argparse.Namespace,
   from aelab.analysis import runs
   layer = int(args.layer) if args.layer.strip().isdigit() else args.layer.strip()
   h = runs.features(run, rows.x, layer, args.batch_size)
-  depth = run.depth
-  k = depth if layer == 'code' else int(layer)
-  header = [f'aelab features: layer {k} of {depth} ({h.shape[1]} units'
-            f'{", the code" if k == depth else ""}) of {where}', *runs.formula(run, through=k)]
+  k, code = runs.layer_number(run, layer), runs.layer_number(run, 'code')
+  header = [f'aelab features: layer {k} of {max(run.depth, code)} ({h.shape[1]} units'
+            f'{", the code" if k == code else ""}) of {where}', *runs.formula(run, through=layer)]
   cols = [f'DF.L{k}.C{j + 1}' for j in range(h.shape[1])]
-  if runs.is_sae(run):
+  if run.model.dictionary() is not None:
     header.append(f'the latents of a sparse autoencoder: column DF.L{k}.C<j+1> holds latent j '
                   '(numbered from 0, as aelab.inspect latents and the rows of W_dec number them)')
   return _Output(header, cols, [h], {'features': h, 'columns': np.asarray(cols)},
@@ -181,34 +174,35 @@ def _latents(run: runs.Run, rows: inputs.Rows, args: argparse.Namespace, where: 
              fmt: str) -> str:
   """The latents verb: the statistics table, and the top rows of the chosen latents."""
   from aelab.analysis import latents, runs
+  dictionary = runs.require_dictionary(run, 'the latents verb')
   chosen = latents.check_latents(run, args.latent or [])
   if args.examples < 1:
     raise AelabError(f'--examples={args.examples}: give a positive number of rows per latent')
-  if args.top is not None and not 1 <= args.top <= run.config.model.latents:
+  if args.top is not None and not 1 <= args.top <= dictionary.latents:
     raise AelabError(f'--top={args.top}: choose between 1 and the run\'s '
-                     f'{run.config.model.latents} latents')
+                     f'{dictionary.latents} latents')
   f = runs.features(run, rows.x, 'code', args.batch_size)
   if args.top is not None:
     chosen = latents.most_frequent(f, args.top)
   table = latents.statistics(run, f)
-  cfg, n = run.config.model, f.shape[1]
+  n = f.shape[1]
   source = f'rows: {rows.source}, {len(f)} rows (numbered from 0)'
   since = ('steps_since_fired: training steps since the latent last fired in a training batch '
            f'(the checkpoint\'s stats at step {run.step}); dead = steps_since_fired >= '
-           f'model.dead_steps = {cfg.dead_steps}' if 'steps_since_fired' in table else
+           f'model.dead_steps = {dictionary.dead_steps}' if 'steps_since_fired' in table else
            'the checkpoint holds no stats: no steps_since_fired / dead columns')
-  header = [f'aelab latents: per-latent statistics of the {n} latents of a sparse autoencoder '
-            f'({cfg.activation}) of {where}', *runs.formula(run, through=1),
+  header = [f'aelab latents: per-latent statistics of the {n} latents of a sparse dictionary '
+            f'(model {run.config.model.name!r}) of {where}', *runs.formula(run, through='code'),
             'one row per latent j (from 0: f[:, j], row j of W_dec); count = rows where f_j > 0; '
             'frequency = count / rows; mean_active = mean f_j over those rows (0 where count = 0); '
-            'max = the largest f_j; decoder_norm = ||W_dec[j]||, the decoder the forward pass uses'
-            + (' (1: normalize_decoder)' if cfg.normalize_decoder else ''), since, source]
+            'max = the largest f_j; decoder_norm = ||W_dec[j]||, the decoder the forward pass '
+            'uses', since, source]
   top = latents.top_inputs(f, chosen, args.examples)
   out = pathlib.Path(args.out)
   grid = out.with_name(f'{out.stem}_top.png') if top and latents.is_image(run) else None
   how = f'the {args.top} most frequent' if args.top else 'chosen with --latent'
   top_header = [f'aelab latents: the rows that activate latents {", ".join(map(str, chosen))} '
-                f'most ({how}) of {where}', *runs.formula(run, through=1),
+                f'most ({how}) of {where}', *runs.formula(run, through='code'),
                 f'per latent, up to {args.examples} rows with the largest f_j > 0 (fewer where it '
                 'fires on fewer), in descending order: rank 1 is the largest; row = the 0-based '
                 'index of the input row; activation = f_j of that row'
@@ -265,17 +259,22 @@ def main(args: argparse.Namespace) -> str:
   """Runs one verb; returns the one-line summary to print."""
   from aelab import preprocessing  # after parsing: keeps --help fast
   from aelab.analysis import export, inputs, runs
+  from aelab.trainer import compile_cache
+  compile_cache.enable()
 
   fmt = None if args.verb == 'weights' else export.format_of(args.out)
+  if fmt is not None:
+    files.check_writable(args.out)
   run = runs.load(args.workdir, args.step)
   if args.verb == 'weights':
     path = export.write_weights(run, args.out)
     keys = ', '.join(preprocessing.STAT_KEYS[run.mode]) or 'none'
-    what = (f'the sparse autoencoder ({", ".join(runs.sae_arrays(run))})' if runs.is_sae(run)
-            else f'{len(runs.layers(run))} layers')
-    return f'wrote {what} and the {run.mode!r} preprocessing statistics ({keys}) to {path}'
+    names = list(run.export().arrays)
+    shown = ', '.join(names) if len(names) <= 8 else f'{len(names)} arrays'
+    return (f'wrote the {run.config.model.name!r} model ({shown}) and the {run.mode!r} '
+            f'preprocessing statistics ({keys}) to {path}')
   if args.verb == 'latents':
-    runs.require_sae(run, 'the latents verb')
+    runs.require_dictionary(run, 'the latents verb')
 
   rows = inputs.read(run, args.input, args.split, args.label_column)
   names = list(rows.columns or run.feature_names or ())
@@ -304,14 +303,11 @@ def main(args: argparse.Namespace) -> str:
 
 def run(argv: Sequence[str] | None = None) -> None:
   argv = list(sys.argv[1:] if argv is None else argv)
-  try:
+  with cli.guard():
     args = _parser().parse_args(argv)
     from absl import logging
     logging.set_verbosity(logging.WARNING)
     print(f'aelab: {main(args)}', flush=True)
-  except AelabError as e:
-    print(f'aelab: error: {e}', file=sys.stderr, flush=True)
-    sys.exit(2)
 
 
 if __name__ == '__main__':

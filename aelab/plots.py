@@ -1,39 +1,78 @@
-"""PNG plots for the workdir (matplotlib, Agg backend)."""
+"""Every figure aelab draws (PNG for the workdir; PDF or SVG where a user names one), with
+matplotlib's object API on the Agg canvas: no pyplot, no global figure state, each file written
+atomically (aelab/files.py). Log axes label their ticks in plain text (1e-03), not with mathtext,
+whose parser costs more than the rest of a small figure."""
 
 from __future__ import annotations
 
 import pathlib
 from collections.abc import Sequence
 
-import matplotlib
+import numpy as np
+from matplotlib import colormaps, ticker
+from matplotlib.figure import Figure
 
-matplotlib.use('Agg')
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+from aelab import files
+
+FORMATS = ('png', 'pdf', 'svg')
 
 
-def _save(fig, path: str | pathlib.Path) -> pathlib.Path:
+def _subplots(nrows: int = 1, ncols: int = 1, **kwargs):
+  """(figure, axes [nrows, ncols]) on the Agg canvas."""
+  fig = Figure(figsize=kwargs.pop('figsize'))
+  return fig, fig.subplots(nrows, ncols, squeeze=False, **kwargs)
+
+
+def _save(fig, path: str | pathlib.Path, tight: bool = True) -> pathlib.Path:
+  """Writes `fig` to `path` (its format from the suffix; PNG at 100 dpi)."""
   path = pathlib.Path(path)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  fig.savefig(path, dpi=100, bbox_inches='tight')
-  plt.close(fig)
+  fmt = path.suffix.lower().lstrip('.') or 'png'
+  with files.atomic(path) as tmp:
+    fig.savefig(tmp, format=fmt, dpi=100, bbox_inches='tight' if tight else None)
   return path
+
+
+def _one(figsize):
+  fig, axes = _subplots(figsize=figsize)
+  return fig, axes[0, 0]
+
+
+def _log_y(ax, decades: float) -> None:
+  """A log y axis labelled 1, 2, 5 x 10^k (1 x 10^k only over more than two decades)."""
+  ax.set_yscale('log')
+  subs = (1.0, 2.0, 5.0) if decades <= 2 else (1.0,)
+  ax.yaxis.set_major_locator(ticker.LogLocator(base=10, subs=subs))
+  ax.yaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f'{v:g}'))
+  ax.yaxis.set_minor_locator(ticker.NullLocator())
+
+
+def _mosaic(images: np.ndarray, cols: int, fill: float) -> np.ndarray:
+  """Images [n, h, w, c] tiled `cols` to a row with a 1-pixel gap of `fill`: one array, drawn
+  by one imshow (an axes per tile costs tens of milliseconds each)."""
+  n, h, w, c = images.shape
+  rows = -(-n // cols)
+  out = np.full((rows * (h + 1) - 1, cols * (w + 1) - 1, c), fill, np.float64)
+  for i, img in enumerate(images):
+    r, q = divmod(i, cols)
+    out[r * (h + 1):r * (h + 1) + h, q * (w + 1):q * (w + 1) + w] = img
+  return out[..., 0] if c == 1 else out
+
+
+def _show(ax, mosaic: np.ndarray, value_range: tuple[float, float]) -> None:
+  ax.imshow(mosaic, cmap='gray', vmin=value_range[0], vmax=value_range[1],
+            interpolation='nearest')
+  ax.set_xticks([])
+  ax.set_yticks([])
 
 
 def image_rows(rows: Sequence[np.ndarray], labels: Sequence[str], path: str | pathlib.Path,
                value_range: tuple[float, float] = (0.0, 1.0)) -> pathlib.Path:
   """A grid: one row per array of images [n, H, W, C] (e.g. inputs over reconstructions)."""
-  n = rows[0].shape[0]
-  fig, axes = plt.subplots(len(rows), n, figsize=(n * 1.0, len(rows) * 1.1), squeeze=False)
-  for r, (images, label) in enumerate(zip(rows, labels)):
-    for c in range(n):
-      ax = axes[r, c]
-      img = np.asarray(images[c])
-      ax.imshow(img[..., 0] if img.shape[-1] == 1 else np.clip(img, *value_range),
-                cmap='gray', vmin=value_range[0], vmax=value_range[1])
-      ax.set_xticks([])
-      ax.set_yticks([])
-    axes[r, 0].set_ylabel(label, rotation=0, ha='right', va='center')
+  n, h = rows[0].shape[0], rows[0].shape[1]
+  images = np.clip(np.concatenate([np.asarray(r, np.float64) for r in rows]), *value_range)
+  fig, axes = _subplots(figsize=(n * 1.0 + 1.2, len(rows) * 1.1))
+  _show(axes[0, 0], _mosaic(images, n, value_range[1]), value_range)
+  axes[0, 0].set_yticks([r * (h + 1) + h / 2 for r in range(len(rows))], labels)
   return _save(fig, path)
 
 
@@ -41,7 +80,7 @@ def vector_rows(x: np.ndarray, recon: np.ndarray, path: str | pathlib.Path,
                 title: str = '') -> pathlib.Path:
   """Line plots of a few feature vectors and their reconstructions (tabular data)."""
   n = x.shape[0]
-  fig, axes = plt.subplots(n, 1, figsize=(8, 1.6 * n), squeeze=False, sharex=True)
+  fig, axes = _subplots(n, 1, figsize=(8, 1.6 * n), sharex=True)
   for i in range(n):
     ax = axes[i, 0]
     ax.plot(x[i], label='input', lw=1.2)
@@ -55,42 +94,43 @@ def vector_rows(x: np.ndarray, recon: np.ndarray, path: str | pathlib.Path,
 
 
 def curves(rows: list[dict], path: str | pathlib.Path, prefix: str = 'train/') -> pathlib.Path | None:
-  """One panel per metric starting with `prefix`, from metrics.jsonl rows (log scale if positive)."""
+  """One panel per metric starting with `prefix`, from metrics.jsonl rows (a log scale where the
+  values are positive and span more than a factor of 10)."""
   keys = sorted({k for r in rows for k in r if k.startswith(prefix)})
   if not keys:
     return None
-  fig, axes = plt.subplots(len(keys), 1, figsize=(7, 1.9 * len(keys)), squeeze=False, sharex=True)
+  fig, axes = _subplots(len(keys), 1, figsize=(7, 1.9 * len(keys)), sharex=True)
   for ax, key in zip(axes[:, 0], keys):
     pts = [(r['step'], r[key]) for r in rows if isinstance(r.get(key), float)]
     if pts:
       steps, values = zip(*pts)
       ax.plot(steps, values, lw=1.0)
-      if min(values) > 0:
-        ax.set_yscale('log')
+      if min(values) > 0 and max(values) > 10 * min(values):  # a log scale where it shows more
+        _log_y(ax, np.log10(max(values) / min(values)))
     ax.set_ylabel(key[len(prefix):], fontsize=8)
+    ax.tick_params(labelsize=7)
   axes[-1, 0].set_xlabel('step')
-  return _save(fig, path)
+  height = 1.9 * len(keys)  # fixed margins (inches): one draw, where a tight box takes two
+  fig.subplots_adjust(left=0.14, right=0.98, bottom=0.45 / height, top=1 - 0.1 / height,
+                      hspace=0.12)
+  return _save(fig, path, tight=False)
 
 
 def _tile(img: np.ndarray) -> np.ndarray:
-  """One image [h, w, c] scaled to [0, 1] on its own range (grey [h, w] when c == 1)."""
+  """One image [h, w, c] scaled to [0, 1] on its own range."""
   img = np.asarray(img, np.float64)
   lo, hi = img.min(), img.max()
-  img = (img - lo) / (hi - lo) if hi > lo else np.zeros_like(img)
-  return img[..., 0] if img.shape[-1] == 1 else img
+  return (img - lo) / (hi - lo) if hi > lo else np.zeros_like(img)
 
 
 def _grid(images: np.ndarray, path: str | pathlib.Path, tile: float, title: str,
-          show) -> pathlib.Path:
-  """Images in a square grid of `tile`-inch tiles; show(ax, image) draws one."""
-  n = len(images)
-  cols = int(np.ceil(np.sqrt(n)))
-  rows = int(np.ceil(n / cols))
-  fig, axes = plt.subplots(rows, cols, figsize=(cols * tile, rows * tile + 0.4), squeeze=False)
-  for i, ax in enumerate(axes.flat):
-    if i < n:
-      show(ax, images[i])
-    ax.axis('off')
+          value_range: tuple[float, float]) -> pathlib.Path:
+  """Images [n, h, w, c] in a square grid of `tile`-inch tiles."""
+  cols = int(np.ceil(np.sqrt(len(images))))
+  rows = int(np.ceil(len(images) / cols))
+  fig, axes = _subplots(figsize=(cols * tile, rows * tile + 0.4))
+  _show(axes[0, 0], _mosaic(images, cols, value_range[1]), value_range)
+  axes[0, 0].axis('off')
   if title:
     fig.suptitle(title, fontsize=9)
   return _save(fig, path)
@@ -99,16 +139,15 @@ def _grid(images: np.ndarray, path: str | pathlib.Path, tile: float, title: str,
 def filters(images: np.ndarray, path: str | pathlib.Path, title: str = '',
             max_tiles: int = 100) -> pathlib.Path:
   """First-layer filters [n, h, w, c] as a grid of tiles, each scaled to its own range."""
-  return _grid(np.asarray(images)[:max_tiles], path, 0.8, title,
-               lambda ax, img: ax.imshow(_tile(img), cmap='gray', interpolation='nearest'))
+  tiles = np.stack([_tile(img) for img in np.asarray(images)[:max_tiles]])
+  return _grid(tiles, path, 0.8, title, (0.0, 1.0))
 
 
 def image_grid(images: np.ndarray, path: str | pathlib.Path,
                value_range: tuple[float, float] = (0.0, 1.0), title: str = '') -> pathlib.Path:
   """Images [n, H, W, C] in a square grid on a shared value range (e.g. VAE samples)."""
-  return _grid(np.clip(np.asarray(images), *value_range), path, 0.9, title,
-               lambda ax, img: ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap='gray',
-                                         vmin=value_range[0], vmax=value_range[1]))
+  return _grid(np.clip(np.asarray(images, np.float64), *value_range), path, 0.9, title,
+               value_range)
 
 
 def pca_2d(code: np.ndarray) -> tuple[np.ndarray, str]:
@@ -131,9 +170,9 @@ def latent_scatter(code: np.ndarray, labels: np.ndarray, path: str | pathlib.Pat
   """2-D scatter of the code (PCA when wider than 2) coloured by label."""
   points, axes_name = pca_2d(code)
   labels = np.asarray(labels)
-  fig, ax = plt.subplots(figsize=(6.5, 5.5))
+  fig, ax = _one(figsize=(6.5, 5.5))
   classes = np.unique(labels)
-  cmap = plt.get_cmap('tab10' if len(classes) <= 10 else 'tab20')
+  cmap = colormaps['tab10' if len(classes) <= 10 else 'tab20']
   for i, c in enumerate(classes):
     sel = labels == c
     name = label_names[int(c)] if label_names is not None and 0 <= int(c) < len(label_names) else str(c)
@@ -154,7 +193,7 @@ def confusion(matrix: np.ndarray, path: str | pathlib.Path,
   names = list(label_names) if label_names is not None and len(label_names) == k else \
       [str(i) for i in range(k)]
   size = max(4.0, 0.45 * k + 1.5)
-  fig, ax = plt.subplots(figsize=(size + 1.0, size))
+  fig, ax = _one(figsize=(size + 1.0, size))
   image = ax.imshow(matrix, cmap='Blues', interpolation='nearest')
   fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
   ax.set_xticks(range(k), names, rotation=90 if max(map(len, names)) > 2 else 0, fontsize=7)
@@ -171,13 +210,28 @@ def confusion(matrix: np.ndarray, path: str | pathlib.Path,
   return _save(fig, path)
 
 
+def latent_density(frequency: np.ndarray, path: str | pathlib.Path, floor: float, dense: float,
+                   xlabel: str, title: str = '') -> pathlib.Path:
+  """The histogram of log10 of each latent's firing frequency (those that never fired at
+  log10(floor), the left edge), with the dense threshold marked."""
+  fig, ax = _one(figsize=(6, 3.5))
+  ax.hist(np.log10(np.maximum(frequency, floor)), bins=60, color='tab:blue')
+  ax.axvline(np.log10(dense), color='tab:red', lw=1, ls='--', label=f'dense ({dense:.0%})')
+  ax.set_xlabel(xlabel)
+  ax.set_ylabel('latents')
+  if title:
+    ax.set_title(title, fontsize=10)
+  ax.legend(fontsize=8)
+  return _save(fig, path)
+
+
 def sweep_metric(series: Sequence[dict], path: str | pathlib.Path, xlabel: str, ylabel: str,
                  categories: Sequence[str] | None = None, log_x: bool = False,
                  title: str = '') -> pathlib.Path:
   """A metric against one swept field: one line per series {'label', 'x', 'mean', 'low',
   'high'} (error bars from low to high where they differ from the mean). `categories`: x holds
   positions into these tick labels (a field whose values are not numbers)."""
-  fig, ax = plt.subplots(figsize=(6.5, 4.2))
+  fig, ax = _one(figsize=(6.5, 4.2))
   for s in series:
     mean = np.asarray(s['mean'], np.float64)
     spread = np.stack([mean - np.asarray(s['low']), np.asarray(s['high']) - mean])
@@ -200,7 +254,7 @@ def sweep_metric(series: Sequence[dict], path: str | pathlib.Path, xlabel: str, 
 def series(lines: dict[str, list[tuple[float, float]]], path: str | pathlib.Path, xlabel: str,
            ylabel: str, title: str = '') -> pathlib.Path:
   """Named (x, y) series on one set of axes (e.g. accuracy over steps, two runs)."""
-  fig, ax = plt.subplots(figsize=(6.5, 4))
+  fig, ax = _one(figsize=(6.5, 4))
   for label, pts in lines.items():
     xs, ys = zip(*pts)
     ax.plot(xs, ys, marker='o', ms=3, lw=1.2, label=label)
@@ -210,4 +264,30 @@ def series(lines: dict[str, list[tuple[float, float]]], path: str | pathlib.Path
   ax.legend(fontsize=8)
   if title:
     ax.set_title(title, fontsize=9)
+  return _save(fig, path)
+
+
+def frontier(sweeps: Sequence, path: str | pathlib.Path, split: str) -> pathlib.Path:
+  """L0 (log scale) against the variance explained, one line per sweep (aelab.analysis.frontier:
+  `.label` and `.points` with `.l0`, `.variance_explained`, `.fraction_recovered`); where some
+  sweep has fraction_recovered, a second panel draws it against L0 the same way."""
+  panels = [('variance_explained', f'variance explained ({split})')]
+  if any(p.fraction_recovered is not None for s in sweeps for p in s.points):
+    panels.append(('fraction_recovered', f'downstream fraction recovered ({split})'))
+  fig, axes = _subplots(1, len(panels), figsize=(6.5 * len(panels), 4.2))
+  for ax, (field, ylabel) in zip(axes[0], panels):
+    for s in sweeps:
+      pts = [p for p in s.points if getattr(p, field) is not None]
+      if pts:
+        ax.plot([p.l0 for p in pts], [getattr(p, field) for p in pts], marker='o', ms=4, lw=1.2,
+                label=s.label)
+    ax.set_xscale('log')
+    ax.xaxis.set_major_locator(ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f'{v:g}'))
+    ax.xaxis.set_minor_formatter(ticker.NullFormatter())
+    ax.set_xlabel(f'L0: active latents per example ({split}, log scale)')
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3, which='both')
+    ax.legend(fontsize=8, loc='lower right')
+    ax.set_title(f'L0 vs {field.replace("_", " ")}', fontsize=10)
   return _save(fig, path)

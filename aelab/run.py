@@ -43,10 +43,10 @@ def _report(summary: dict, workdir: str) -> None:
 def main(config, flags, spec: str, overrides: list[str]) -> None:
   del spec, overrides  # the resolved config is what the run records
   from absl import logging
-  from aelab.errors import AelabError
-  from aelab.trainer import distributed, train  # imported after flag parsing: keeps --help fast
+  from aelab.trainer import compile_cache, distributed, train  # after parsing: a fast --help
+  compile_cache.enable()
   distributed.initialize(flags.coordinator_address, flags.num_processes, flags.process_id,
-                         flags.peer_timeout)
+                         flags.peer_timeout, flags.coordinator_timeout)
   logging.set_verbosity(logging.WARNING)
   try:
     if 'stack' in config:  # a stacked autoencoder: its runs in sub-directories (aelab/stacked)
@@ -54,8 +54,10 @@ def main(config, flags, spec: str, overrides: list[str]) -> None:
       summary = stacked.train_and_evaluate(config, flags.workdir)
     else:
       summary = train.train_and_evaluate(config, flags.workdir)
-  except OSError as e:  # a full disk, a read-only workdir: the OS's own words, on one line
-    raise AelabError(f'{e.strerror or e}: {e.filename or flags.workdir}') from None
+  except OSError as e:  # a full disk mid-write names no file: name the workdir (cli.guard)
+    if e.filename is None:
+      e.filename = flags.workdir
+    raise
   if 'report' in summary:
     print('\n'.join(summary['report']) + f'\nResults in {flags.workdir}/summary.json', flush=True)
     return

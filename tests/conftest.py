@@ -17,6 +17,27 @@ def _offline_data_env(monkeypatch, tmp_path_factory):
   monkeypatch.setenv('AELAB_CACHE_DIR', str(tmp_path_factory.getbasetemp() / 'cache'))
 
 
+@pytest.fixture(scope='session', autouse=True)
+def _compile_cache(tmp_path_factory):
+  """One persistent compilation cache for the session's runs, in-process and in subprocesses
+  (they find it through AELAB_CACHE_DIR): a program compiled by one test is read back by the
+  next instead of compiled again."""
+  import os
+  from aelab.trainer import compile_cache
+  os.environ['AELAB_CACHE_DIR'] = str(tmp_path_factory.getbasetemp() / 'cache')
+  compile_cache.enable()
+
+
+@pytest.fixture(scope='session')
+def tiny_mnist_run(tmp_path_factory):
+  """mnist_ae:tiny trained once for the session (60 steps, checkpoints at 30 and 60): (workdir,
+  summary). For tests that only read a trained run; one that changes it works on a copy."""
+  workdir = tmp_path_factory.mktemp('tiny_mnist') / 'run'
+  config = experiment('mnist_ae')
+  config.train.progress = False
+  return workdir, train_on_test_data(config, workdir)
+
+
 @pytest.fixture
 def x64():
   """Float64 for hand-derived and finite-difference gradient checks; restores the setting."""

@@ -1,8 +1,12 @@
 """kill -9 a training run at random times, rerun it, and compare with a run that never stopped.
 
     python tests/kill_runs.py --kills=20 --checkpoint_every=10 [--seed=0] [--dir=/tmp/kill_runs]
+        [--config=experiments/vae_mnist.py:tiny]   (any tiny config; a stacked one compares
+                                                    every run of the stack)
 
-Each trial starts `python -m aelab.run` on mnist_ae:tiny (tests/data), kills it with SIGKILL after
+Each trial starts `python -m aelab.run` on the config (mnist_ae:tiny by default; tests/data),
+with its steps, logging and checkpoints set by the flags (a stacked config as it is), kills it
+with SIGKILL after
 a random delay drawn uniformly from [0, 1.1 x the reference run's duration] (so some kills land
 during start-up, some during checkpoint writes, some after the final checkpoint or the run's
 end), then reruns the same command to completion. A trial passes when the rerun exits 0 and its
@@ -29,12 +33,19 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 DATA = ROOT / 'tests' / 'data'
 
 
-def command(workdir: pathlib.Path, checkpoint_every: int, num_steps: int) -> list[str]:
-  return [sys.executable, '-m', 'aelab.run', '--config=experiments/mnist_ae.py:tiny',
-          f'--workdir={workdir}', f'--config.train.num_steps={num_steps}',
-          '--config.train.log_every=10', '--config.train.steps_per_call=5',
-          f'--config.train.checkpoint_every={checkpoint_every}', '--config.train.progress=False',
-          '--config.evals.val.every=50', '--config.evals.plots.every=-1']
+CONFIG = 'experiments/mnist_ae.py:tiny'
+
+
+def command(workdir: pathlib.Path, checkpoint_every: int, num_steps: int,
+            config: str = CONFIG) -> list[str]:
+  run = [sys.executable, '-m', 'aelab.run', f'--config={config}', f'--workdir={workdir}']
+  if 'stacked' in config:  # its runs' cadences are the config's own
+    return run
+  return run + [f'--config.train.num_steps={num_steps}', '--config.train.log_every=10',
+                '--config.train.steps_per_call=5',
+                f'--config.train.checkpoint_every={checkpoint_every}',
+                '--config.train.progress=False', '--config.evals.val.every=50',
+                '--config.evals.plots.every=-1']
 
 
 def env() -> dict:
@@ -65,6 +76,11 @@ def tensorboard_scalars(workdir: pathlib.Path) -> dict[str, list[tuple[int, floa
 
 
 def same_run(a: pathlib.Path, b: pathlib.Path) -> dict[str, bool]:
+  """Whether run b ended exactly as run a; a stacked run: every run of the stack."""
+  subs = sorted(p.name for p in a.iterdir() if (p / 'checkpoints').is_dir())
+  if subs:
+    each = [same_run(a / s, b / s) for s in subs]
+    return {k: all(e[k] for e in each) for k in each[0]}
   sa, sb = final_state(a), final_state(b)
   arrays = sa.keys() == sb.keys() and all(np.array_equal(sa[k], sb[k]) for k in sa)
   return {'params': arrays, 'metrics': metric_rows(a) == metric_rows(b),
@@ -84,17 +100,18 @@ def leftovers(workdir: pathlib.Path) -> str:
   return ', '.join(parts)
 
 
-def trial(workdir: pathlib.Path, delay: float, checkpoint_every: int, num_steps: int) -> dict:
+def trial(workdir: pathlib.Path, delay: float, checkpoint_every: int, num_steps: int,
+          config: str = CONFIG) -> dict:
   shutil.rmtree(workdir, ignore_errors=True)
-  proc = subprocess.Popen(command(workdir, checkpoint_every, num_steps), cwd=ROOT, env=env(),
-                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  proc = subprocess.Popen(command(workdir, checkpoint_every, num_steps, config), cwd=ROOT,
+                          env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
   time.sleep(delay)
   finished = proc.poll() is not None
   proc.kill()
   proc.wait()
   left = 'the run had finished' if finished else leftovers(workdir)
-  rerun = subprocess.run(command(workdir, checkpoint_every, num_steps), cwd=ROOT, env=env(),
-                         capture_output=True, text=True, timeout=600)
+  rerun = subprocess.run(command(workdir, checkpoint_every, num_steps, config), cwd=ROOT,
+                         env=env(), capture_output=True, text=True, timeout=600)
   return {'delay_s': round(delay, 2), 'at_kill': left, 'rerun_exit': rerun.returncode,
           'rerun_says': (rerun.stdout.strip() or rerun.stderr.strip()).splitlines()[-1:]}
 
@@ -106,19 +123,21 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument('--num_steps', type=int, default=1000)
   parser.add_argument('--seed', type=int, default=0)
   parser.add_argument('--dir', default='/tmp/aelab_kill_runs')
+  parser.add_argument('--config', default=CONFIG)
   args = parser.parse_args(argv)
-  base = pathlib.Path(args.dir) / f'every{args.checkpoint_every}'
+  name = pathlib.Path(args.config.split(':')[0]).stem
+  base = pathlib.Path(args.dir) / f'{name}_every{args.checkpoint_every}'
   reference = base / 'reference'
   shutil.rmtree(reference, ignore_errors=True)
   t0 = time.time()
-  subprocess.run(command(reference, args.checkpoint_every, args.num_steps), cwd=ROOT, env=env(),
-                 check=True, capture_output=True)
+  subprocess.run(command(reference, args.checkpoint_every, args.num_steps, args.config), cwd=ROOT,
+                 env=env(), check=True, capture_output=True)
   duration = time.time() - t0
   rng, passed = random.Random(args.seed), 0
   print(f'reference run: {duration:.1f} s; checkpoint every {args.checkpoint_every} steps')
   for i in range(args.kills):
     out = trial(base / f'trial{i}', rng.uniform(0, 1.1 * duration), args.checkpoint_every,
-                args.num_steps)
+                args.num_steps, args.config)
     if out['rerun_exit'] == 0:
       out.update(same_run(reference, base / f'trial{i}'))
     ok = out['rerun_exit'] == 0 and all(out.get(k) for k in ('params', 'metrics', 'tensorboard'))

@@ -14,7 +14,7 @@ import optax
 import pytest
 
 from aelab import losses, models, preprocessing
-from aelab.bench import bare, flops
+from aelab.bench import bare, flops, keras_ref
 from aelab.config import defaults
 from aelab.trainer import sharding
 from aelab.trainer.forward import Forward
@@ -187,6 +187,27 @@ def test_bench_json_has_every_field_and_sane_values(tiny_bench):
   np.testing.assert_allclose(r['compile_s']['values'], compile_s)
   assert r['resolved_config']['model']['hidden'] == [32, 8]
   for label in ('aelab steps/s', 'bare jit(scan)', 'reference matmul', 'pipeline added'):
+    assert label in stdout
+
+
+def test_bench_keras_is_one_fit_per_repeat_paired_with_the_repeats_turns(tiny_bench):
+  r, stdout = tiny_bench
+  keras, st = r['keras'], r['settings']
+  assert 'turns' in st['timing']
+  if keras_ref.available() is not None:  # no keras here: the table says why, no ratio
+    assert isinstance(keras['note'], str) and 'ratio_to_keras' not in r['train']
+    assert f'keras reference: {keras["note"]}' in stdout
+    return
+  per_epoch = st['train_examples'] // 50
+  assert (keras['steps_per_epoch'], keras['epochs_per_fit']) == (per_epoch, 1)  # >= --steps=10
+  assert keras['steps_per_fit'] == per_epoch and 'wall-clock' in keras['timing']
+  sps = np.array(keras['steps_per_s']['values'])
+  assert len(sps) == 2 and np.all(sps > 0) and keras['fit_setup_s'] >= 0
+  np.testing.assert_allclose(keras['examples_per_s']['values'], sps * 50, rtol=1e-12)
+  np.testing.assert_allclose(r['train']['ratio_to_keras']['values'],
+                             np.array(r['train']['steps_per_s']['values']) / sps, rtol=1e-12)
+  for label in ('keras steps/s (one fit per repeat)', 'aelab / keras steps/s (same repeat)',
+                f'one fit of 1 epoch x {per_epoch} full batches'):
     assert label in stdout
 
 

@@ -66,9 +66,9 @@ def test_classifier_layers_match_the_dense_encoder_and_numpy():
   np.testing.assert_allclose(aux['code'], h2, atol=1e-6)
   np.testing.assert_allclose(aux['encoder'][0], h1, atol=1e-6)
   np.testing.assert_allclose(model.apply({'params': params}, x, method=model.encode), h2, atol=1e-6)
-  assert models.layer_activations(cfg) == {'1': 'tanh', '2': 'sigmoid', 'code': 'sigmoid'}
-  assert models.filters(cfg, params, shape).shape == (6, *shape)
-  assert models.filters(cfg, params, (8,)) is None
+  assert model.layer_activations() == {'1': 'tanh', '2': 'sigmoid', 'code': 'sigmoid'}
+  assert models.build(cfg, shape).filters(params).shape == (6, *shape)
+  assert models.build(cfg, (8,)).filters(params) is None
   assert _error(model.apply, {'params': params}, aux['code'], method=model.decode) == (
       'model classifier has no decoder: it maps inputs to class probabilities (use a dense '
       'autoencoder to reconstruct inputs)')
@@ -83,12 +83,12 @@ def test_softmax_regression_has_only_a_head():
   probs, aux = model.apply({'params': params}, x)
   assert aux['encoder'] == () and aux['code'].shape == (2, 4)
   np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-6)
-  assert models.filters(cfg, params, (2, 2, 1)).shape == (3, 2, 2, 1)  # the head's weights
+  assert models.build(cfg, (2, 2, 1)).filters(params).shape == (3, 2, 2, 1)  # the head's weights
 
 
 @pytest.mark.parametrize('field, value, message', [
-    ('classes', 1, 'model.classes = 1; a classifier needs an integer >= 2'),
-    ('hidden', (8, 0), 'model.hidden[1] = 0; every hidden width must be a positive integer'),
+    ('classes', 1, 'model.classes = 1; it must be an integer >= 2 (the number of labels)'),
+    ('hidden', (8, 0), 'model.hidden[1] = 0; it must be an integer >= 1'),
     ('activation', 'tanh,relu,relu', "activation 'tanh,relu,relu' names 3 layers"),
 ])
 def test_bad_classifier_config_is_one_line(field, value, message):
@@ -108,7 +108,7 @@ def test_softmax_cross_entropy_is_the_mean_negative_log_probability():
   p = np.exp(np.asarray(logits, np.float64))
   p /= p.sum(axis=1, keepdims=True)
   expected = -np.mean(np.log(p[[0, 1], [0, 2]]))
-  assert float(losses.TERMS['softmax_cross_entropy'](out)) == pytest.approx(expected, rel=1e-6)
+  assert float(losses.term_function('softmax_cross_entropy')(out)) == pytest.approx(expected, rel=1e-6)
   total, terms = losses.compose(defaults.loss(softmax_cross_entropy=dict(weight=2.0)))(out)
   assert float(total) == pytest.approx(2 * expected, rel=1e-6)
   assert set(terms) == {'softmax_cross_entropy'}
@@ -137,7 +137,7 @@ def test_softmax_cross_entropy_grads_through_the_classifier_match_finite_differe
 
 
 def test_softmax_cross_entropy_errors_are_one_line():
-  term = losses.TERMS['softmax_cross_entropy']
+  term = losses.term_function('softmax_cross_entropy')
   logits = jnp.zeros((2, 3))
   no_labels = losses.Outputs(x=logits, recon=logits, aux={'logits': logits}, params={})
   assert 'needs labels, but this batch has none' in _error(term, no_labels)
@@ -150,7 +150,7 @@ def test_softmax_cross_entropy_errors_are_one_line():
   assert 'needs labels, but this dataset has none' in _error(compose)
   probs = losses.Outputs(x=jnp.zeros((2, 16)), recon=logits, aux={'logits': logits}, params={})
   assert 'this model outputs 3 values for 16 features (a classifier?' in _error(
-      losses.TERMS['reconstruction'], probs)
+      losses.term_function('reconstruction'), probs)
 
 
 # -- training and the evaluator ----------------------------------------------------------------
@@ -222,8 +222,8 @@ def test_classification_errors_are_one_line_and_come_before_anything_is_written(
       train.train_and_evaluate, config, workdir)
   config = _classifier_config(frozen='encoder_1, decoder_1')
   assert _error(train.train_and_evaluate, config, workdir) == (
-      "optimizer.frozen names 'decoder_1', not a parameter of this model; its parameters: "
-      'encoder_1, head')
+      "optimizer.frozen names 'decoder_1', not a parameter or group of this model; its parameters: "
+      'encoder_1, head; its groups: encoder, head')
   config = _classifier_config(frozen='encoder_1,head')
   assert 'freezes every parameter of this model' in _error(train.train_and_evaluate, config,
                                                            workdir)
@@ -322,7 +322,7 @@ def test_full_batch_lbfgs_beats_adam_on_softmax_regression(tmp_path):
 
 
 def test_lbfgs_option_errors_are_one_line():
-  assert 'optimizer.lbfgs_memory = 0; it must be an integer >= 1' in _error(
+  assert 'optimizer.lbfgs_memory = 0; it must be an integer in [1, 10000]' in _error(
       _lbfgs, lbfgs_memory=0)
   assert 'optimizer.grad_clip does not apply to lbfgs' in _error(_lbfgs, grad_clip=1.0)
   assert "use schedule 'constant' or lbfgs_linesearch 'none'" in _error(_lbfgs, schedule='cosine')

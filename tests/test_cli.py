@@ -32,16 +32,16 @@ def _tiny(workdir, *overrides):
     ('--config.modle.hidden=(8,)', "unknown config field 'config.modle.hidden'; valid fields of "
                                    'config: dataset, evals, loss, model, optimizer, preprocessing, '
                                    'seed, train'),
-    ('--config.model.hidden=(32,0)', 'model.hidden[1] = 0; every hidden width must be a positive '
-                                     'integer'),
+    ('--config.model.hidden=(32,0)', 'model.hidden[1] = 0; it must be an integer >= 1 (model.hidden = '
+                                     '(32, 0))'),
     ('--config.optimizer.name=adamax', "unknown optimizer 'adamax'; valid choices: adam, adamw, sgd"),
     ('--config.preprocessing=zscore', 'zscore'),
     ('--config.train.keep_checkpoints=0', 'train.keep_checkpoints = 0; it must be an integer >= 1'),
     ('--config.train.keep_checkpoints=-1', 'train.keep_checkpoints = -1; it must be an integer >= 1'),
-    ('--config.evals.val.batch_size=0', 'evals.val.batch_size = 0; it must be a positive integer'),
-    ('--config.optimizer.learning_rate=nan', 'optimizer.learning_rate = nan; it must be a positive, '
-                                             'finite number'),
-    ('--config.evals.val.every=-5', 'evals.val.every = -5; give N > 0'),
+    ('--config.evals.val.batch_size=0', 'evals.val.batch_size = 0; it must be an integer >= 1'),
+    ('--config.optimizer.learning_rate=nan', 'optimizer.learning_rate = nan; it must be a finite '
+                                             'number > 0'),
+    ('--config.evals.val.every=-5', 'evals.val.every = -5; it must be an integer >= -1 (N > 0'),
 ])
 def test_bad_config_is_one_clear_line_and_writes_nothing(tmp_path, override, message):
   workdir = tmp_path / 'run'

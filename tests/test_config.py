@@ -10,7 +10,7 @@ import ml_collections
 import pytest
 
 from aelab import cli
-from aelab.config import apply, defaults, load, parse_arg
+from aelab.config import apply, catalog, defaults, load, parse_arg
 from aelab.config.overrides import apply_args
 from aelab.errors import AelabError
 from conftest import ROOT, experiment
@@ -206,17 +206,17 @@ def test_loss_defaults_fill_every_option_with_float_weights():
   assert cfg.to_dict() == {'kl_sparsity': {'weight': 3.0, 'rho': 0.05, 'layer': 'code',
                                            'warmup_steps': 10}, 'vae_kl': {'weight': 1.0}}
   assert isinstance(cfg.kl_sparsity.weight, float)
-  assert 'valid terms: reconstruction, l1_activity' in _error(defaults.loss, sparse=dict(weight=1))
+  assert 'valid choices: auxk, contractive, kl_sparsity' in _error(defaults.loss, sparse=dict(weight=1))
   assert _error(defaults.loss, contractive=dict(weight=1, beta=2)) == (
       "unknown option 'beta' of loss term 'contractive'; valid options: weight, warmup_steps, "
       'method')
-  assert 'needs a number as its weight' in _error(defaults.loss, vae_kl=dict())
+  assert "loss term 'vae_kl' has no weight" in _error(defaults.loss, vae_kl=dict())
 
 
 def test_group_builders_check_their_fields():
-  assert defaults.model('conv', latent=8).to_dict() == {'name': 'conv', **defaults.MODELS['conv'],
-                                                        'latent': 8}
-  assert 'valid choices: dense, conv, vae' in _error(defaults.model, 'mlp')
+  assert defaults.model('conv', latent=8).to_dict() == {
+      'name': 'conv', **catalog.options('model', 'conv'), 'latent': 8}
+  assert 'valid choices: classifier, conv, dense, sae, vae' in _error(defaults.model, 'mlp')
   assert 'unknown field widths in model' in _error(defaults.model, 'dense', widths=(3,))
   assert 'unknown field eval_every in train' in _error(defaults.train, eval_every=10)
   for gone in ('eval_every', 'eval_batch_size', 'plots'):
@@ -250,14 +250,22 @@ def test_tiny_images():
   assert config.evals.val.every == 0
 
 
-def test_the_implementing_modules_read_the_tables():
-  from aelab import corruption, losses
-  from aelab.models import conv, dense, vae
+def test_each_kind_is_declared_once_beside_its_code():
+  """A model's, an evaluator's and a dataset's options are the literal its module assigns (read
+  by the catalog without importing it; imported, the module holds the same values)."""
+  import importlib
+  from aelab import corruption
   from aelab.trainer import optim
-  assert (dense.DEFAULTS, conv.DEFAULTS, vae.DEFAULTS) == tuple(
-      defaults.MODELS[n] for n in ('dense', 'conv', 'vae'))
+  for kind, variable in (('model', 'OPTIONS'), ('evaluator', 'OPTIONS'), ('source', 'SOURCES')):
+    for name in catalog.names(kind):
+      module = importlib.import_module(catalog.module(kind, name))
+      declared = getattr(module, variable)
+      assert catalog.options(kind, name) == (declared[name] if kind == 'source' else declared)
+  assert set(catalog.names('model')) == {'classifier', 'conv', 'dense', 'sae', 'vae'}
+  assert 'activations' in catalog.names('source') and 'sae' in catalog.names('evaluator')
+  for gone in ('MODELS', 'LOSS_TERMS', 'EVALUATORS'):
+    assert not hasattr(defaults, gone)
   assert optim.DEFAULTS is defaults.OPTIMIZER and corruption.DEFAULTS is defaults.INPUT_NOISE
-  assert losses._options('kl_sparsity') == defaults.LOSS_TERMS['kl_sparsity']
 
 
 # --- experiments -------------------------------------------------------------------------------

@@ -51,7 +51,7 @@ def test_conv_ae_encode_decode_and_filters_agree_with_call():
   np.testing.assert_allclose(recon, jax.nn.sigmoid(aux['logits']), rtol=1e-6)
   np.testing.assert_allclose(code, aux['code'], rtol=1e-5, atol=1e-6)
   np.testing.assert_allclose(decoded, recon, rtol=1e-5, atol=1e-6)
-  filters = models.filters(cfg, params, shape)
+  filters = models.build(cfg, shape).filters(params)
   assert filters.shape == (4, 3, 3, 3)
   np.testing.assert_array_equal(filters[1], np.asarray(params['encoder']['conv_1']['kernel'])[..., 1])
 
@@ -72,17 +72,17 @@ def test_conv_vae_on_non_square_images():
   assert recon.shape == x.shape and aux['z'].shape == (2, 3) and aux['logvar'].shape == (2, 3)
   assert lw.shape == (2, 7) and bool(jnp.all(jnp.isfinite(lw)))
   assert decoded.shape == x.shape
-  assert models.filters(cfg, params, (20, 12, 3)).shape == (4, 3, 3, 3)
+  assert models.build(cfg, (20, 12, 3)).filters(params).shape == (4, 3, 3, 3)
 
 
 def test_dense_filters_are_first_layer_columns_as_images():
   cfg = defaults.model('dense', hidden=(6, 2))
   model = models.build(cfg, (4, 3, 1))
   params = model.init(KEY, jnp.zeros((1, 4, 3, 1)))['params']
-  f = np.asarray(models.filters(cfg, params, (4, 3, 1)))
+  f = np.asarray(models.build(cfg, (4, 3, 1)).filters(params))
   assert f.shape == (6, 4, 3, 1)
   np.testing.assert_array_equal(f[2].reshape(-1), np.asarray(params['encoder_1']['kernel'])[:, 2])
-  assert models.filters(cfg, params, (12,)) is None
+  assert models.build(cfg, (12,)).filters(params) is None
 
 
 @pytest.mark.parametrize('field,value,message', [

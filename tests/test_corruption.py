@@ -160,7 +160,7 @@ def test_binarized_target_is_the_sample_the_model_sees():
 
 def test_corruption_range_is_measured_after_preprocessing():
   from aelab import data
-  ds = data.load(data.defaults('lowvar'), seed=0)
+  ds = data.load(defaults.dataset('lowvar'), seed=0)
   noise = corruption.for_dataset(defaults.input_noise(corruption='salt_and_pepper', level=0.1), ds,
                                  preprocessing.Preprocessor.fit('minmax', ds.train.x))
   z = preprocessing.apply('minmax', preprocessing.fit('minmax', ds.train.x), ds.train.x)[0]

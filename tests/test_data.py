@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from aelab import data
+from aelab.config import catalog, defaults
 from aelab.data import download, idx, locate
 from aelab.data.dataset import Split, epoch_permutation, split_off
 from aelab.errors import AelabError
@@ -135,7 +136,7 @@ def test_labels_file_with_images_magic(tmp_path):
 # --- mnist / fashion_mnist ---------------------------------------------------------------------
 
 def _cfg(name, **fields):
-  cfg = data.defaults(name)
+  cfg = defaults.dataset(name)
   for k, v in fields.items():
     cfg[k] = v
   return cfg
@@ -221,7 +222,7 @@ def test_explicit_path_missing_files(tmp_path):
 def test_offline_error_lists_everything(isolated, monkeypatch, tmp_path):
   monkeypatch.setenv('AELAB_DATA_DIR', str(tmp_path / 'data'))
   with pytest.raises(AelabError) as e:
-    data.load(data.defaults('mnist'), seed=0)
+    data.load(defaults.dataset('mnist'), seed=0)
   msg = str(e.value)
   for needed in ('train-images-idx3-ubyte.gz', 'train-labels-idx1-ubyte.gz',
                  't10k-images-idx3-ubyte.gz', 't10k-labels-idx1-ubyte.gz'):
@@ -259,14 +260,14 @@ def test_download_into_cache_from_fake_mirror(monkeypatch, tmp_path):
   monkeypatch.setitem(download.OFFICIAL, 'mnist', table)
   monkeypatch.setitem(download.MIRRORS, 'mnist',
                       ('https://unreachable.invalid/', mirror.as_uri() + '/'))
-  ds = data.load(data.defaults('mnist'), seed=0)
+  ds = data.load(defaults.dataset('mnist'), seed=0)
   cache = tmp_path / 'cache' / 'mnist'
   assert ds.source['found_via'] == 'download' and ds.source['directory'] == str(cache)
   assert sorted(p.name for p in cache.iterdir()) == sorted(o.filename for o in table.values())
   np.testing.assert_array_equal(ds.test.y, arrays['test_labels'])
   # The second load finds the cache and downloads nothing.
   monkeypatch.setitem(download.MIRRORS, 'mnist', ())
-  assert data.load(data.defaults('mnist'), seed=0).source['found_via'] == 'cache'
+  assert data.load(defaults.dataset('mnist'), seed=0).source['found_via'] == 'cache'
 
 
 @needs_mnist
@@ -376,10 +377,10 @@ def test_row_numbers_count_blank_lines(tmp_path):
 
 def test_csv_config_errors(tmp_path):
   with pytest.raises(AelabError, match='needs dataset.path'):
-    data.load(data.defaults('csv'), seed=0)
+    data.load(defaults.dataset('csv'), seed=0)
   with pytest.raises(AelabError, match='is not a file'):
     data.load(_cfg('csv', path=str(tmp_path / 'missing.csv')), seed=0)
-  with pytest.raises(AelabError, match="dataset.header must be one of 'auto', 'yes', 'no'"):
+  with pytest.raises(AelabError, match="unknown dataset.header 'maybe'; valid choices: auto, yes, no"):
     _csv(tmp_path, '1,2\n', header='maybe')
   with pytest.raises(AelabError, match='must be < 1'):
     _csv(tmp_path, '1,2\n', val_fraction=0.5, test_fraction=0.5)
@@ -442,7 +443,7 @@ def test_epoch_permutation():
 # --- synthetic ----------------------------------------------------------------------------------
 
 def test_lowvar_statistics():
-  ds = data.load(data.defaults('lowvar'), seed=0)
+  ds = data.load(defaults.dataset('lowvar'), seed=0)
   x = np.concatenate([ds.train.x, ds.val.x, ds.test.x])
   assert x.shape == (10000, 84) and x.dtype == np.float32 and ds.train.y is None
   assert abs(x.mean() - 1.1090579) < 1e-5
@@ -452,7 +453,7 @@ def test_lowvar_statistics():
 
 
 def test_blobs_labels():
-  ds = data.load(data.defaults('blobs'), seed=0)
+  ds = data.load(defaults.dataset('blobs'), seed=0)
   assert ds.feature_shape == (16,) and ds.num_classes == 4
   assert set(np.unique(ds.train.y)) == {0, 1, 2, 3}
   # Clusters are separable: nearest class mean classifies the test split well.
@@ -464,18 +465,18 @@ def test_blobs_labels():
 # --- registry -----------------------------------------------------------------------------------
 
 def test_registry_names_and_defaults():
-  assert data.NAMES == ('mnist', 'fashion_mnist', 'csv', 'npz', 'npy', 'lowvar', 'blobs',
-                        'toy_features', 'codes', 'activations')
-  cfg = data.defaults('mnist')
+  assert catalog.names('source') == ('activations', 'blobs', 'codes', 'csv', 'fashion_mnist',
+                                     'lowvar', 'mnist', 'npy', 'npz', 'toy_features')
+  cfg = defaults.dataset('mnist')
   assert cfg.name == 'mnist' and cfg.path is None and cfg.val_fraction == 0.1
   cfg.path = '/somewhere'  # a None default is a str placeholder, so it can be overridden
   assert cfg.path == '/somewhere'
-  with pytest.raises(AelabError, match='unknown dataset .mnits.; valid names: mnist, fashion'):
-    data.defaults('mnits')
+  with pytest.raises(AelabError, match="unknown dataset 'mnits'; valid choices: activations, blobs, codes, csv, fashion_mnist"):
+    defaults.dataset('mnits')
 
 
 def test_unknown_field_named_with_valid_ones():
-  cfg = data.defaults('lowvar').to_dict()
+  cfg = defaults.dataset('lowvar').to_dict()
   cfg['num_feature'] = 3
   with pytest.raises(AelabError) as e:
     data.load(cfg, seed=0)
@@ -504,7 +505,7 @@ _DEBIAN_FASHION = Path('/usr/share/datasets/fashion-mnist')
 def test_fashion_search_passes_over_a_data_dir_of_mnist_files(monkeypatch):
   monkeypatch.setenv('AELAB_DATA_DIR', str(_SHARED_MNIST))  # MNIST files under published names
   monkeypatch.setattr(locate, 'SYSTEM_DIRS', {'fashion_mnist': (_DEBIAN_FASHION,)})
-  cfg = data.defaults('fashion_mnist')
+  cfg = defaults.dataset('fashion_mnist')
   cfg.update(train_limit=100, test_limit=100)
   ds = data.load(cfg, seed=0)
   assert all(str(_DEBIAN_FASHION) in f['path'] for f in ds.source['files'].values())

@@ -9,10 +9,11 @@ import types
 import numpy as np
 import pytest
 
-from aelab import data, evaluators
+from aelab import data, evaluators, models
 from aelab.analysis import frontier, runs, splice
 from aelab.config import defaults
 from aelab.evaluators import downstream
+from aelab.trainer.forward import Forward
 from conftest import (experiment, one_line_error as _error, tiny_classifier,
                       train_on_test_data)
 
@@ -134,7 +135,7 @@ def test_build_errors_are_one_line(sae_run, ae_dir):
   ctx = _context(sae)
 
   def build(c, split='test'):
-    return downstream.Downstream(c, split=split, batch_size=100)
+    return downstream.Evaluator(c, split=split, batch_size=100)
 
   digits = data.load(runs.load(ae_dir).config.dataset, seed=0)
   assert _error(build, dataclasses.replace(ctx, dataset=digits)) == (
@@ -142,14 +143,15 @@ def test_build_errors_are_one_line(sae_run, ae_dir):
       "(dataset.name = 'activations'); this dataset is 'mnist'")
   clf = sae.config.copy_and_resolve_references()
   clf.model = defaults.model('classifier', hidden=(16,), classes=10)
-  assert 'a classifier does not' in _error(build, dataclasses.replace(ctx, config=clf))
+  classifier = Forward(models.build(clf.model, sae.feature_shape), loss_fn=None)
+  assert "model 'classifier' does not" in _error(
+      build, dataclasses.replace(ctx, config=clf, forward=classifier))
   assert _error(build, ctx, split='valid') == (
       "unknown split 'valid'; valid splits: train, val, test")
-  not_dense = _context(sae, source={'name': 'activations', 'run': str(sae_run[0]),
-                                    'layer': 'code', 'step': 0})
-  assert _error(build, not_dense) == (
-      f'the downstream evaluator splices into a dense run (dense or classifier); '
-      f"{sae_run[0]} holds a 'sae' model")
+  # Any run whose model continues from a layer can be spliced into, a dictionary's own too.
+  into_sae = _context(sae, source={'name': 'activations', 'run': str(sae_run[0]),
+                                   'layer': 'code', 'step': 0})
+  assert build(into_sae).trained.model.dictionary() is not None
   gone = _context(sae, source={'name': 'activations', 'run': str(ae_dir / 'nowhere'),
                                'layer': 1, 'step': 0})
   assert 'holds no checkpoints' in _error(build, gone)

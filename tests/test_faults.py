@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 import kill_runs
+from aelab.config import defaults
 from aelab.errors import AelabError
 from aelab.trainer import checkpoint, train
 from conftest import DATA, ROOT, experiment
@@ -214,7 +215,7 @@ def test_a_workdir_that_is_a_file_or_empty_is_one_line(tmp_path):
 
 def test_an_npz_dataset_that_is_a_csv_is_one_line(tmp_path):
   config = experiment('tabular_ae')
-  config.dataset = __import__('aelab').data.defaults('npz')
+  config.dataset = defaults.dataset('npz')
   config.dataset.path = str(DATA / 'wine.csv')
   with pytest.raises(AelabError, match=r'wine.csv is not an .npz file \(the zip archive'):
     train.train_and_evaluate(config, tmp_path / 'run')

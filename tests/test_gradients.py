@@ -15,7 +15,8 @@ import pytest
 from jax.test_util import check_grads
 
 from aelab import losses, models
-from aelab.config import defaults
+from aelab.config import catalog, defaults
+from aelab.losses import terms as term_fns
 from aelab.errors import AelabError
 
 
@@ -164,11 +165,11 @@ def test_aelab_dense_model_backprop_by_hand_equals_jax_grad(x64):
 
 def _term_cases():
   cases = [('reconstruction', {'kind': kind, 'reduction': reduction})
-           for kind in losses.RECONSTRUCTION_KINDS for reduction in losses.REDUCTIONS]
+           for kind in term_fns.RECONSTRUCTION_KINDS for reduction in term_fns.REDUCTIONS]
   # vae_kl needs a VAE, softmax_cross_entropy a classifier (tests/test_classification.py), the
   # sparse-dictionary terms an sae (below).
   skip = ('reconstruction', 'vae_kl', 'softmax_cross_entropy', 'sae_l1', 'sae_l0', 'auxk')
-  return cases + [(name, {}) for name in losses.TERMS if name not in skip]
+  return cases + [(name, {}) for name in catalog.names('term') if name not in skip]
 
 
 @pytest.mark.parametrize('name,options', _term_cases(),
@@ -179,13 +180,15 @@ def test_every_loss_term_through_the_dense_model_matches_finite_differences(x64,
   x = jnp.asarray(np.random.default_rng(2).uniform(0.05, 0.95, size=(6, 8)))
   params = _f64(model.init(jax.random.PRNGKey(2), x)['params'])
   loss_fn = losses.compose({name: {'weight': 1.0, **options}},
-                           layer_activations=models.layer_activations(cfg),
+                           layer_activations=model.layer_activations(),
                            targets_in_unit_interval=True)
 
   def objective(p):
     recon, aux = model.apply({'params': p}, x)
     encode = lambda xi: model.apply({'params': p}, xi, method=model.encode)  # noqa: E731
-    return loss_fn(losses.Outputs(x=x, recon=recon, aux=aux, params=p, encode=encode))[0]
+    weights = lambda m: model.apply({'params': p}, method=m)  # noqa: E731
+    return loss_fn(losses.Outputs(x=x, recon=recon, aux=aux, params=p, encode=encode,
+                                  weights=weights))[0]
 
   value = jax.jit(objective)(params)
   assert np.isfinite(value) and float(value) != 0.0

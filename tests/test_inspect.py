@@ -300,7 +300,7 @@ def test_inputs_match_training_columns_by_name(benign_run, tmp_path):
     (('features', '--layer=3', '--split=test', '--out={tmp}/f.csv'), 'the encoder has 2 layers'),
     (('features', '--layer=1', '--split=test', '--step=7', '--out={tmp}/f.csv'),
      'no checkpoint at step 7; available steps: 600'),
-    (('anomaly', '--split=test', '--threshold=1.5', '--out={tmp}/a.csv'), 'quantile must be'),
+    (('anomaly', '--split=test', '--threshold=1.5', '--out={tmp}/a.csv'), 'quantile = 1.5; it must be a finite number in (0, 1)'),
     (('anomaly', '--split=test', '--positive=cancer', '--out={tmp}/a.csv'),
      "positive class 'cancer' is not a label"),
     (('reconstruct', '--split=test', '--space=logits', '--out={tmp}/r.csv'), 'invalid choice'),

@@ -109,7 +109,7 @@ def test_exported_weights_reproduce_the_latents_by_hand(toy, tmp_path, kind):
   run, _ = toy(kind)
   x = _test_rows(run).x
   code, out, err = _cli('weights', f'--workdir={run.workdir}', f'--out={tmp_path / "w.npz"}')
-  assert code == 0 and 'wrote the sparse autoencoder (W_enc, b_enc, W_dec, b_dec' in out, err
+  assert code == 0 and "wrote the 'sae' model (W_enc, b_enc, W_dec, b_dec" in out, err
   with np.load(tmp_path / 'w.npz') as npz:
     w = dict(npz)
   header = str(w['header'])
@@ -274,7 +274,7 @@ def test_the_latents_verb_needs_a_sparse_autoencoder(dense_run, tmp_path):
   code, out, err = _cli('latents', f'--workdir={dense_run.workdir}', '--split=test',
                         f'--out={tmp_path / "lat.csv"}')
   assert code == 2 and out == '' and len(err.strip().splitlines()) == 1
-  assert "the latents verb needs a sparse autoencoder (model 'sae')" in err
+  assert "the latents verb needs a sparse dictionary (e.g. model 'sae')" in err
   assert "holds a 'dense' model" in err and list(tmp_path.iterdir()) == []
-  with pytest.raises(AelabError, match='needs a sparse autoencoder'):
-    runs.sae_arrays(dense_run)
+  with pytest.raises(AelabError, match='needs a sparse dictionary'):
+    runs.require_dictionary(dense_run, 'per-latent statistics')

@@ -18,39 +18,53 @@ def _tiny():
   return config, data.load(config.dataset, seed=config.seed)
 
 
-def test_same_model_times_and_learns():
+def _ref(config, x):
+  """The reference of `config`'s model, from the model's own plain dense stack."""
+  stack = models.build(config.model, x.shape[1:]).dense_stack()
+  return keras_ref.KerasReference(config, x, stack)
+
+
+def test_same_model_and_it_learns_on_full_batches_of_a_fixed_order():
   config, ds = _tiny()
   x = ds.train.x
   model = models.build(config.model, ds.feature_shape)
   params = model.init(jax.random.PRNGKey(0), x[:1])
-  ref = keras_ref.KerasReference(config, x)
+  ref = _ref(config, x)
   assert ref.num_params == sum(int(np.size(a)) for a in jax.tree.leaves(params))
-  k = config.train.steps_per_call
-  seconds = ref.run(2 * k)
-  assert seconds > 0 and ref.last_fit_overhead_s >= 0
-  with pytest.raises(AelabError, match='multiple of steps_per_call'):
-    ref.run(k + 1)
-  first = ref.losses[-1]
+  b = config.train.batch_size
+  assert ref.steps_per_epoch == len(x) // b and ref.x.shape == (ref.steps_per_epoch * b, 784)
+  order = np.random.default_rng(config.seed).permutation(len(x))  # shuffled once, cut to batches
+  np.testing.assert_array_equal(ref.x, x.reshape(len(x), -1)[order[:len(ref.x)]])
+  assert ref.setup_s >= 0 and ref.epoch_s > 0
   for _ in range(4):
-    ref.run(20 * k)  # 400 steps in all
-  assert ref.losses[-1] < 0.8 * first, ref.losses
-  assert ref.position == (ref.k + 2 * k + 80 * k) * config.train.batch_size % len(x)
+    ref.run(5)  # 20 epochs of 18 steps
+  assert len(ref.losses) == 5 and ref.losses[-1] < 0.8 * ref.losses[0], ref.losses
+
+
+def test_epochs_are_sized_from_the_probe_and_a_fit_needs_a_full_batch():
+  config, ds = _tiny()
+  ref = _ref(config, ds.train.x[:120])
+  assert ref.steps_per_epoch == 2
+  ref.epoch_s = 0.5
+  assert (ref.epochs_for(2.0), ref.epochs_for(0.1)) == (4, 1)
+  with pytest.raises(AelabError, match='at least one full batch'):
+    _ref(config, ds.train.x[:config.train.batch_size - 1])
 
 
 def test_mse_and_activations_per_layer():
   config, ds = _tiny()
   config.loss.reconstruction.kind = 'mse'
   config.model.activation = 'tanh,sigmoid'
-  ref = keras_ref.KerasReference(config, ds.train.x[:200])
+  ref = _ref(config, ds.train.x[:200])
   acts = [layer.activation.__name__ for layer in ref.model.layers]
   assert acts == ['tanh', 'sigmoid', 'tanh', 'sigmoid']
-  assert ref.run(config.train.steps_per_call) > 0
+  assert ref.run(1) > 0
 
 
 def test_a_given_decoder_is_built_the_same():
   config, ds = _tiny()
   config.model.update(mirror=False, decoder=(12, 20), decoder_activation='relu,tanh')
-  ref = keras_ref.KerasReference(config, ds.train.x[:200])
+  ref = _ref(config, ds.train.x[:200])
   params = models.build(config.model, ds.feature_shape).init(jax.random.PRNGKey(0), ds.train.x[:1])
   assert ref.num_params == sum(int(np.size(a)) for a in jax.tree.leaves(params))
   widths = (*config.model.hidden, 12, 20, int(np.prod(ds.feature_shape)))
@@ -62,9 +76,9 @@ def test_a_given_decoder_is_built_the_same():
 def test_what_it_cannot_mirror():
   config, ds = _tiny()
   config.model.tied = True
-  with pytest.raises(AelabError, match='untied dense'):
-    keras_ref.KerasReference(config, ds.train.x)
+  with pytest.raises(AelabError, match='plain stack of dense layers'):
+    _ref(config, ds.train.x)
   config, _ = _tiny()
   config.optimizer.schedule = 'cosine'
   with pytest.raises(AelabError, match='constant learning rate'):
-    keras_ref.KerasReference(config, ds.train.x)
+    _ref(config, ds.train.x)

@@ -11,7 +11,8 @@ import pytest
 from jax.test_util import check_grads
 
 from aelab import losses
-from aelab.config import defaults
+from aelab.losses import terms as term_fns
+from aelab.config import catalog, defaults
 from aelab.errors import AelabError
 from aelab.losses import Outputs
 
@@ -54,14 +55,14 @@ def _np_kl(rho, h):
 def test_mse_both_reductions():
   out = _outputs()
   err = (out.recon.astype(np.float64) - out.x) ** 2
-  np.testing.assert_allclose(losses.reconstruction(out), err.mean(), rtol=1e-6)
+  np.testing.assert_allclose(term_fns.reconstruction(out), err.mean(), rtol=1e-6)
   np.testing.assert_allclose(
-      losses.reconstruction(out, kind='mse', reduction='sum'),
+      term_fns.reconstruction(out, kind='mse', reduction='sum'),
       err.sum(1).mean(), rtol=1e-6)
   # 'sum' is the per-example figure: d times the per-element one.
   np.testing.assert_allclose(
-      losses.reconstruction(out, reduction='sum'),
-      12 * losses.reconstruction(out, reduction='mean'), rtol=1e-6)
+      term_fns.reconstruction(out, reduction='sum'),
+      12 * term_fns.reconstruction(out, reduction='mean'), rtol=1e-6)
 
 
 def test_mse_sums_over_all_feature_axes_of_images():
@@ -70,7 +71,7 @@ def test_mse_sums_over_all_feature_axes_of_images():
   r = rng.uniform(size=(4, 3, 3, 2)).astype(np.float32)
   out = Outputs(x=x, recon=r, aux={}, params={})
   per_example = ((r.astype(np.float64) - x) ** 2).reshape(4, -1).sum(1)
-  np.testing.assert_allclose(losses.reconstruction(out, reduction='sum'),
+  np.testing.assert_allclose(term_fns.reconstruction(out, reduction='sum'),
                              per_example.mean(), rtol=1e-6)
 
 
@@ -79,10 +80,10 @@ def test_bce_from_logits_matches_formula():
   t = out.x.astype(np.float64)
   s = _sigmoid(out.aux['logits'].astype(np.float64))
   bce = -(t * np.log(s) + (1 - t) * np.log(1 - s))
-  np.testing.assert_allclose(losses.reconstruction(out, kind='bce'),
+  np.testing.assert_allclose(term_fns.reconstruction(out, kind='bce'),
                              bce.mean(), rtol=1e-5)
   np.testing.assert_allclose(
-      losses.reconstruction(out, kind='bce', reduction='sum'),
+      term_fns.reconstruction(out, kind='bce', reduction='sum'),
       bce.sum(1).mean(), rtol=1e-5)
 
 
@@ -91,7 +92,7 @@ def test_bce_is_stable_for_saturated_logits():
   logits = np.array([[-200.0, 200.0, -30.0, 30.0]], np.float32)
   out = Outputs(x=x, recon=jax.nn.sigmoid(logits), aux={'logits': logits},
                 params={})
-  value = float(losses.reconstruction(out, kind='bce', reduction='sum'))
+  value = float(term_fns.reconstruction(out, kind='bce', reduction='sum'))
   # log(1 + e^-200) ~ 0 twice; softplus(30) ~ 30 twice.
   np.testing.assert_allclose(value, 60.0, rtol=1e-6)
 
@@ -100,7 +101,7 @@ def test_bce_without_logits_is_an_error():
   out = _outputs()
   out = out.replace(aux={'code': out.aux['code']})
   with pytest.raises(AelabError, match='logits'):
-    losses.reconstruction(out, kind='bce')
+    term_fns.reconstruction(out, kind='bce')
 
 
 def test_l1_activity_on_code_and_on_a_layer():
@@ -108,12 +109,12 @@ def test_l1_activity_on_code_and_on_a_layer():
   out = _outputs()
   code = rng.normal(size=out.aux['code'].shape).astype(np.float32)
   out = out.replace(aux={**out.aux, 'code': code})
-  np.testing.assert_allclose(losses.l1_activity(out),
+  np.testing.assert_allclose(term_fns.l1_activity(out),
                              np.abs(code.astype(np.float64)).sum(1).mean(),
                              rtol=1e-6)
   h1 = out.aux['encoder'][0].astype(np.float64)
   for layer in (1, '1'):
-    np.testing.assert_allclose(losses.l1_activity(out, layer=layer),
+    np.testing.assert_allclose(term_fns.l1_activity(out, layer=layer),
                                np.abs(h1).sum(1).mean(), rtol=1e-6)
 
 
@@ -123,7 +124,7 @@ def test_kl_sparsity_matches_formula():
                         (0.2, 1, out.aux['encoder'][0]),
                         (0.1, '2', out.aux['encoder'][1])):
     np.testing.assert_allclose(
-        losses.kl_sparsity(out, rho=rho, layer=layer), _np_kl(rho, h),
+        term_fns.kl_sparsity(out, rho=rho, layer=layer), _np_kl(rho, h),
         rtol=1e-5)
 
 
@@ -132,13 +133,13 @@ def test_kl_sparsity_is_zero_at_target_and_clips_dead_units():
   on_target = np.full((n, h), 0.05, np.float32)
   out = Outputs(x=np.zeros((n, 1)), recon=np.zeros((n, 1)),
                 aux={'code': on_target, 'encoder': (on_target,)}, params={})
-  np.testing.assert_allclose(losses.kl_sparsity(out, rho=0.05), 0.0, atol=1e-6)
+  np.testing.assert_allclose(term_fns.kl_sparsity(out, rho=0.05), 0.0, atol=1e-6)
   dead = np.zeros((n, h), np.float32)
   out = out.replace(aux={'code': dead, 'encoder': (dead,)})
   rho = 0.05
   expected = h * (rho * np.log(rho / 1e-6)
                   + (1 - rho) * np.log((1 - rho) / (1 - 1e-6)))
-  value = float(losses.kl_sparsity(out, rho=rho))
+  value = float(term_fns.kl_sparsity(out, rho=rho))
   assert np.isfinite(value)
   np.testing.assert_allclose(value, expected, rtol=1e-5)
 
@@ -149,12 +150,12 @@ def test_weight_decay_sums_kernels_only():
   kernels = [p['encoder_0']['kernel'], p['encoder_1']['kernel'],
              p['decoder']['Dense_0']['kernel']]
   expected = 0.5 * sum(np.sum(k.astype(np.float64) ** 2) for k in kernels)
-  np.testing.assert_allclose(losses.weight_decay(out), expected, rtol=1e-6)
+  np.testing.assert_allclose(term_fns.weight_decay(out), expected, rtol=1e-6)
   # Biases and other leaves do not count.
   everything = 0.5 * sum(np.sum(np.asarray(a, np.float64) ** 2)
                          for a in jax.tree_util.tree_leaves(p))
   assert everything > expected + 1.0
-  assert float(losses.weight_decay(out.replace(params={'bias': np.ones(3)}))) == 0
+  assert float(term_fns.weight_decay(out.replace(params={'bias': np.ones(3)}))) == 0
 
 
 def test_layer_activations_lookup_and_errors():
@@ -189,10 +190,10 @@ def test_compose_sums_weighted_terms_and_reports_each():
   assert set(terms) == {'reconstruction', 'l1_activity', 'kl_sparsity',
                         'weight_decay'}
   parts = {
-      'reconstruction': losses.reconstruction(out, kind='bce', reduction='sum'),
-      'l1_activity': losses.l1_activity(out, layer=1),
-      'kl_sparsity': losses.kl_sparsity(out, rho=0.1),
-      'weight_decay': losses.weight_decay(out),
+      'reconstruction': term_fns.reconstruction(out, kind='bce', reduction='sum'),
+      'l1_activity': term_fns.l1_activity(out, layer=1),
+      'kl_sparsity': term_fns.kl_sparsity(out, rho=0.1),
+      'weight_decay': term_fns.weight_decay(out),
   }
   for name, value in parts.items():
     np.testing.assert_allclose(terms[name], value, rtol=1e-6)
@@ -209,13 +210,13 @@ def test_compose_skips_weight_zero_terms():
              weight_decay=dict(weight=0))
   total, terms = losses.compose(cfg)(out)
   assert set(terms) == {'reconstruction'}
-  np.testing.assert_allclose(total, 2.0 * losses.reconstruction(out), rtol=1e-6)
+  np.testing.assert_allclose(total, 2.0 * term_fns.reconstruction(out), rtol=1e-6)
 
 
 def test_compose_accepts_plain_dicts():
   out = _outputs()
   total, _ = losses.compose({'weight_decay': {'weight': 0.5}})(out)
-  np.testing.assert_allclose(total, 0.5 * losses.weight_decay(out), rtol=1e-6)
+  np.testing.assert_allclose(total, 0.5 * term_fns.weight_decay(out), rtol=1e-6)
 
 
 def test_compose_is_jittable():
@@ -239,7 +240,7 @@ def test_unknown_term_lists_terms():
     losses.compose(_cfg(sparsity=dict(weight=1.0)))
   msg = str(err.value)
   assert "'sparsity'" in msg
-  for name in losses.TERMS:
+  for name in catalog.names('term'):
     assert name in msg
 
 
@@ -311,12 +312,15 @@ def test_bce_with_targets_outside_unit_interval_is_an_error():
                  targets_in_unit_interval=False)
 
 
-def test_option_table_equals_each_term_signature():
-  """aelab/config/defaults.py's LOSS_TERMS: each term's keyword options and their defaults."""
-  assert set(defaults.LOSS_TERMS) == set(losses.TERMS)
-  for name, fn in losses.TERMS.items():
-    params = list(inspect.signature(fn).parameters.values())[1:]  # all but `out`
-    assert {p.name: p.default for p in params} == defaults.LOSS_TERMS[name], name
+def test_a_terms_options_are_its_signature_read_without_importing_it():
+  """The catalog reads each @term function's keyword defaults from its source (configs stay
+  jax-free); they are the function's own: there is no table to keep in sync."""
+  names = catalog.names('term')
+  assert {'reconstruction', 'kl_sparsity', 'auxk', 'softmax_cross_entropy'} <= set(names)
+  for name in names:
+    params = list(inspect.signature(losses.term_function(name)).parameters.values())[1:]
+    assert {p.name: p.default for p in params} == catalog.options('term', name), name
+  assert not hasattr(defaults, 'LOSS_TERMS') and not hasattr(losses, 'TERMS')
 
 
 def test_defaults_fill_every_option():
@@ -337,7 +341,7 @@ def test_defaults_fill_every_option():
   _, terms = losses.compose(cfg)(out)
   np.testing.assert_allclose(terms['kl_sparsity'],
                              _np_kl(0.1, out.aux['encoder'][0]), rtol=1e-5)
-  with pytest.raises(AelabError, match='valid terms'):
+  with pytest.raises(AelabError, match='unknown loss term .*; valid choices: auxk'):
     defaults.loss(sparse=dict(weight=1.0))
   with pytest.raises(AelabError, match="'beta'"):
     defaults.loss(kl_sparsity=dict(weight=1.0, beta=3))
@@ -366,16 +370,16 @@ def test_each_term_grads_match_finite_differences(x64):
     return Outputs(x=x, recon=x, aux={**aux, 'code': code}, params={})
 
   cases = [
-      (lambda r: losses.reconstruction(with_recon(r)), out.recon),
-      (lambda r: losses.reconstruction(with_recon(r), reduction='sum'),
+      (lambda r: term_fns.reconstruction(with_recon(r)), out.recon),
+      (lambda r: term_fns.reconstruction(with_recon(r), reduction='sum'),
        out.recon),
-      (lambda z: losses.reconstruction(with_logits(z), kind='bce'),
+      (lambda z: term_fns.reconstruction(with_logits(z), kind='bce'),
        out.aux['logits']),
-      (lambda z: losses.reconstruction(with_logits(z), kind='bce',
+      (lambda z: term_fns.reconstruction(with_logits(z), kind='bce',
                                        reduction='sum'), out.aux['logits']),
-      (lambda h: losses.l1_activity(with_code(h)), signed),
-      (lambda h: losses.kl_sparsity(with_code(h), rho=0.05), out.aux['code']),
-      (lambda p: losses.weight_decay(Outputs(x=x, recon=x, aux=aux, params=p)),
+      (lambda h: term_fns.l1_activity(with_code(h)), signed),
+      (lambda h: term_fns.kl_sparsity(with_code(h), rho=0.05), out.aux['code']),
+      (lambda p: term_fns.weight_decay(Outputs(x=x, recon=x, aux=aux, params=p)),
        out.params),
   ]
   for fn, arg in cases:
@@ -386,7 +390,7 @@ def test_each_term_grads_match_finite_differences(x64):
 
 def test_weight_decay_grad_is_kernel_and_zero_for_biases():
   out = _outputs()
-  grads = jax.grad(lambda p: losses.weight_decay(out.replace(params=p)))(
+  grads = jax.grad(lambda p: term_fns.weight_decay(out.replace(params=p)))(
       out.params)
   np.testing.assert_allclose(grads['encoder_0']['kernel'],
                              out.params['encoder_0']['kernel'], rtol=1e-6)

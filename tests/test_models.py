@@ -13,6 +13,7 @@ from aelab import models, preprocessing
 from aelab.analysis import runs
 from aelab.config import defaults, overrides
 from aelab.errors import AelabError
+from aelab.trainer.forward import Forward
 from aelab.models import activations, dense
 
 
@@ -67,7 +68,7 @@ def test_tied_weights_share_the_encoder_kernels():
 
 @pytest.mark.parametrize('field,value,message', [
     ('hidden', (64, 0), 'model.hidden[1] = 0'),
-    ('hidden', (), 'model.hidden is empty'),
+    ('hidden', (), 'model.hidden = (); give at least one hidden width'),
     ('activation', 'swishy', "unknown activation 'swishy'"),
     ('activation', 'tanh,tanh,tanh', 'names 3 layers but the encoder has 2'),
     ('output_activation', 'nope', "unknown activation 'nope'"),
@@ -81,7 +82,7 @@ def test_bad_model_config_is_a_clear_error(field, value, message):
 
 
 def test_unknown_model_name_lists_choices():
-  with pytest.raises(AelabError, match="unknown model 'mlp'; valid choices: dense"):
+  with pytest.raises(AelabError, match="unknown model 'mlp'; valid choices: classifier, conv, dense"):
     defaults.model('mlp')
 
 
@@ -137,12 +138,12 @@ def test_explicit_decoder_layers_and_output_equal_numpy_by_hand(case):
   code = model.apply({'params': params}, x, method=model.encode)
   np.testing.assert_allclose(model.apply({'params': params}, code, shape, method=model.decode),
                              recon, atol=1e-6)
-  assert models.layer_activations(cfg) == {
+  assert model.layer_activations() == {
       **{str(i + 1): a for i, a in enumerate(acts[:k])}, 'code': acts[k - 1]}
 
 
 @pytest.mark.parametrize('fields,message', [
-    (dict(decoder=(8, 0)), 'model.decoder[1] = 0; every decoder width must be a positive integer'),
+    (dict(decoder=(8, 0)), 'model.decoder[1] = 0; it must be an integer >= 1'),
     (dict(decoder=(8, 4), decoder_activation='tanh,relu,tanh'),
      "model.decoder_activation 'tanh,relu,tanh' names 3 layers but model.decoder = (8, 4) has 2"),
     (dict(decoder=(), decoder_activation='tanh,relu'),
@@ -157,7 +158,7 @@ def test_explicit_decoder_layers_and_output_equal_numpy_by_hand(case):
 def test_bad_explicit_decoder_is_a_one_line_error(fields, message):
   cfg = defaults.model('dense', hidden=(8, 4), mirror=False)
   cfg.update(fields)
-  for check in (lambda: models.build(cfg, (10,)), lambda: models.layer_activations(cfg)):
+  for check in (lambda: models.build(cfg, (10,)), ):
     with pytest.raises(AelabError) as e:
       check()
     assert message in str(e.value) and '\n' not in str(e.value)
@@ -229,7 +230,8 @@ def test_mirror_is_todays_model_parameter_for_parameter(fields, shape):
 
 def _run(cfg, shape, params):
   return runs.Run(workdir=None, step=0, config=ml_collections.ConfigDict({'model': cfg}),
-                  forward=None, params=jax.tree.map(np.asarray, params),
+                  forward=Forward(models.build(cfg, shape), loss_fn=None),
+                  params=jax.tree.map(np.asarray, params),
                   prep=preprocessing.Preprocessor(mode='none'), feature_shape=shape,
                   feature_names=None, meta={})
 
@@ -241,10 +243,10 @@ def _run(cfg, shape, params):
     (dict(hidden=(5, 3), tied=True, activation='linear'), (8,), ['h1', 'h2', 'd1', 'z_hat']),
 ])
 def test_layers_and_formula_follow_the_decoder(fields, shape, outs):
-  """runs.layers (the weights export) in forward order reproduces the model in numpy."""
+  """The model's layers (its weights export) in forward order reproduce it in numpy."""
   cfg = defaults.model('dense', **fields)
   model, params, x = _init(cfg, shape)
-  net = runs.layers(_run(cfg, shape, params))
+  net = model.layers(jax.tree.map(np.asarray, params))
   assert [layer.name for layer in net] == [
       f'encoder_{i + 1}' for i in range(len(cfg.hidden))] + [
       f'decoder_{i + 1}' for i in range(len(net) - len(cfg.hidden))]
@@ -261,7 +263,7 @@ def test_layers_and_formula_follow_the_decoder(fields, shape, outs):
 def test_filters_are_the_first_encoder_layer_whatever_the_decoder():
   cfg = defaults.model('dense', hidden=(6, 3), mirror=False, decoder=(5,))
   _, params, _ = _init(cfg, (4, 2, 1))
-  images = models.filters(cfg, params, (4, 2, 1))
+  images = models.build(cfg, (4, 2, 1)).filters(params)
   assert images.shape == (6, 4, 2, 1)
   np.testing.assert_array_equal(images[2].reshape(-1), params['encoder_1']['kernel'][:, 2])
-  assert models.filters(cfg, params, (8,)) is None
+  assert models.build(cfg, (8,)).filters(params) is None

@@ -27,7 +27,7 @@ def runs(tmp_path_factory):
   base = tmp_path_factory.mktemp('replicas')
   with pytest.MonkeyPatch.context() as mp:  # module scope: the autouse env fixture is not active yet
     mp.setenv('AELAB_DATA_DIR', str(DATA))
-    together = replicas.train_and_evaluate_together([_config(s) for s in SEEDS],
+    together = train.train_together([_config(s) for s in SEEDS],
                                                     [base / f'together{s}' for s in SEEDS])
     alone = [train.train_and_evaluate(_config(s), base / f'alone{s}') for s in SEEDS]
   return base, together, alone
@@ -48,7 +48,7 @@ def test_each_run_ends_exactly_as_if_it_had_trained_alone(runs):
 def test_vmapped_runs_end_as_lone_runs_to_float_tolerance(runs, tmp_path):
   base, _, alone = runs
   dirs = [tmp_path / f'vmap{s}' for s in SEEDS]
-  together = replicas.train_and_evaluate_together([_config(s) for s in SEEDS], dirs, how='vmap')
+  together = train.train_together([_config(s) for s in SEEDS], dirs, how='vmap')
   for s, d, t, a in zip(SEEDS, dirs, together, alone):
     mine, lone = kill_runs.final_state(d), kill_runs.final_state(base / f'alone{s}')
     for key in mine:  # batched matmuls round differently: after 60 steps, float tolerance
@@ -69,7 +69,7 @@ def test_each_workdir_reads_as_a_lone_run(runs):
 def test_a_stopped_group_resumes_together_to_the_same_end(runs, tmp_path):
   base, _, _ = runs
   dirs = [tmp_path / f'run{s}' for s in SEEDS]
-  out = replicas.train_and_evaluate_together([_config(s) for s in SEEDS], dirs,
+  out = train.train_together([_config(s) for s in SEEDS], dirs,
                                              should_stop=lambda step: step == 30)
   assert [o['interrupted'] for o in out] == ['should_stop'] * 3 and out[0]['step'] == 30
   # One run is behind (its newest checkpoint lost): all resume from the step every run has.
@@ -77,7 +77,7 @@ def test_a_stopped_group_resumes_together_to_the_same_end(runs, tmp_path):
     assert ckpts.all_steps() == [30]
   import shutil
   shutil.rmtree(dirs[2] / 'checkpoints' / '30')
-  out = replicas.train_and_evaluate_together([_config(s) for s in SEEDS], dirs)
+  out = train.train_together([_config(s) for s in SEEDS], dirs)
   assert [o['step'] for o in out] == [60] * 3 and out[0]['resumed_from_step'] is None
   for s, d in zip(SEEDS, dirs):
     assert kill_runs.same_run(base / f'together{s}', d) == {
@@ -88,14 +88,14 @@ def test_only_runs_that_differ_in_the_seed_train_together(tmp_path):
   other = _config(1)
   other.optimizer.learning_rate = 3e-3
   with pytest.raises(AelabError, match='differ in the seed alone; .* differs in optimizer'):
-    replicas.train_and_evaluate_together([_config(0), other], [tmp_path / 'a', tmp_path / 'b'])
+    train.train_together([_config(0), other], [tmp_path / 'a', tmp_path / 'b'])
   with pytest.raises(AelabError, match='distinct seeds'):
-    replicas.train_and_evaluate_together([_config(0), _config(0)], [tmp_path / 'a', tmp_path / 'b'])
+    train.train_together([_config(0), _config(0)], [tmp_path / 'a', tmp_path / 'b'])
   fsdp = [_config(0), _config(1)]
   for c in fsdp:
     c.train.sharding = (('.*', 'fsdp'),)
   with pytest.raises(AelabError, match='keep their parameters replicated'):
-    replicas.train_and_evaluate_together(fsdp, [tmp_path / 'a', tmp_path / 'b'])
+    train.train_together(fsdp, [tmp_path / 'a', tmp_path / 'b'])
 
 
 def test_pca_evaluator_matches_numpy(tmp_path):
@@ -116,5 +116,5 @@ def test_pca_evaluator_matches_numpy(tmp_path):
   x_hat = (mean + (zt - mean) @ v.T @ v) * prep.stats['std'] + prep.stats['mean']
   assert one['pca_mse'] == pytest.approx(np.mean((x_hat - ds.test.x) ** 2), rel=1e-4)
   assert 0 < one['pca_r2'] < full['pca_r2'] and one['pca_components'] == 1
-  with pytest.raises(AelabError, match=r'components must be an integer in \[1, 30\]'):
+  with pytest.raises(AelabError, match=r'components = 31; it must be an integer in \[1, 30\]'):
     evaluators.build({'pca': defaults.evaluator('pca', components=31)}, ctx)

@@ -70,7 +70,7 @@ def test_the_decoder_rows_are_unit_norm_and_their_gradient_has_no_radial_part():
   params, x = _init(model), _x()
   params = {**params, 'W_dec': params['W_dec'] * 3.0}  # raw rows of norm 3: normalised anyway
   recon, aux = model.apply({'params': params}, x)
-  np.testing.assert_allclose(np.linalg.norm(aux['W_dec'], axis=1), 1.0, rtol=1e-6)
+  np.testing.assert_allclose(np.linalg.norm(aux['dictionary'], axis=1), 1.0, rtol=1e-6)
 
   def loss(p):
     r, _ = model.apply({'params': p}, x)
@@ -145,12 +145,13 @@ def test_steps_since_fired_count_up_and_reset():
 def test_b_dec_starts_at_the_geometric_median_or_mean():
   rows = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [10.0, 10.0]])
   cfg = defaults.model('sae', b_dec_init='median')
-  median = sae.data_init(cfg, rows)['b_dec']
+  median = models.build(cfg, (2,)).data_init(lambda: rows)['b_dec']
   distances = lambda c: np.linalg.norm(rows - c, axis=1).sum()  # noqa: E731
   assert distances(median) < distances(rows.mean(0))
   assert distances(median) <= min(distances(median + d) for d in np.eye(2) * 1e-3) + 1e-9
   cfg.b_dec_init = 'mean'
-  np.testing.assert_allclose(sae.data_init(cfg, rows)['b_dec'], rows.mean(0))
+  np.testing.assert_allclose(models.build(cfg, (2,)).data_init(lambda: rows)['b_dec'],
+                             rows.mean(0))
 
 
 def test_a_fresh_state_takes_b_dec_from_the_data_and_shapes_alone_do_not_compute_it():
@@ -168,7 +169,7 @@ def test_a_fresh_state_takes_b_dec_from_the_data_and_shapes_alone_do_not_compute
 
 @pytest.mark.parametrize('field,value,message', [
     ('activation', 'gelu', "model.activation of an sae 'gelu'"),
-    ('k', 0, 'model.k = 0; it must be a positive integer'),
+    ('k', 0, 'model.k = 0; it must be an integer >= 1'),
     ('k', 64, 'model.k = 64 exceeds model.latents = 32'),
     ('top_k', 'fast', "model.top_k 'fast'"),
 ])
@@ -183,7 +184,7 @@ def test_sae_terms_on_another_model_are_one_line(tmp_path):
   config = experiment('mnist_ae')
   config.loss.sae_l1 = dict(weight=1.0)
   message = one_line_error(train.train_and_evaluate, config, tmp_path / 'run')
-  assert 'loss term sae_l1 needs a sparse autoencoder' in message
+  assert 'loss term sae_l1 needs a sparse dictionary' in message
 
 
 @pytest.fixture(scope='module')

@@ -73,7 +73,8 @@ def test_fine_tuning_starts_from_the_pretrained_layers_and_frozen_keeps_them(sta
   config.stack.freeze_encoder = True
   for run in ('stage1', 'stage2', 'features'):
     shutil.copytree(workdir / run, tmp_path / run)
-  given = driver._given(tmp_path, 2)  # pylint: disable=protected-access
+  finetune = configs.classifier(config, 'finetune')
+  given = driver._given(tmp_path, 2, finetune)  # pylint: disable=protected-access
   assert set(given) == {'encoder_1', 'encoder_2', 'head'}
   from aelab.trainer import train
   train.train_and_evaluate(configs.classifier(config, 'finetune'), tmp_path / 'frozen',
@@ -146,7 +147,7 @@ def test_an_interrupted_stacked_run_resumes_where_it_stopped_and_ends_as_an_unbr
 def test_a_bad_stacked_config_is_one_line_before_anything_is_written(tmp_path):
   env = dict(kill_runs.env())
   for override, message in (
-      ('--config.stack.layers=(32,0)', 'stack.layers = (32, 0); give one or more positive widths'),
+      ('--config.stack.layers=(32,0)', 'stack.layers[1] = 0; it must be an integer >= 1 (stack.layers = (32, 0))'),
       ('--config.stack.finetune.optimizer.name=adamax', "unknown optimizer 'adamax'")):
     result = subprocess.run([sys.executable, '-m', 'aelab.run', f'--config={SPEC}',
                              f'--workdir={tmp_path / "run"}', override], cwd=ROOT, env=env,

@@ -245,20 +245,45 @@ def test_rerunning_a_finished_sweep_runs_nothing(swept):
 
 
 def test_a_failing_point_fails_alone_with_its_one_line_error(tmp_path):
-  workdir = tmp_path / 'bs'
-  args = ('--file_sweep=false', '--sweep=train.batch_size=50,-1', *AXES[3:], '--parallel=2')
+  workdir = tmp_path / 'lr'
+  args = ('--file_sweep=false', '--sweep=optimizer.learning_rate=0.001,1e30', *AXES[3:],
+          '--parallel=2')
   result = _sweep(workdir, *args)
   assert result.returncode == 1, result.stderr
-  message = 'train.batch_size = -1; it must be an integer >= 0'
-  assert f'aelab: point 1 (batch_size=-1) failed: {message}' in result.stderr
-  assert (workdir / 'batch_size=-1' / 'error.txt').read_text() == message + '\n'
+  message = ('training stopped: the loss is inf at step 1 (lower optimizer.learning_rate or set '
+             'optimizer.grad_clip); no checkpoint was saved before it')
+  assert f'aelab: point 1 (learning_rate=1e+30) failed: {message}' in result.stderr
+  assert (workdir / 'learning_rate=1e+30' / 'error.txt').read_text() == message + '\n'
   rows = _csv(workdir)
   assert [(r['status'], r['error']) for r in rows] == [('done', ''), ('failed', message)]
-  assert f'- 1 `batch_size=-1`: {message}' in (workdir / 'results.md').read_text()
-  done = (workdir / 'batch_size=50' / 'summary.json').stat().st_mtime_ns
+  assert f'- 1 `learning_rate=1e+30`: {message}' in (workdir / 'results.md').read_text()
+  done = (workdir / 'learning_rate=0.001' / 'summary.json').stat().st_mtime_ns
   again = _sweep(workdir, *args)  # reruns the failed point only
   assert again.returncode == 1 and again.stderr.count('failed:') == 1
-  assert (workdir / 'batch_size=50' / 'summary.json').stat().st_mtime_ns == done
+  assert (workdir / 'learning_rate=0.001' / 'summary.json').stat().st_mtime_ns == done
+
+
+def test_a_point_a_run_would_refuse_stops_the_sweep_before_anything_is_written(tmp_path):
+  """Every point's config is checked as its run will check it, before any point runs."""
+  workdir = tmp_path / 'bad'
+  for axis, message in (('train.batch_size=50,-1', 'point 1 (batch_size=-1): train.batch_size = '
+                         '-1; it must be an integer >= 0'),
+                        ('model.hidden=(16,4),(16,0)', 'point 1 (hidden=16x0): '
+                         'model.hidden[1] = 0; it must be an integer >= 1'),
+                        ('optimizer.name=adam,adamm', "point 1 (name=adamm): unknown optimizer "
+                         "'adamm'")):
+    result = _sweep(workdir, '--file_sweep=false', f'--sweep={axis}', *AXES[3:])
+    assert message in _one_line_error(result)
+    assert not workdir.exists()
+
+
+def test_a_sweep_will_not_write_into_a_runs_workdir(tmp_path):
+  run = tmp_path / 'run'
+  run.mkdir()
+  (run / 'config.json').write_text('{}')
+  result = _sweep(run, '--file_sweep=false', '--sweep=seed=0,1', *AXES[3:])
+  assert 'holds a run (config.json, checkpoints/), not a sweep' in _one_line_error(result)
+  assert sorted(p.name for p in run.iterdir()) == ['config.json']
 
 
 def test_kill_9_of_the_sweep_then_rerun_finishes_only_what_was_missing(swept, tmp_path):
@@ -285,24 +310,28 @@ def test_kill_9_of_the_sweep_then_rerun_finishes_only_what_was_missing(swept, tm
   assert _metrics_only(_csv(workdir)) == _metrics_only(_csv(swept[0]))
 
 
-def test_sigterm_to_the_sweep_reaches_its_runs_once_and_exits_75(swept, tmp_path):
+def test_sigterm_to_the_sweep_reaches_its_runs_once_and_exits_75(tmp_path):
   workdir = tmp_path / 'stopped'
-  proc = subprocess.Popen(_argv(workdir, *AXES, '--index=2'), cwd=ROOT, env=_env(),
+  steps = 3000  # long enough that the signal lands in training (about 2 s here)
+  args = (*AXES[:3], f'--config.train.num_steps={steps}', '--config.train.checkpoint_every=0',
+          *AXES[4:], '--index=2')
+  proc = subprocess.Popen(_argv(workdir, *args), cwd=ROOT, env=_env(),
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-  deadline = time.time() + 60
-  while time.time() < deadline and not (workdir / NAMES[2] / 'run.log').exists():
-    time.sleep(0.05)
-  time.sleep(2.0)
+  deadline, log = time.time() + 60, workdir / NAMES[2] / 'run.log'
+  while time.time() < deadline and 'step/s' not in (log.read_text() if log.exists() else ''):
+    time.sleep(0.05)  # training has begun
   proc.send_signal(signal.SIGTERM)
   out, err = proc.communicate(timeout=120)
   assert proc.returncode == 75, err
-  log = (workdir / NAMES[2] / 'run.log').read_text()
-  assert 'aelab: stopped by SIGTERM' in log and 'second SIGTERM' not in log
+  text = log.read_text()
+  assert 'aelab: stopped by SIGTERM' in text and 'second SIGTERM' not in text
   assert 'aelab: point 2 (weight=3,seed=0) interrupted (exit code 75)' in err
   assert layout.status(workdir / NAMES[2]) == 'interrupted'
-  assert _sweep(workdir, *AXES, '--index=2').returncode == 0  # resumes from the checkpoint
-  assert _sweep(workdir, *AXES, '--summarize').returncode == 0
-  assert _metrics_only(_csv(workdir))[2] == _metrics_only(_csv(swept[0]))[2]
+  stopped = int(text.split('aelab: stopped by SIGTERM at step ')[1].split('/')[0])
+  assert 0 < stopped < steps
+  assert _sweep(workdir, *args).returncode == 0  # resumes from the checkpoint of the stop
+  summary = json.loads((workdir / NAMES[2] / 'summary.json').read_text())
+  assert (summary['step'], summary['resumed_from_step']) == (steps, stopped)
 
 
 def test_index_tasks_in_two_processes_then_summarize_give_the_same_table(swept, tmp_path):
@@ -403,8 +432,6 @@ def test_reference_sweeps_validate_against_their_configs():
 
 
 def test_code_size_sweep_puts_pca_beside_the_autoencoder(tmp_path):
-  if 'pca' not in defaults.EVALUATORS:
-    pytest.skip('the pca evaluator is not in aelab/config/defaults.py yet')
   spec = 'experiments/mnist_ae.py:pca,tiny'
   assert [p.name for p in _reference('mnist_ae.py:pca,tiny')][:2] == [
       'hidden=256x2,components=2', 'hidden=256x8,components=8']

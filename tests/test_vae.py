@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from aelab import data, evaluators, losses, models, preprocessing
+from aelab.losses import terms as term_fns
 from aelab.config import defaults
 from aelab.errors import AelabError
 from aelab.evaluators import iwae
@@ -35,7 +36,7 @@ def test_vae_kl_matches_the_closed_form_and_monte_carlo():
   var = np.exp(logvar)
   # KL(N(m, s^2) || N(0, 1)) = log(1/s) + (s^2 + m^2)/2 - 1/2, per dimension.
   closed = np.sum(-0.5 * logvar + 0.5 * (var + mean ** 2) - 0.5, axis=1).mean()
-  np.testing.assert_allclose(losses.vae_kl(out), closed, rtol=1e-6)
+  np.testing.assert_allclose(term_fns.vae_kl(out), closed, rtol=1e-6)
   # The closed form is E_q[log q(z) - log p(z)]: check it by sampling.
   z = mean + np.sqrt(var) * rng.normal(size=(200000, 5, 4))
   log_q = -0.5 * ((z - mean) ** 2 / var + logvar + np.log(2 * np.pi))
@@ -43,7 +44,7 @@ def test_vae_kl_matches_the_closed_form_and_monte_carlo():
   np.testing.assert_allclose((log_q - log_p).sum(-1).mean(), closed, rtol=0.01)
   # Zero exactly at the prior.
   prior = out.replace(aux={'mean': np.zeros((2, 3)), 'logvar': np.zeros((2, 3))})
-  assert float(losses.vae_kl(prior)) == 0.0
+  assert float(term_fns.vae_kl(prior)) == 0.0
 
 
 def test_call_samples_and_encode_returns_the_posterior_mean():
@@ -126,10 +127,10 @@ def test_iwae_is_tighter_than_the_elbo_and_equal_at_k_1():
   model, params, x = _vae(shape=(4, 5, 1), batch=10, hidden=(8,), latent=2)
   ctx = _iwae_context(model, x)
   fields = dict(split='test', samples=64, batch_size=5, memory_mb=1, examples=0)
-  out = iwae.Iwae(ctx, **fields)(_state(params), NONE)
+  out = iwae.Evaluator(ctx, **fields)(_state(params), NONE)
   assert out['iwae_k'] == 64 and out['iwae_examples'] == 10
   assert out['iwae_nll'] < out['iwae_neg_elbo'] - 0.05   # tighter, per example and on average
-  one = iwae.Iwae(ctx, **{**fields, 'samples': 1})(_state(params), NONE)
+  one = iwae.Evaluator(ctx, **{**fields, 'samples': 1})(_state(params), NONE)
   np.testing.assert_allclose(one['iwae_nll'], one['iwae_neg_elbo'], rtol=1e-6)
   # The k-sample ELBO estimate agrees with the training loss (1-sample ELBO) on average.
   step = iwae.make_step(ctx.forward, 64, 64)
@@ -156,10 +157,10 @@ def test_iwae_config_checks():
   assert built[0].run.k == 10
   dense = models.build(defaults.model('dense', hidden=(4,)), (12,))
   dense_ctx = _iwae_context(dense, x)
-  with pytest.raises(AelabError, match='needs a VAE'):
+  with pytest.raises(AelabError, match='needs a model with a likelihood'):
     evaluators.build({'iwae': defaults.evaluator('iwae', samples=10)}, dense_ctx)
   assert evaluators.build({'iwae': defaults.evaluator('iwae', every=-1)}, dense_ctx) == []
-  with pytest.raises(AelabError, match="samples must be a positive integer; got 2.5"):
+  with pytest.raises(AelabError, match="samples = 2.5; it must be an integer >= 1"):
     evaluators.build({'iwae': dict(type='iwae', samples=2.5)}, ctx)
   with pytest.raises(AelabError, match='unknown field k in evals.iwae'):
     evaluators.build({'iwae': dict(type='iwae', k=5)}, ctx)

@@ -10,6 +10,7 @@ import pytest
 from jax.test_util import check_grads
 
 from aelab import losses, models, preprocessing
+from aelab.losses import terms as term_fns
 from aelab.config import defaults
 from aelab.errors import AelabError
 from aelab.trainer.forward import Forward, code_statistics
@@ -39,7 +40,9 @@ def _model_outputs(cfg, shape, batch=6, seed=0):
   params = jax.tree.map(lambda a: a.astype(jnp.float64), params)
   recon, aux = model.apply({'params': params}, x)
   encode = functools.partial(model.apply, {'params': params}, method=model.encode)
-  return Outputs(x=x, recon=recon, aux=aux, params=params, encode=encode), encode
+  weights = lambda m: model.apply({'params': params}, method=m)  # noqa: E731
+  return Outputs(x=x, recon=recon, aux=aux, params=params, encode=encode,
+                 weights=weights), encode
 
 
 @pytest.mark.parametrize('cfg,shape', [
@@ -50,7 +53,7 @@ def _model_outputs(cfg, shape, batch=6, seed=0):
 def test_contractive_exact_matches_finite_difference_jacobian(x64, cfg, shape):
   out, encode = _model_outputs(cfg, shape)
   expected = _fd_jacobian_norms(encode, out.x).mean()
-  np.testing.assert_allclose(jax.jit(lambda o: losses.contractive(o))(out), expected, rtol=1e-6)
+  np.testing.assert_allclose(jax.jit(lambda o: term_fns.contractive(o))(out), expected, rtol=1e-6)
 
 
 def test_contractive_closed_form_for_a_sigmoid_layer(x64):
@@ -61,16 +64,16 @@ def test_contractive_closed_form_for_a_sigmoid_layer(x64):
   h = 1 / (1 + np.exp(-(np.asarray(out.x) @ w + np.asarray(out.params['encoder_1']['bias']))))
   by_hand = ((h * (1 - h)) ** 2 @ (w ** 2).sum(0)).mean()
   np.testing.assert_allclose(by_hand, expected, rtol=1e-6)
-  np.testing.assert_allclose(losses.contractive(out, method='sigmoid_layer'), expected, rtol=1e-6)
-  np.testing.assert_allclose(losses.contractive(out, method='exact'), expected, rtol=1e-6)
+  np.testing.assert_allclose(term_fns.contractive(out, method='sigmoid_layer'), expected, rtol=1e-6)
+  np.testing.assert_allclose(term_fns.contractive(out, method='exact'), expected, rtol=1e-6)
 
 
 def test_contractive_uses_the_input_the_model_saw(x64):
   out, encode = _model_outputs(defaults.model('dense', hidden=(4,), activation='tanh'), (5,))
   noisy = out.x + 0.3
   expected = _fd_jacobian_norms(encode, noisy).mean()
-  np.testing.assert_allclose(losses.contractive(out.replace(inputs=noisy)), expected, rtol=1e-6)
-  assert abs(float(losses.contractive(out)) - expected) > 1e-3
+  np.testing.assert_allclose(term_fns.contractive(out.replace(inputs=noisy)), expected, rtol=1e-6)
+  assert abs(float(term_fns.contractive(out)) - expected) > 1e-3
 
 
 def test_contractive_gradients_match_finite_differences(x64):
@@ -83,7 +86,7 @@ def test_contractive_gradients_match_finite_differences(x64):
   def penalty(p, method='exact'):
     recon, aux = model.apply({'params': p}, x)
     encode = functools.partial(model.apply, {'params': p}, method=model.encode)
-    return losses.contractive(Outputs(x=x, recon=recon, aux=aux, params=p, encode=encode), method)
+    return term_fns.contractive(Outputs(x=x, recon=recon, aux=aux, params=p, encode=encode), method)
 
   check_grads(jax.jit(penalty), (params,), order=1, modes=['rev'])
   sig = models.build(defaults.model('dense', hidden=(5,), activation='sigmoid'), (4,))
@@ -91,7 +94,9 @@ def test_contractive_gradients_match_finite_differences(x64):
 
   def closed(p):
     recon, aux = sig.apply({'params': p}, x)
-    return losses.contractive(Outputs(x=x, recon=recon, aux=aux, params=p), 'sigmoid_layer')
+    weights = lambda m: sig.apply({'params': p}, method=m)  # noqa: E731
+    return term_fns.contractive(Outputs(x=x, recon=recon, aux=aux, params=p, weights=weights),
+                             'sigmoid_layer')
 
   check_grads(jax.jit(closed), (sp,), order=1, modes=['rev'])
 
@@ -99,9 +104,9 @@ def test_contractive_gradients_match_finite_differences(x64):
 def test_contractive_config_errors(x64):
   out, _ = _model_outputs(defaults.model('dense', hidden=(4, 2), activation='sigmoid'), (5,))
   with pytest.raises(AelabError, match="method='exact'"):
-    losses.contractive(out, method='sigmoid_layer')
+    term_fns.contractive(out, method='sigmoid_layer')
   with pytest.raises(AelabError, match='Outputs.encode'):
-    losses.contractive(out.replace(encode=None))
+    term_fns.contractive(out.replace(encode=None))
   with pytest.raises(AelabError, match="unknown contractive method 'fd'"):
     losses.compose({'contractive': {'weight': 1.0, 'method': 'fd'}})
   with pytest.raises(AelabError, match='one sigmoid encoder layer.*1: sigmoid, 2: sigmoid'):
@@ -122,8 +127,8 @@ def test_gaussian_reconstruction_is_the_gaussian_nll():
     out = Outputs(x=x, recon=mu, aux=aux, params={})
     s = 1.0 if log_sigma is None else np.exp(log_sigma)
     nll = 0.5 * ((x - mu) / s) ** 2 + np.log(s) + 0.5 * np.log(2 * np.pi)
-    np.testing.assert_allclose(losses.reconstruction(out, kind='gaussian'), nll.mean(), rtol=1e-6)
-    np.testing.assert_allclose(losses.reconstruction(out, kind='gaussian', reduction='sum'),
+    np.testing.assert_allclose(term_fns.reconstruction(out, kind='gaussian'), nll.mean(), rtol=1e-6)
+    np.testing.assert_allclose(term_fns.reconstruction(out, kind='gaussian', reduction='sum'),
                                nll.sum(1).mean(), rtol=1e-6)
     # The same figure scipy gives for the density.
     from scipy.stats import norm
@@ -137,7 +142,7 @@ def test_warmup_ramps_the_weight_and_evaluation_uses_the_full_weight():
                 aux={'mean': mean, 'logvar': logvar}, params={})
   loss_fn = losses.compose(defaults.loss(vae_kl=dict(weight=2.0, warmup_steps=100)))
   assert loss_fn.needs_step
-  kl = float(losses.vae_kl(out))
+  kl = float(term_fns.vae_kl(out))
   for step, factor in ((0, 0.0), (25, 0.25), (100, 1.0), (5000, 1.0)):
     total, terms = loss_fn(out.replace(step=jnp.asarray(step)))
     np.testing.assert_allclose(total, 2.0 * factor * kl, rtol=1e-6)
@@ -183,4 +188,4 @@ def test_new_terms_are_listed_in_errors_and_defaults():
     losses.compose({'vae_kl': {'weight': 1.0, 'beta': 4.0}})
   assert "'beta'" in str(err.value) and 'weight, warmup_steps' in str(err.value)
   with pytest.raises(AelabError, match="needs the posterior aux\\['mean'\\]"):
-    losses.vae_kl(Outputs(x=np.zeros((2, 2)), recon=np.zeros((2, 2)), aux={'code': 0}, params={}))
+    term_fns.vae_kl(Outputs(x=np.zeros((2, 2)), recon=np.zeros((2, 2)), aux={'code': 0}, params={}))

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from aelab.analysis import inputs, runs
+from aelab.config import checks
 from aelab.errors import AelabError
 
 
@@ -45,9 +46,7 @@ def threshold(run: runs.Run, quantile: float = 0.99, x: Any = None, space: str =
 
 
 def check_quantile(quantile: Any) -> None:
-  if isinstance(quantile, bool) or not isinstance(quantile, (int, float)) or not 0 < quantile < 1:
-    raise AelabError(f'the threshold quantile must be a number in (0, 1), e.g. 0.99; '
-                     f'got {quantile!r}')
+  checks.number(quantile, 'the threshold quantile', above=0.0, below=1.0, hint=', e.g. 0.99')
 
 
 def auroc(scores: Any, positive: Any) -> float:

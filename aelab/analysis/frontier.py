@@ -22,6 +22,7 @@ import sys
 from collections.abc import Sequence
 from typing import NamedTuple
 
+from aelab import cli
 from aelab.errors import AelabError
 
 PROG = 'python -m aelab.analysis.frontier'
@@ -96,49 +97,14 @@ def table(sweeps: Sequence[Sweep]) -> str:
 
 
 def plot(sweeps: Sequence[Sweep], out: str | pathlib.Path, split: str = 'test') -> pathlib.Path:
-  """Writes the frontier figure to `out` (its format from its suffix, e.g. .png); where some
-  sweep has fraction_recovered, a second panel draws it against L0 the same way."""
-  import matplotlib
-  matplotlib.use('Agg')
-  import matplotlib.pyplot as plt
-  from matplotlib import ticker
-  out = pathlib.Path(out)
-  panels = [('variance_explained', f'variance explained ({split})')]
-  if any(p.fraction_recovered is not None for s in sweeps for p in s.points):
-    panels.append(('fraction_recovered', f'downstream fraction recovered ({split})'))
-  fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 4.2), squeeze=False)
-  for ax, (field, ylabel) in zip(axes[0], panels):
-    for s in sweeps:
-      pts = [p for p in s.points if getattr(p, field) is not None]
-      if pts:
-        ax.plot([p.l0 for p in pts], [getattr(p, field) for p in pts], marker='o', ms=4, lw=1.2,
-                label=s.label)
-    ax.set_xscale('log')
-    ax.xaxis.set_major_locator(ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
-    ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f'{v:g}'))
-    ax.xaxis.set_minor_formatter(ticker.NullFormatter())
-    ax.set_xlabel(f'L0: active latents per example ({split}, log scale)')
-    ax.set_ylabel(ylabel)
-    ax.grid(alpha=0.3, which='both')
-    ax.legend(fontsize=8, loc='lower right')
-    ax.set_title(f'L0 vs {field.replace("_", " ")}', fontsize=10)
-  out.parent.mkdir(parents=True, exist_ok=True)
-  fig.tight_layout()
-  fig.savefig(out, dpi=100, bbox_inches='tight')
-  plt.close(fig)
-  return out
-
-
-class _Parser(argparse.ArgumentParser):
-  """argparse whose usage errors are AelabErrors: one line, exit 2, like python -m aelab.run."""
-
-  def error(self, message: str):
-    raise AelabError(f'{message} (see {self.prog} --help)')
+  """Writes the frontier figure to `out` (its format from its suffix, e.g. .png)."""
+  from aelab import plots  # matplotlib, only when a figure is drawn
+  return plots.frontier(sweeps, out, split)
 
 
 def main(argv: Sequence[str] | None = None) -> str:
   """Reads the sweeps, writes the figure, returns the markdown table."""
-  parser = _Parser(prog=PROG, description=__doc__,
+  parser = cli.Parser(prog=PROG, description=__doc__,
                    formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument('--out', required=True, help='the figure to write (e.g. frontier.png)')
   parser.add_argument('--split', default='test', help='the split whose metrics to read')
@@ -155,11 +121,8 @@ def main(argv: Sequence[str] | None = None) -> str:
 
 
 def run(argv: Sequence[str] | None = None) -> None:
-  try:
+  with cli.guard():
     text = main(list(sys.argv[1:] if argv is None else argv))
-  except AelabError as e:
-    print(f'aelab: error: {e}', file=sys.stderr, flush=True)
-    sys.exit(2)
   print(text, end='', flush=True)
 
 

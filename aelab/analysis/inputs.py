@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import dataclasses
 import pathlib
-import sys
 
 import numpy as np
 
-from aelab import data
 from aelab.analysis import runs
 from aelab.data import download, tabular
 from aelab.errors import AelabError
@@ -67,12 +65,7 @@ def from_split(run: runs.Run, name: str) -> Rows:
   """Split `name` of the dataset the run was trained on, as its config and seed define it."""
   if name not in SPLITS:
     raise AelabError(f'unknown split {name!r}; valid splits: {", ".join(SPLITS)}')
-  ds = data.load(run.config.dataset, seed=int(run.config.seed))
-  trained = run.meta.get('dataset') or {}
-  if trained.get('md5') and ds.source.get('md5') and trained['md5'] != ds.source['md5']:
-    print(f'aelab: warning: {ds.source.get("path")} changed since the run was trained (md5 '
-          f'{ds.source["md5"]}, trained on {trained["md5"]}); its splits may hold other rows',
-          file=sys.stderr)
+  ds = run.dataset
   split = getattr(ds, name)
   x = runs.check_rows(run, split.x, f'the {name} split')
   return Rows(x=x, y=split.y, label_names=ds.source.get('label_names'),

@@ -13,9 +13,7 @@ Latents are numbered from 0 (f[:, j], row j of W_dec); a latent fires on a row w
 
 from __future__ import annotations
 
-import os
 import pathlib
-import tempfile
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -48,12 +46,12 @@ def statistics(run: runs.Run, f: np.ndarray) -> dict[str, np.ndarray]:
          'frequency': count / len(f),
          'mean_active': np.where(count > 0, total / np.maximum(count, 1), 0.0),
          'max': f.max(axis=0),
-         'decoder_norm': np.linalg.norm(runs.sae_arrays(run)['W_dec'].astype(np.float64), axis=1)}
+         'decoder_norm': np.linalg.norm(run.export().arrays['W_dec'].astype(np.float64), axis=1)}
   since = run.model_stats.get('since_fired')
   if since is not None:
     since = np.asarray(since).reshape(-1)
     out['steps_since_fired'] = since
-    out['dead'] = (since >= run.config.model.dead_steps).astype(np.int32)
+    out['dead'] = (since >= run.model.dictionary().dead_steps).astype(np.int32)
   return out
 
 
@@ -67,7 +65,7 @@ def most_frequent(f: np.ndarray, n: int) -> list[int]:
 
 def check_latents(run: runs.Run, chosen: Sequence[int]) -> list[int]:
   """The chosen latent indices, each checked against the run's latents (no repeats)."""
-  n = run.config.model.latents
+  n = runs.require_dictionary(run, 'choosing latents').latents
   for j in chosen:
     if not 0 <= j < n:
       raise AelabError(f'--latent={j}: no such latent; the run has {n} latents, numbered '
@@ -109,21 +107,15 @@ def write_grid(run: runs.Run, x: np.ndarray, top: Sequence[Top],
     images = np.full((width, *run.feature_shape), lo, np.float32)
     images[:len(t.rows)] = x[t.rows]
     grid.append(images)
-  path = pathlib.Path(path)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  with tempfile.TemporaryDirectory(prefix=f'.{path.name}.', dir=path.parent) as tmp:
-    drawn = plots.image_rows(grid, [f'latent {t.latent}' for t in top],
-                             pathlib.Path(tmp) / path.name, value_range=(lo, max(hi, lo + 1e-6)))
-    os.replace(drawn, path)
-  return path
+  return plots.image_rows(grid, [f'latent {t.latent}' for t in top], path,
+                          value_range=(lo, max(hi, lo + 1e-6)))
 
 
 def _check_codes(run: runs.Run, f: np.ndarray) -> np.ndarray:
-  runs.require_sae(run, 'per-latent statistics')
+  latents = runs.require_dictionary(run, 'per-latent statistics').latents
   f = np.asarray(f)
-  if f.ndim != 2 or f.shape[1] != run.config.model.latents:
-    raise AelabError(f'latents of shape {f.shape}; the run has {run.config.model.latents} '
-                     'latents per row')
+  if f.ndim != 2 or f.shape[1] != latents:
+    raise AelabError(f'latents of shape {f.shape}; the run has {latents} latents per row')
   if not len(f):
     raise AelabError('no rows: per-latent statistics need at least one row')
   return f

@@ -1,20 +1,21 @@
-"""A trained run loaded back from its workdir, and what it computes on raw rows.
+"""A trained run read back from its workdir: its config, checkpoint, model and preprocessing,
+its dataset (loaded once, checked against the md5 it was trained on), and what it computes on
+raw rows.
 
     run = runs.load('workdirs/h2o_tanh')         # the latest checkpoint; or load(dir, step=400)
     h1 = runs.features(run, x, layer=1)          # x: raw rows [N, d] in input units
     code = runs.features(run, x, layer='code')
     x_hat = runs.reconstruct(run, x)             # input units (preprocessing inverted)
     z_hat = runs.reconstruct(run, x, space='normalized')   # what the network outputs
-    sae = runs.sae_arrays(run)                   # a sparse autoencoder: W_enc, b_enc, W_dec, ...
+    out = run.export()                           # every array by name, the computation by hand
+    test = run.dataset.test                      # the run's own split
 
 Every function applies the run's own preprocessing (statistics from its checkpoint) first, so
 the numbers are those training and evaluation saw; matmuls run at full float32 precision (no
-TF32 / bf16 passes on a GPU or TPU), so numpy on the exported weights reproduces them.
-`runs.layers(run)` lists the dense layers as (name, kernel [in, out], bias, activation): each
-computes act(h @ kernel + bias). A sparse autoencoder (model 'sae') has one encoder layer, its
-latents f (layer 1 = 'code'), computed with the train state's stats from the checkpoint
-(`run.model_stats`: BatchTopK's inference threshold), as its evaluation computes them;
-`runs.sae_arrays(run)` holds its parameters as the forward pass uses them.
+TF32 / bf16 passes on a GPU or TPU), so numpy on the exported arrays reproduces them. What the
+model is and can do, the run asks its model (aelab/models/base.py): `run.model`. The train
+state's stats from the checkpoint (`run.model_stats`: BatchTopK's inference threshold) are used
+as its evaluation uses them.
 """
 
 from __future__ import annotations
@@ -23,13 +24,14 @@ import dataclasses
 import functools
 import math
 import pathlib
-from typing import Any, NamedTuple
+import sys
+from typing import Any
 
 import jax
 import ml_collections
 import numpy as np
 
-from aelab import losses, models, preprocessing
+from aelab import data, losses, models, preprocessing
 from aelab.errors import AelabError
 from aelab.trainer import checkpoint
 from aelab.trainer.forward import Forward
@@ -51,6 +53,27 @@ class Run:
   feature_names: tuple[str, ...] | None
   meta: dict
   model_stats: dict = dataclasses.field(default_factory=dict)  # TrainState.stats (numpy)
+
+  @property
+  def model(self) -> models.Model:
+    """The model, which says what it is and can do (aelab/models/base.py)."""
+    return self.forward.model
+
+  def export(self) -> models.Export:
+    """Every array of the model by name, and the computation by hand (host numpy)."""
+    return self.model.export(self.params, self.model_stats)
+
+  @functools.cached_property
+  def dataset(self) -> data.Dataset:
+    """The run's own dataset, as its config and seed define it (loaded once); a warning when its
+    file changed since the run was trained (another md5)."""
+    ds = data.load(self.config.dataset, seed=int(self.config.seed))
+    trained = self.meta.get('dataset') or {}
+    if trained.get('md5') and ds.source.get('md5') and trained['md5'] != ds.source['md5']:
+      print(f'aelab: warning: {ds.source.get("path")} changed since the run was trained (md5 '
+            f'{ds.source["md5"]}, trained on {trained["md5"]}); its splits may hold other rows',
+            file=sys.stderr)
+    return ds
 
   @property
   def mode(self) -> str:
@@ -79,11 +102,8 @@ def _outputs(forward: Forward, params, prep, x, stats) -> dict:
   with jax.default_matmul_precision('highest'):
     p = forward.outputs(params, prep, {'x': x}, jax.random.PRNGKey(0), train=False,
                         corrupt=False, stats=stats)
-  # A model without a list of encoder layers (the sparse autoencoder) has one: its code.
-  encoder = tuple(p.aux['encoder'] if 'encoder' in p.aux else
-                  (p.aux['code'],) if 'code' in p.aux else ())
   return {'z': p.z, 'recon': p.recon, 'x_hat': prep.invert(p.recon, p.ctx),
-          'encoder': encoder, 'code': p.aux.get('code', encoder[-1] if encoder else p.z)}
+          'encoder': tuple(p.aux['encoder']), 'code': p.aux['code']}
 
 
 def load(workdir: str | pathlib.Path, step: int | None = None) -> Run:
@@ -169,62 +189,24 @@ def reconstruct(run: Run, x: Any, space: str = 'input',
 
 
 def require_reconstruction(run: Run) -> None:
-  """A classifier has no reconstruction: one clear line for the verbs that need one."""
-  if run.config.model.name == 'classifier':
-    raise AelabError(f'{run.workdir} holds a classifier: it has no reconstructions (its '
-                     'features and weights are inspected like any run\'s)')
+  """A model that reconstructs nothing (a classifier): one clear line for the verbs that need it."""
+  if not run.model.RECONSTRUCTS:
+    raise AelabError(f'{run.workdir} holds a {run.config.model.name!r} model: it has no '
+                     'reconstructions (its features and weights are inspected like any run\'s)')
+
+
+def require_dictionary(run: Run, what: str) -> models.Dictionary:
+  """A sparse dictionary's (latents, dead_steps); one clear line for what only it has."""
+  found = run.model.dictionary()
+  if found is None:
+    raise AelabError(f'{what} needs a sparse dictionary (e.g. model \'sae\'); {run.workdir} '
+                     f'holds a {run.config.model.name!r} model')
+  return found
 
 
 def check_space(space: str) -> None:
   if space not in SPACES:
     raise AelabError(f'unknown space {space!r}; valid spaces: {", ".join(SPACES)}')
-
-
-class Layer(NamedTuple):
-  """One dense layer in forward order: out = activation(h @ kernel + bias), kernel [in, out]."""
-  name: str
-  kernel: np.ndarray
-  bias: np.ndarray
-  activation: str
-
-
-def layers(run: Run) -> list[Layer]:
-  """The dense model's layers in forward order (encoder_1..K, decoder_1..M; decoder_M is the
-  output layer; M = K when the decoder mirrors the encoder).
-
-  Tied decoder layers get their effective kernel (the encoder kernel transposed), so every
-  layer reads the same way: out = act(h @ kernel + bias).
-  """
-  cfg = run.config.model
-  if cfg.name == 'classifier':
-    return _classifier_layers(run)
-  if cfg.name != 'dense':
-    raise AelabError(f'exporting layers needs a dense model (dense or classifier); this run '
-                     f'uses {cfg.name!r}')
-  from aelab.models import dense  # the dense model's layers, resolved from its config
-  shape = dense.resolve(cfg)
-  k = len(shape.hidden)
-  p = run.params
-  out = [Layer(f'encoder_{i + 1}', np.asarray(p[f'encoder_{i + 1}']['kernel']),
-               np.asarray(p[f'encoder_{i + 1}']['bias']), shape.activation[i]) for i in range(k)]
-  dec_acts = (*shape.decoder_activation, shape.output_activation)
-  for i, act in enumerate(dec_acts):
-    name = f'decoder_{i + 1}'
-    kernel = (np.asarray(p[f'encoder_{k - i}']['kernel']).T if shape.tied
-              else np.asarray(p[name]['kernel']))
-    out.append(Layer(name, kernel, np.asarray(p[name]['bias']), act))
-  return out
-
-
-def _classifier_layers(run: Run) -> list[Layer]:
-  """A classifier's layers: encoder_1..K, then `head` (softmax: the class probabilities)."""
-  from aelab.models import activations
-  cfg, p = run.config.model, run.params
-  acts = activations.per_layer(cfg.activation, len(cfg.hidden)) if len(cfg.hidden) else ()
-  out = [Layer(f'encoder_{i + 1}', np.asarray(p[f'encoder_{i + 1}']['kernel']),
-               np.asarray(p[f'encoder_{i + 1}']['bias']), act) for i, act in enumerate(acts)]
-  return out + [Layer('head', np.asarray(p['head']['kernel']), np.asarray(p['head']['bias']),
-                      'softmax')]
 
 
 INVERSE = {'none': 'x_hat = z_hat',
@@ -234,81 +216,30 @@ INVERSE = {'none': 'x_hat = z_hat',
            'per_sample': 'x_hat = z_hat * std_i + mean_i (the row\'s own mean and std)'}
 
 
-def formula(run: Run, through: int | None = None) -> list[str]:
-  """The whole computation, raw row x to reconstruction x_hat, one line per step; with
-  `through` = K, only as far as encoder layer K (the features of that layer)."""
+def layer_number(run: Run, layer: int | str) -> int:
+  """The number of feature layer `layer` (1..K; 'code': the encoder layer it is, or K + 1 for a
+  code apart from the encoder's layers, a VAE's posterior mean)."""
+  key = losses.normalize_layer(layer)
+  if key != 'code':
+    return int(key)
+  for step in run.export().steps:
+    if 'code' in step.layers:
+      numbered = [int(k) for k in step.layers if k.isdigit()]
+      return numbered[0] if numbered else run.depth + 1
+  return run.depth
+
+
+def formula(run: Run, through: int | str | None = None) -> list[str]:
+  """The whole computation, raw row x to the output, one line per step; with `through` (a
+  feature layer: 1..K or 'code'), only as far as that layer."""
   lines = [f'{preprocessing.describe(run.mode)}   [preprocessing {run.mode!r}; x is a raw row, '
            f'flattened to {run.num_features} values]']
-  if is_sae(run):
-    body = _sae_formula(run)
-    return lines + (body[:2] if through is not None else body + [INVERSE[run.mode]])
-  try:
-    net = layers(run)
-  except AelabError:
-    return lines + [f'network: model {run.config.model.name!r} (see aelab/models)'] + (
-        [] if through is not None else ['x_hat = inverse preprocessing of the network output'])
-  k = sum(layer.name.startswith('encoder_') for layer in net)
-  prev, classifier = 'z', net[-1].name == 'head'
-  for i, layer in enumerate(net):
-    out = f'h{i + 1}' if i < k else (f'd{i - k + 1}' if i < len(net) - 1 else
-                                     'p (class probabilities)' if classifier else 'z_hat')
-    role = ' (the code)' if i == k - 1 else ''
-    lines.append(f'{out} = {layer.activation}({prev} @ {layer.name}/kernel + {layer.name}/bias)'
-                 f'   [{layer.kernel.shape[0]} -> {layer.kernel.shape[1]}]{role}')
-    prev = out
-  if through is not None:
-    return lines[:through + 1]
-  if classifier:
-    return lines + ['predicted class = argmax p']
-  return lines + [INVERSE[run.mode]]
-
-
-# --- sparse autoencoders ---------------------------------------------------------------------
-
-def is_sae(run: Run) -> bool:
-  return run.config.model.name == 'sae'
-
-
-def require_sae(run: Run, what: str) -> None:
-  """One clear line for what only a sparse autoencoder has."""
-  if not is_sae(run):
-    raise AelabError(f'{what} needs a sparse autoencoder (model \'sae\'); {run.workdir} holds '
-                     f'a {run.config.model.name!r} model')
-
-
-def sae_arrays(run: Run) -> dict[str, np.ndarray]:
-  """A sparse autoencoder's parameters as its forward pass uses them: 'W_enc' [d, n], 'b_enc'
-  [n], 'W_dec' [n, d] (the decoder used: with normalize_decoder the parameter's rows divided by
-  their norms), 'b_dec' [d]; 'threshold' [n] = exp(log_threshold) for JumpReLU; for BatchTopK
-  with a trained threshold (the checkpoint's stats) 'batchtopk_threshold' (a scalar)."""
-  require_sae(run, 'the parameters of a sparse autoencoder')
-  p = run.params
-  decoder = run.forward.weights(p, 'decoder')
-  out = {'W_enc': np.asarray(p['W_enc']), 'b_enc': np.asarray(p['b_enc']),
-         'W_dec': np.asarray(decoder, np.float32), 'b_dec': np.asarray(p['b_dec'])}
-  if run.config.model.activation == 'jumprelu':
-    out['threshold'] = np.asarray(np.exp(np.asarray(p['log_threshold'])), np.float32)
-  if run.config.model.activation == 'batchtopk' and 'threshold' in run.model_stats:
-    out['batchtopk_threshold'] = np.asarray(run.model_stats['threshold'], np.float32)
-  return out
-
-
-def _sae_formula(run: Run) -> list[str]:
-  """pre, f (the code) and z_hat of a sparse autoencoder, one line each."""
-  cfg = run.config.model
-  d, n = run.num_features, cfg.latents
-  topk = (f'f = relu(pre) at the k = {cfg.k} largest entries of each row of pre'
-          f'{" (found by jax.lax.approx_max_k)" if cfg.top_k == "approx" else ""}, 0 elsewhere')
-  act = {'relu': 'f = relu(pre)', 'topk': topk,
-         'jumprelu': 'f = pre * (pre > threshold), threshold = exp(log_threshold) per latent'}
-  if cfg.activation == 'batchtopk':
-    t = run.model_stats.get('threshold')
-    act['batchtopk'] = (
-        topk + ' (BatchTopK without a trained threshold)' if t is None else
-        f'f = relu(pre) where pre > batchtopk_threshold = {float(t):.9g} (the BatchTopK '
-        'inference threshold set in training), 0 elsewhere')
-  unit = (' (W_dec: the rows of the parameter W_dec divided by their norms, as the forward pass '
-          'uses them)' if cfg.normalize_decoder else '')
-  return [f'pre = (z - b_dec) @ W_enc + b_enc   [{d} -> {n}]',
-          f'{act[cfg.activation]}   [{n} latents, the code; latent j (from 0) is f[:, j]]',
-          f'z_hat = f @ W_dec + b_dec   [{n} -> {d}]{unit}']
+  steps = run.export().steps
+  if through is None:
+    return lines + [s.line for s in steps] + ([INVERSE[run.mode]] if run.model.RECONSTRUCTS else [])
+  key = losses.normalize_layer(through)
+  last = next((i for i, s in enumerate(steps) if key in s.layers), None)
+  if last is None:
+    raise AelabError(f'{run.workdir}: the computation by hand has no layer {through!r}; its '
+                     f'layers: {", ".join(k for s in steps for k in s.layers)}')
+  return lines + [s.line for s in steps[:last + 1]]

@@ -7,11 +7,11 @@ autoencoders trained on activations).
     probs = splice.outputs(run, x, 1, replace=lambda h: 0 * h)   # the network output, spliced
 
 The layer's activations h [B, width] (numpy float32, numbered as `runs.features` numbers them:
-1..K, 'code' = K) are replaced and the computation continues through the remaining layers of
-`runs.layers(run)`, after the run's own preprocessing, at full float32 precision. The metric is
-the run's own: for a dense autoencoder the reconstruction MSE in the preprocessed space (mean per
-element, against the preprocessed input); for a classifier the mean softmax cross-entropy against
-the labels, with the accuracies alongside. Conv and VAE runs are not supported.
+1..K and 'code') are replaced and the model continues its forward pass from that layer (its
+`from_layer`: a VAE's without sampling), after the run's own preprocessing, at full float32
+precision. The metric is the run's own: for a model with a softmax head the mean cross-entropy
+against the labels, with the accuracies alongside; for one that reconstructs its input the
+reconstruction MSE in the preprocessed space (mean per element, against the preprocessed input).
 """
 
 from __future__ import annotations
@@ -26,10 +26,9 @@ import numpy as np
 
 from aelab import losses
 from aelab.analysis import runs
+from aelab.config import checks
 from aelab.errors import AelabError
-from aelab.models import activations
 
-SUPPORTED = ('dense', 'classifier')
 Replace = Callable[[np.ndarray], Any]
 
 
@@ -77,12 +76,12 @@ def outputs(run: runs.Run, x: Any, layer: int | str, replace: Replace | None = N
 
 
 def _check_model(run: runs.Run) -> bool:
-  """True for a classifier, False for a dense autoencoder; any other model is an error."""
-  name = run.config.model.name
-  if name not in SUPPORTED:
-    raise AelabError(f'splicing a layer needs a dense model ({" or ".join(SUPPORTED)}); '
-                     f'{run.workdir} holds a {name!r} model')
-  return name == 'classifier'
+  """True for a model with a softmax head (its metric: cross-entropy), False for one that
+  reconstructs; a model that cannot continue from a layer is an error."""
+  if not hasattr(run.model, 'from_layer'):
+    raise AelabError(f'splicing a layer needs a model that continues its forward pass from a '
+                     f'layer; {run.workdir} holds a {run.config.model.name!r} model')
+  return run.model.classes() is not None
 
 
 def _labels(run: runs.Run, y: Any, n: int) -> np.ndarray:
@@ -91,7 +90,7 @@ def _labels(run: runs.Run, y: Any, n: int) -> np.ndarray:
     raise AelabError(f'{run.workdir} holds a classifier: its metric (cross-entropy) needs the '
                      'labels y of the rows')
   labels = np.asarray(y)
-  classes = int(run.config.model.classes)
+  classes = int(run.model.classes())
   if (labels.shape != (n,) or not np.issubdtype(labels.dtype, np.integer)
       or (n and (labels.min() < 0 or labels.max() >= classes))):
     raise AelabError(f'y must be {n} integer labels in 0..{classes - 1}, one per row; got '
@@ -99,31 +98,21 @@ def _labels(run: runs.Run, y: Any, n: int) -> np.ndarray:
   return labels.astype(np.int32)
 
 
-def _depth(layer: int | str, k: int) -> int:
-  """How many of the k encoder layers compute `layer` (runs.features' numbering, and its error
-  for a bad layer); 0: the input itself (the code of a classifier without hidden layers)."""
-  return int(losses.layer_activations({'encoder': tuple(range(1, k + 1)), 'code': k}, layer))
-
-
 def _batches(run: runs.Run, x: Any, layer: int | str, batch_size: int
              ) -> Iterator[tuple[jax.Array, np.ndarray, Callable[[Any], jax.Array]]]:
   """(preprocessed rows z [B, d], the layer's activations h [B, width] as numpy, tail) per
-  batch; tail(h') runs the remaining layers (a classifier's ends at the logits)."""
-  net = runs.layers(run)
-  k = sum(item.name.startswith('encoder_') for item in net)
-  depth = _depth(layer, k)
+  batch; tail(h') continues the model from the layer: its logits for a softmax head, else its
+  output."""
+  key = losses.normalize_layer(layer)
   x = runs.check_rows(run, x)
   if not len(x):
     raise AelabError('x holds no rows; splicing needs at least one row to score')
-  if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
-    raise AelabError(f'batch size must be a positive integer; got {batch_size!r}')
-  acts = tuple(item.activation for item in net)
-  weights = jax.device_put(tuple((item.kernel, item.bias) for item in net))
-  head = (acts[:depth], weights[:depth])
-  tail = functools.partial(_layers, acts[depth:], weights[depth:])
+  checks.integer(batch_size, 'the batch size', low=1)
+  logits = run.model.classes() is not None
+  tail = functools.partial(_continue, run.forward, run.params, key, logits)
   for i in range(0, len(x), batch_size):
-    z = _prepare(run.prep, x[i:i + batch_size])
-    yield z, np.asarray(_layers(*head, z)), tail
+    rows = x[i:i + batch_size]
+    yield _prepare(run.prep, rows), runs.features(run, rows, layer, batch_size), tail
 
 
 @jax.jit
@@ -132,15 +121,12 @@ def _prepare(prep, x: jax.Array) -> jax.Array:
   return prep.apply(x)[0].reshape(x.shape[0], -1)
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def _layers(acts: tuple[str, ...], weights, h) -> jax.Array:
-  """act(h @ kernel + bias) through the layers; a softmax layer stops at its logits."""
+@functools.partial(jax.jit, static_argnums=(0, 2, 3))
+def _continue(forward, params, layer: str, logits: bool, h) -> jax.Array:
+  """The model from `layer` on, at full float32 precision: logits, or the flattened output."""
   with jax.default_matmul_precision('highest'):
-    h = jnp.asarray(h, jnp.float32)
-    for act, (kernel, bias) in zip(acts, weights):
-      h = h @ kernel + bias
-      h = h if act == 'softmax' else activations.get(act)(h)
-  return h
+    out, aux = forward.from_layer(params, jnp.asarray(h, jnp.float32), layer)
+  return aux['logits'] if logits else out.reshape(out.shape[0], -1)
 
 
 def _replaced(replace: Replace, h: np.ndarray, what: str) -> np.ndarray:

@@ -1,6 +1,6 @@
 """The benchmark: the trainer's own loop (aelab/trainer/loop.py) against its references.
 
-After warm-up, each repeat measures, in this order (medians, min and max over repeats):
+After warm-up, each repeat measures (medians, min and max over repeats):
 
   compile    lower + compile of a fresh train block (the default data path);
   aelab      `Loop.run` of the trainer, exactly as `train_and_evaluate` calls it (blocks of
@@ -12,15 +12,21 @@ After warm-up, each repeat measures, in this order (medians, min and max over re
   bare       the same forward pass and optax optimizer as a plain `jax.jit` of a `lax.scan`
              over the same pre-built block (no TrainState, metrics, sharding or data pipeline),
              on one device: the reference aelab's FLOP/s is compared with;
+  matmul     a large jitted matmul of the training dtype (2048^2 on CPU, 8192^2 elsewhere);
   keras      (when keras 3 is installed, dense models) Keras on the JAX backend, `model.fit` of
-             the same model and loss with jit_compile and steps_per_execution = steps_per_call,
-             counting full batches only (aelab/bench/keras_ref.py);
-  matmul     a large jitted matmul of the training dtype (2048^2 on CPU, 8192^2 elsewhere).
+             the same model and loss with jit_compile and steps_per_execution = steps_per_call
+             (aelab/bench/keras_ref.py).
 
 FLOP/s = matmul + convolution FLOPs of one train step counted from the jaxpr of the real train
-block (aelab/bench/flops.py; forward and backward), times steps/s. The paths take turns of about
-`chunk_s` seconds within a repeat (the default path next to bare, in reverse order every other
-round), so a burst or drift of load from elsewhere hits them alike.
+block (aelab/bench/flops.py; forward and backward), times steps/s. The aelab paths, bare and the
+matmul take turns of about `chunk_s` seconds within a repeat (the default path next to bare, in
+reverse order every other round), so a burst or drift of load from elsewhere hits them alike;
+none of them pays a per-call cost that turns would multiply. Keras does (each `fit` builds its
+iterator, callbacks and state), so it is timed as a user runs it: per repeat ONE `fit` of whole
+epochs lasting about `keras_s` seconds, after the turns in even repeats and before them in odd
+ones, steps/s = its steps / the wall clock around the call, set-up included (keras_ref.py says
+why). aelab / keras is the median over repeats of aelab's steps/s in a repeat's turns over
+keras's steps/s in that repeat's fit.
 """
 
 from __future__ import annotations
@@ -45,6 +51,14 @@ from aelab.trainer.loop import Loop
 from aelab.trainer.setup import build
 
 PATHS = ('device_data', 'host_fed', 'on_device')
+# How the figures are measured, in the JSON beside them.
+TURNS_TIMING = ('aelab paths, bare and matmul: per repeat, steps_per_run steps each in turns of '
+                'steps_per_turn steps (every other round in reverse order); steps/s = '
+                'steps_per_run / the seconds of its turns')
+KERAS_TIMING = ('per repeat one model.fit of epochs_per_fit whole epochs (full batches of a fixed '
+                'shuffled array, no callback), after the turns in even repeats and before them in '
+                'odd ones; steps/s = steps_per_fit / wall-clock seconds of the call (its set-up '
+                'included); aelab / keras pairs each repeat\'s turns with its fit')
 
 
 class _Prebuilt:
@@ -73,21 +87,14 @@ def _paths(s):
   return loops, block, prebuilt, host_block
 
 
-def _timed(loop: Loop, state, prep, start: int, steps: int):
-  t0 = time.perf_counter()
-  result = loop.run(state, prep, start, start + steps)
-  return result.state, time.perf_counter() - t0
-
-
-def _keras(config, x_train, log) -> tuple[object | None, str | None]:
+def _keras(config, s, log) -> tuple[object | None, str | None]:
   note = keras_ref.available()
-  if note is None and config.model.name != 'dense':
-    note = f'keras mirrors the dense model only; this config uses {config.model.name!r}'
   if note is not None:
     return None, note
   log('building the keras reference')
+  stack = getattr(s.forward.model, 'dense_stack', lambda: None)()
   try:
-    return keras_ref.KerasReference(config, x_train), None
+    return keras_ref.KerasReference(config, s.dataset.train.x, stack), None
   except AelabError as e:  # a config keras cannot mirror (tied weights, bf16, ...): a note
     return None, str(e)
 
@@ -109,15 +116,12 @@ class _Turns:
                             jax.tree.map(lambda a: a.copy(), self.state.opt_state), np.int32(0)))
     self.bare_args = dev0((s.prep, host_block['x'], jax.random.PRNGKey(config.seed)))
     self.bare_flops = flops.count(self.bare_block, *self.bare_carry, *self.bare_args) / self.k
-    self.keras = None
 
   def turn(self, name: str, steps: int) -> float:
     if name == 'bare':
       self.bare_carry, t = bare.run_bare(self.bare_block, self.bare_carry, *self.bare_args,
                                          steps, self.k)
       return t
-    if name == 'keras':
-      return self.keras.run(steps)
     t0 = time.perf_counter()
     self.state = self.loops[name].run(self.state, self.prep, self.pos, self.pos + steps).state
     self.pos += steps
@@ -125,23 +129,22 @@ class _Turns:
 
 
 def benchmark(config, *, repeats: int = 5, steps: int = 0, target_s: float = 2.0,
-              chunk_s: float = 0.25, matmul_size: int = 0, keras: bool = True,
-              log: Callable[[str], None] = lambda msg: None) -> dict:
+              chunk_s: float = 0.25, keras_s: float = 5.0, matmul_size: int = 0,
+              keras: bool = True, log: Callable[[str], None] = lambda msg: None) -> dict:
   """Measures `config` (see the module docstring); returns the results as a JSON-able dict."""
   if repeats < 1:
     raise AelabError(f'--repeats = {repeats}; it must be at least 1')
-  if steps < 0 or chunk_s < 0 or matmul_size < 0 or target_s <= 0:
-    raise AelabError('--steps, --chunk_s and --matmul_size must be >= 0 and --target_s positive')
+  if steps < 0 or chunk_s < 0 or matmul_size < 0 or target_s <= 0 or keras_s <= 0:
+    raise AelabError('--steps, --chunk_s and --matmul_size must be >= 0 and --target_s and '
+                     '--keras_s positive')
   t_start = time.perf_counter()
   s = build(config)
   run = _Turns(s, config)
-  kref, keras_note = _keras(config, s.dataset.train.x, log) if keras else (None, 'off')
-  run.keras = kref
+  kref, keras_note = _keras(config, s, log) if keras else (None, 'off')
   default = 'device_data' if s.batches.on_device else 'host_fed'
   # The default path and bare take adjacent turns, and every other round runs the turns in
   # reverse order, so that load drifting over a round weighs on the paths alike.
-  paths = (default, 'bare', *(p for p in PATHS if p != default),
-           *(('keras',) if kref is not None else ()))
+  paths = (default, 'bare', *(p for p in PATHS if p != default))
   log('warming up (compiling every path)')
   for name in (*PATHS, 'bare'):
     run.turn(name, run.k)
@@ -149,32 +152,67 @@ def benchmark(config, *, repeats: int = 5, steps: int = 0, target_s: float = 2.0
   run_steps = k * math.ceil(steps / k) if steps else k * max(1, round(target_s / t_block))
   chunk = min(run_steps, k * max(1, round(chunk_s / t_block))) if chunk_s > 0 else run_steps
   rounds = math.ceil(run_steps / chunk)
-  run_steps = rounds * chunk
   n = matmul_size or (2048 if jax.devices()[0].platform == 'cpu' else 8192)
   matmul = bare.Matmul(n, str(config.train.compute_dtype))
   matmul.calibrate(max(chunk * t_block / k / 4, 1e-3))
+  settings = {'batch_size': s.batches.batch_size, 'steps_per_call': k,
+              'steps_per_run': rounds * chunk, 'steps_per_turn': chunk,
+              'matmul_calls_per_turn': matmul.calls, 'repeats': repeats,
+              'dtype': str(config.train.compute_dtype), 'data_path': default,
+              'train_examples': len(s.dataset.train)}
+  fit = _KerasFits(kref, steps, keras_s) if kref is not None else None
+  log(f'timing {repeats} repeats of {rounds * chunk} steps per path, in turns of {chunk} steps'
+      + (f'; keras: one fit of {fit.epochs} epoch(s) per repeat' if fit else ''))
+  raw = _repeats(s, run, paths, matmul, rounds, chunk, fit, repeats, log)
+  keras_info = fit.info() if fit else {'note': keras_note}
+  return _result(raw, run.counts, run.bare_flops, default, settings, n, keras_info, t_start)
+
+
+class _KerasFits:
+  """The keras path: per repeat one `fit` of whole epochs, about `keras_s` seconds (or at least
+  `steps` steps when --steps is given), timed by the wall clock around it (keras_ref.py)."""
+
+  def __init__(self, kref, steps: int, keras_s: float):
+    self.kref = kref
+    per_epoch = kref.steps_per_epoch
+    self.epochs = math.ceil(steps / per_epoch) if steps else kref.epochs_for(keras_s)
+
+  def steps_per_s(self) -> float:
+    return self.epochs * self.kref.steps_per_epoch / self.kref.run(self.epochs)
+
+  def info(self) -> dict:
+    r = self.kref
+    return {'epochs_per_fit': self.epochs, 'steps_per_epoch': r.steps_per_epoch,
+            'steps_per_fit': self.epochs * r.steps_per_epoch, 'fit_setup_s': r.setup_s,
+            'final_loss': r.losses[-1], 'timing': KERAS_TIMING}
+
+
+def _repeats(s, run, paths, matmul, rounds: int, chunk: int, fit, repeats: int, log) -> dict:
+  """Raw figures of every repeat: compile seconds, steps/s of each path and keras, FLOP/s of
+  the matmul. Keras's one fit runs after the turns in even repeats, before them in odd ones."""
+  k, n = run.k, matmul.n
   compile_args = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=a.sharding),
                               (run.state, run.prep, *run.loops['device_data'].batches.block(0, k),
                                jax.numpy.asarray(True)))
-  log(f'timing {repeats} repeats of {run_steps} steps per path, in turns of {chunk} steps')
-  raw: dict[str, list[float]] = {key: [] for key in ('lower_s', 'xla_compile_s', *paths, 'matmul')}
+  raw: dict[str, list[float]] = {key: [] for key in ('lower_s', 'xla_compile_s', *paths, 'matmul',
+                                                     'keras')}
   for r in range(repeats):
     for key, value in zip(('lower_s', 'xla_compile_s'), _time_compile(s, compile_args)):
       raw[key].append(value)
+    if fit and r % 2:
+      raw['keras'].append(fit.steps_per_s())
     sec = dict.fromkeys((*paths, 'matmul'), 0.0)
     for i in range(rounds):  # the paths take turns, so a burst of load hits them alike
       for name in (*paths, 'matmul')[::-1 if i % 2 else 1]:
         sec[name] += matmul.run() if name == 'matmul' else run.turn(name, chunk)
+    if fit and not r % 2:
+      raw['keras'].append(fit.steps_per_s())
     for name in paths:
-      raw[name].append(run_steps / sec[name])
+      raw[name].append(rounds * chunk / sec[name])
     raw['matmul'].append(2 * n ** 3 * matmul.calls * rounds / sec['matmul'])
     log(f'repeat {r + 1}/{repeats}: ' + ', '.join(f'{p} {raw[p][-1]:.2f} steps/s'
-                                                   for p in (default, 'bare', 'keras') if p in paths))
-  settings = {'batch_size': s.batches.batch_size, 'steps_per_call': k, 'steps_per_run': run_steps,
-              'steps_per_turn': chunk, 'matmul_calls_per_turn': matmul.calls,
-              'repeats': repeats, 'dtype': str(config.train.compute_dtype), 'data_path': default,
-              'train_examples': len(s.dataset.train)}
-  return _result(raw, run.counts, run.bare_flops, default, settings, n, keras_note, t_start)
+                                                   for p in (paths[0], 'bare', 'keras') if raw[p]))
+  return raw
 
 
 def _time_compile(s, args) -> tuple[float, float]:
@@ -187,7 +225,7 @@ def _time_compile(s, args) -> tuple[float, float]:
   return t1 - t0, time.perf_counter() - t1
 
 
-def _result(raw, counts, bare_flops, default, settings, n, keras_note, t_start) -> dict:
+def _result(raw, counts, bare_flops, default, settings, n, keras_info, t_start) -> dict:
   k, bsz = settings['steps_per_call'], settings['batch_size']
   step_flops = counts.total / k
 
@@ -200,10 +238,10 @@ def _result(raw, counts, bare_flops, default, settings, n, keras_note, t_start) 
   aelab = path(default, step_flops)
   aelab['ratio_to_bare'] = paired(lambda u, v: u * step_flops / (v * bare_flops), default, 'bare')
   aelab['ratio_to_reference'] = paired(lambda u, v: u * step_flops / v, default, 'matmul')
-  keras = {'note': keras_note}
-  if raw.get('keras'):
-    keras = {'steps_per_s': summarize(raw['keras']),
-             'examples_per_s': summarize([v * bsz for v in raw['keras']])}
+  keras = dict(keras_info)
+  if raw['keras']:  # a per-repeat pair: aelab's turns and keras's fit of the same repeat
+    keras.update(steps_per_s=summarize(raw['keras']),
+                 examples_per_s=summarize([v * bsz for v in raw['keras']]))
     aelab['ratio_to_keras'] = paired(lambda u, v: u / v, default, 'keras')
   bare_path = path('bare', bare_flops)
   bare_path['ratio_to_reference'] = paired(lambda u, v: u * bare_flops / v, 'bare', 'matmul')
@@ -217,7 +255,7 @@ def _result(raw, counts, bare_flops, default, settings, n, keras_note, t_start) 
       'device': {'platform': device.platform, 'device_kind': device.device_kind,
                  'device_count': jax.device_count(), 'host_cpus': os.cpu_count(),
                  'host': platform.node(), 'jax': jax.__version__},
-      'settings': settings,
+      'settings': {**settings, 'timing': TURNS_TIMING},
       'flops_per_step': {'aelab': step_flops, 'bare': bare_flops,
                          'by_primitive': {p: v / k for p, v in counts.by_primitive.items()}},
       'compile_s': summarize([a + b for a, b in zip(raw['lower_s'], raw['xla_compile_s'])]),

@@ -32,8 +32,8 @@ def _rows(result: dict) -> list[tuple[str, dict]]:
       ('aelab / bare FLOP/s', result['train']['ratio_to_bare']),
   ]
   if result.get('keras', {}).get('steps_per_s'):
-    rows += [('keras fit steps/s', result['keras']['steps_per_s']),
-             ('aelab / keras steps/s', result['train']['ratio_to_keras'])]
+    rows += [('keras steps/s (one fit per repeat)', result['keras']['steps_per_s']),
+             ('aelab / keras steps/s (same repeat)', result['train']['ratio_to_keras'])]
   return rows + [
       (f'reference matmul {result["reference_matmul"]["size"]}^2 {st["dtype"]} GFLOP/s',
        g(result['reference_matmul']['flops_per_s'])),
@@ -54,14 +54,26 @@ def table(result: dict, title: str = '') -> str:
   lines = [title] if title else []
   lines += [f'{dev["platform"]} ({dev["device_kind"]}, {dev["device_count"]} device(s), '
             f'{dev["host_cpus"]} host CPUs), {st["dtype"]}, batch {st["batch_size"]}, '
-            f'{st["steps_per_call"]} steps/call, {st["steps_per_run"]} steps x {st["repeats"]} '
-            'repeats',
+            f'{st["steps_per_call"]} steps/call, {st["repeats"]} repeats; per repeat, aelab, bare '
+            f'and matmul {st["steps_per_run"]} steps each in turns of {st["steps_per_turn"]}',
             f'{"":{width}}  {"median":>10} {"min":>10} {"max":>10}']
   for name, d in rows:
     lines.append(f'{name:{width}}  {_fmt(d["median"]):>10} {_fmt(d["min"]):>10} {_fmt(d["max"]):>10}')
   fl = result['flops_per_step']
   lines.append(f'FLOPs/step (counted, fwd+bwd): {fl["aelab"]:.4g}; peak host memory '
                f'{result["peak_host_memory_mib"]:.0f} MiB; wall {result["wall_s"]:.0f} s')
-  if result.get('keras', {}).get('note'):
-    lines.append(f'keras reference: {result["keras"]["note"]}')
-  return '\n'.join(lines)
+  return '\n'.join(lines + _keras_lines(result.get('keras', {})))
+
+
+def _keras_lines(keras: dict) -> list[str]:
+  """How the keras figures were measured, or why there are none."""
+  if keras.get('note'):
+    return [f'keras reference: {keras["note"]}']
+  if not keras.get('steps_per_s'):
+    return []
+  epochs = keras['epochs_per_fit']
+  return [f'keras: per repeat one fit of {epochs} epoch{"s" * (epochs != 1)} x '
+          f'{keras["steps_per_epoch"]} full batches ({keras["steps_per_fit"]} steps), steps/s by '
+          f'the wall clock around the call, its set-up included (call to first batch '
+          f'{1e3 * keras["fit_setup_s"]:.1f} ms, probed once); aelab / keras divides each '
+          'repeat\'s aelab turns by its fit']

@@ -1,6 +1,8 @@
 """Configs, jax-free: experiment files, their argument, command-line overrides, group defaults.
 
-  fields.py     check_fields / check_choice: one-line errors naming the valid names
+  checks.py     the one validation of values: fields, choices, integers, numbers, widths
+  catalog.py    what aelab has (models, loss terms, evaluators, datasets) and their options,
+                read from the modules that implement them
   args.py       parse_arg: the `file.py:word,key=value` argument of get_config
   files.py      load('file.py[:arg]'): get_config(arg), with one-line errors; load_sweep
   sweeps.py     sweep / product / zipit / chain: the points of an experiment's get_sweep(arg)
@@ -10,10 +12,9 @@
 Nothing here imports jax, flax, optax or tqdm: config files load in a fraction of a second.
 """
 
-from aelab.config import defaults
+from aelab.config import catalog, checks, defaults
 from aelab.config.args import parse_arg
-from aelab.config.fields import check_choice, check_fields
 from aelab.config.files import load
 from aelab.config.overrides import apply
 
-__all__ = ['apply', 'check_choice', 'check_fields', 'defaults', 'load', 'parse_arg']
+__all__ = ['apply', 'catalog', 'checks', 'defaults', 'load', 'parse_arg']

@@ -1,24 +1,26 @@
-"""The defaults of every config group, in one jax-free place: plain tables and small builders.
+"""Builders of every config group, jax-free: each returns a ConfigDict of the group's fields
+and defaults with the given ones replaced; an unknown field is an error naming the valid ones.
 
     config.model = defaults.model('dense', hidden=(256, 64))
     config.loss = defaults.loss(reconstruction=dict(weight=1.0, kind='bce'))
     config.evals = defaults.evals(every=700)
 
-Each builder returns a ConfigDict of the table's fields with the given ones replaced; an unknown
-field is an error naming the valid ones. The modules that implement a group (aelab/models,
-aelab/losses, aelab/corruption.py, aelab/trainer/optim.py) read their defaults from here.
+A model's, a loss term's, an evaluator's and a dataset's fields are declared beside their code
+and read from there by aelab.config.catalog; the tables here are the groups of the trainer
+(TRAIN, OPTIMIZER, INPUT_NOISE; aelab/trainer and aelab/corruption.py read them) and of a
+stacked autoencoder (STACK).
 """
 
 from __future__ import annotations
 
 import copy
-import numbers
 from collections.abc import Mapping
 from typing import Any
 
 import ml_collections
+from ml_collections import config_dict
 
-from aelab.config.fields import check_choice, check_fields
+from aelab.config import catalog, checks
 from aelab.errors import AelabError
 
 TRAIN = dict(
@@ -53,78 +55,12 @@ OPTIMIZER = dict(
     lbfgs_memory=10,     # lbfgs only: the number of past updates kept (minFunc: 100)
     lbfgs_linesearch='zoom',  # lbfgs only: 'zoom' (strong Wolfe; learning_rate unused) or 'none'
                               # (fixed step learning_rate along the L-BFGS direction)
-    frozen='',           # top-level parameters kept unchanged: 'encoder_1,encoder_2'
+    frozen='',           # parameters kept unchanged: top-level names or groups, e.g. 'encoder'
 )
 
-MODELS = {
-    'dense': dict(
-        hidden=(256, 64),            # encoder widths; the last is the code
-        activation='relu',           # one name, or one per encoder layer: 'tanh,sigmoid'
-        output_activation='sigmoid',
-        tied=False,                  # decoder kernels are the encoder kernels transposed
-                                     # (needs mirror=True)
-        mirror=True,                 # the decoder mirrors the encoder (widths hidden[-2::-1],
-                                     # activations likewise); decoder and decoder_activation
-                                     # are then ignored
-        decoder=(),                  # mirror=False: the decoder's hidden widths, code to output;
-                                     # () puts the output layer right after the code
-        decoder_activation='',       # mirror=False: one name, or one per decoder hidden layer;
-                                     # '' = the encoder's activation (one name)
-    ),
-    'conv': dict(
-        channels=(32, 64),           # encoder conv widths (stride 2 each); the decoder mirrors them
-        kernel_size=3,
-        latent=32,                   # width of the dense code
-        activation='relu',           # conv / dense hidden layers
-        code_activation='linear',    # the code layer
-        output_activation='sigmoid',
-    ),
-    'vae': dict(
-        body='dense',
-        hidden=(200, 200),       # dense body: encoder widths; the decoder mirrors them
-        channels=(32, 64),       # conv body: encoder conv widths (stride 2 each)
-        kernel_size=3,           # conv body
-        latent=50,               # width of z
-        activation='tanh',
-        likelihood='bernoulli',  # 'bernoulli' (logits; data in [0, 1]) or 'gaussian' (learned
-                                 # scalar std)
-    ),
-    'sae': dict(                     # a sparse dictionary on activations (aelab/models/sae.py)
-        latents=4096,                # dictionary width n
-        activation='topk',           # relu (+ sae_l1 term), topk, batchtopk, jumprelu (+ sae_l0)
-        k=32,                        # topk / batchtopk: active latents per example
-        normalize_decoder=True,      # unit-norm decoder rows (gradient along them removed)
-        b_dec_init='median',         # zeros, mean or median (geometric) of the training rows
-        top_k='exact',               # exact (jax.lax.top_k) or approx (jax.lax.approx_max_k)
-        jumprelu_threshold=0.001,    # jumprelu: the thresholds' initial value
-        bandwidth=0.001,             # jumprelu: the straight-through estimator's kernel width
-        dead_steps=1000,             # a latent silent this many train steps is dead (AuxK, stats)
-        threshold_decay=0.99,        # batchtopk: moving average of the inference threshold
-    ),
-    'classifier': dict(
-        hidden=(256, 64),            # encoder widths (the dense model's encoder_1..K); () is
-                                     # softmax regression on the input
-        activation='relu',           # one name, or one per encoder layer: 'tanh,sigmoid'
-        classes=10,                  # width of the softmax head
-    ),
-}
-
-# Each loss term's own options and their defaults (aelab/losses/terms.py; the same as the term
-# function's keyword defaults, which a test checks). Every term also takes LOSS_COMMON.
-LOSS_TERMS = {
-    'reconstruction': dict(kind='mse', reduction='mean'),
-    'l1_activity': dict(layer='code'),
-    'kl_sparsity': dict(rho=0.05, layer='code'),
-    'weight_decay': dict(),
-    'vae_kl': dict(),
-    'contractive': dict(method='exact'),
-    'softmax_cross_entropy': dict(),
-    'normalized_mse': dict(),        # sae: ||x - x_hat||^2 / ||x - batch mean||^2
-    'sae_l1': dict(),                # sae: sum_j |f_j| ||W_dec_j||
-    'sae_l0': dict(),                # sae (jumprelu): active latents, STE gradient to thresholds
-    'auxk': dict(k=512),             # sae: the top k dead latents reconstruct the residual
-}
-LOSS_COMMON = ('weight', 'warmup_steps')  # the weight, and its linear warm-up from step 0
+# Options every loss term takes besides its own (a term's own: its keyword defaults, read by
+# aelab.config.catalog): the weight, and its linear warm-up from step 0.
+LOSS_COMMON = ('weight', 'warmup_steps')
 
 INPUT_NOISE = dict(
     binarize=False,     # dynamic binarization: each step sees a fresh Bernoulli(x) sample of
@@ -137,29 +73,9 @@ INPUT_NOISE = dict(
                         # corrupted inputs)
 )
 
-# Evaluators by type. `every`: N > 0 runs one every N train steps and at the end; 0 only at the
-# end; -1 never.
-EVALUATORS = {
-    'reconstruction': dict(split='val', every=0, batch_size=1000),
-    'plots': dict(split='test', every=0),
-    'pca': dict(split='test', every=0, components=32),  # the linear baseline at a code size
-    'iwae': dict(
-        split='test', every=0,
-        samples=5000,     # k (5000 in the literature)
-        batch_size=100,   # examples per jitted call
-        memory_mb=256,    # budget for one chunk of samples' activations; sets the chunk size over k
-        examples=0,       # evaluate the first N examples of the split; 0 = all of it
-    ),
-    'classification': dict(split='val', every=0, batch_size=1000),  # accuracy, confusion matrix
-    'sae': dict(split='test', every=0, batch_size=1000),  # L0, variance explained, dead/dense
-                                                          # latents, ground-truth recovery
-    'downstream': dict(split='test', every=0, batch_size=1000),  # a run's metric, layer spliced
-}
-
-
 def _group(table: Mapping[str, Any], given: Mapping[str, Any], where: str,
            **head: Any) -> ml_collections.ConfigDict:
-  check_fields(given, table, where)
+  checks.fields(given, table, where)
   return ml_collections.ConfigDict({**head, **table, **given})
 
 
@@ -174,9 +90,8 @@ def optimizer(**fields: Any) -> ml_collections.ConfigDict:
 
 
 def model(name: str, **fields: Any) -> ml_collections.ConfigDict:
-  """config.model: `name` (dense, conv, vae, classifier) and that model's fields."""
-  check_choice(name, tuple(MODELS), 'model')
-  return _group(MODELS[name], fields, f'model {name!r}', name=name)
+  """config.model: `name` (a kind of aelab/models) and that kind's fields."""
+  return _group(catalog.options('model', name), fields, f'model {name!r}', name=name)
 
 
 def input_noise(**fields: Any) -> ml_collections.ConfigDict:
@@ -185,16 +100,17 @@ def input_noise(**fields: Any) -> ml_collections.ConfigDict:
 
 
 def dataset(name: str) -> ml_collections.ConfigDict:
-  """config.dataset: `name` and that source's fields (aelab.data.defaults)."""
-  from aelab import data  # Local: aelab.data's modules import aelab.config.
-  return data.defaults(name)
+  """config.dataset: `name` and that source's fields; None defaults (paths) are string fields
+  not set."""
+  fields = {k: config_dict.placeholder(str) if v is None else v
+            for k, v in catalog.options('source', name).items()}
+  return ml_collections.ConfigDict({'name': name, **fields})
 
 
 def evaluator(type: str,  # pylint: disable=redefined-builtin
               **fields: Any) -> ml_collections.ConfigDict:
   """One entry of config.evals: ConfigDict(type=..., every=..., split=..., <type's fields>)."""
-  check_choice(type, tuple(EVALUATORS), 'evaluator type')
-  return _group(EVALUATORS[type], fields, f'evaluator {type!r}', type=type)
+  return _group(catalog.options('evaluator', type), fields, f'evaluator {type!r}', type=type)
 
 
 def evals(every: int = 1000, batch_size: int = 1000) -> ml_collections.ConfigDict:
@@ -216,23 +132,30 @@ def loss(**terms: Mapping[str, Any]) -> ml_collections.ConfigDict:
   cfg = ml_collections.ConfigDict()
   for name, given in terms.items():
     opts = given.to_dict() if isinstance(given, ml_collections.ConfigDict) else dict(given)
-    _check_term(name, opts)
+    check_term(name, opts, need_weight=True)
     cfg[name] = ml_collections.ConfigDict(
-        {'weight': float(opts.pop('weight')), **LOSS_TERMS[name], **opts})
+        {'weight': float(opts.pop('weight')), **catalog.options('term', name), **opts})
   return cfg
 
 
-def _check_term(name: str, opts: Mapping[str, Any]) -> None:
-  if name not in LOSS_TERMS:
-    raise AelabError(f'unknown loss term {name!r}; valid terms: {", ".join(LOSS_TERMS)}')
-  unknown = sorted(set(opts) - set(LOSS_TERMS[name]) - set(LOSS_COMMON))
+def check_term(name: str, opts: Mapping[str, Any], need_weight: bool) -> None:
+  """A loss term's name, its options' names, its weight (a finite number >= 0; 0 turns it off)
+  and warmup_steps (an integer >= 0); the term's own values are its check's (aelab/losses)."""
+  valid = catalog.options('term', name)
+  unknown = sorted(set(opts) - set(valid) - set(LOSS_COMMON))
   if unknown:
     raise AelabError(f'unknown option {", ".join(map(repr, unknown))} of loss term {name!r}; '
-                     f'valid options: {", ".join([*LOSS_COMMON, *LOSS_TERMS[name]])}')
-  weight = opts.get('weight')
-  if isinstance(weight, bool) or not isinstance(weight, numbers.Real):
-    raise AelabError(f'loss term {name!r} needs a number as its weight, e.g. '
-                     f'{name}=dict(weight=1.0) (0 turns it off); got {weight!r}')
+                     f'valid options: {", ".join([*LOSS_COMMON, *valid])}')
+  if 'weight' not in opts:
+    if need_weight:
+      raise AelabError(f'loss term {name!r} has no weight; give it one, e.g. '
+                       f'--config.loss.{name}.weight=1.0 (0 turns it off)')
+  else:
+    checks.number(opts['weight'], f'the weight of loss term {name!r}', low=0.0,
+                  hint=f' (0 turns it off), e.g. {name}=dict(weight=1.0)')
+  if 'warmup_steps' in opts:
+    checks.integer(opts['warmup_steps'], f'warmup_steps of loss term {name!r}', low=0,
+                   high=checks.INT32_MAX, hint=' (0: no warm-up)')
 
 
 def tiny_images(config: ml_collections.ConfigDict, **train_fields: Any) -> None:
@@ -267,6 +190,6 @@ def stack(pretrain: Mapping[str, Any], finetune: Mapping[str, Any],
             'features': (features or finetune, ('optimizer', 'train', 'loss'))}
   for name, (given, valid) in groups.items():
     given = copy.deepcopy(dict(given))
-    check_fields(given, valid, f'stack.{name}')
+    checks.fields(given, valid, f'stack.{name}')
     cfg[name] = ml_collections.ConfigDict(given)
   return cfg

@@ -18,18 +18,18 @@ from typing import Any
 
 import numpy as np
 
+from aelab import files
 from aelab.data import download, options
 from aelab.data.dataset import Dataset, Split
 from aelab.errors import AelabError
 
-DEFAULTS: dict[str, dict[str, Any]] = {'codes': {'path': None}}
+SOURCES: dict[str, dict[str, Any]] = {'codes': {'path': None}}
 SPLITS = ('train', 'val', 'test')
 
 
 def write(path: str | Path, splits: Mapping[str, tuple[np.ndarray, np.ndarray | None]],
           value_range: tuple[float, float] | None, source: dict) -> Path:
   """Writes a `codes` dataset atomically: {split: (x, y)}."""
-  from aelab.analysis import export  # the atomic writers
   arrays = {}
   for name in SPLITS:
     x, y = splits[name]
@@ -39,13 +39,16 @@ def write(path: str | Path, splits: Mapping[str, tuple[np.ndarray, np.ndarray | 
   if value_range is not None:
     arrays['value_range'] = np.asarray(value_range, np.float64)
   arrays['source'] = np.asarray(json.dumps(source))
-  return export.write_npz(path, [f'aelab codes: {json.dumps(source)}'], arrays)
+  with files.atomic(path) as tmp:
+    with open(tmp, 'wb') as f:
+      np.savez(f, **arrays)
+  return Path(path)
 
 
 def load(cfg: Mapping[str, Any], seed: int) -> Dataset:
   """Reads a `codes` .npz (see the module docstring); `seed` is not used."""
   del seed
-  name, fields = options.resolve(cfg, DEFAULTS, 'codes.load')
+  name, fields = options.resolve(cfg, SOURCES, 'codes.load')
   path = Path(options.string(fields, 'path')).expanduser()
   if not path.is_file() or not zipfile.is_zipfile(path):
     raise AelabError(f'dataset.path={str(path)!r} is not a codes .npz file (x_train, x_val, '

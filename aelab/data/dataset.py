@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from aelab.config import checks
 from aelab.errors import AelabError
 
 
@@ -48,8 +49,14 @@ class Dataset:
   feature_names: tuple[str, ...] | None
   num_classes: int | None
   source: dict[str, Any]
+  # Ground truth where the data were generated from known features: their directions
+  # [features, *feature_shape] (a sparse dictionary's evaluator scores its decoder against them).
+  truth: np.ndarray | None = None
 
   def __post_init__(self):
+    if not math.prod(self.feature_shape):
+      raise AelabError(f'dataset {self.name!r} has no features (each row has shape '
+                       f'{tuple(self.feature_shape)}); give rows of at least one value')
     for split_name in ('train', 'val', 'test'):
       split = getattr(self, split_name)
       if tuple(split.x.shape[1:]) != tuple(self.feature_shape):
@@ -90,6 +97,4 @@ def epoch_permutation(n: int, seed: int, epoch: int) -> np.ndarray:
 
 
 def _seed(value: int) -> int:
-  if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-    raise AelabError(f'seeds and epochs must be non-negative integers; got {value!r}.')
-  return int(value)
+  return checks.integer(value, 'a seed or epoch', low=0)

@@ -21,8 +21,10 @@ from aelab.data import download, locate, options
 from aelab.data.dataset import Dataset, Split, split_off
 from aelab.errors import AelabError
 
-_FIELDS = {'path': None, 'val_fraction': 0.1, 'train_limit': 0, 'test_limit': 0}
-DEFAULTS: dict[str, dict[str, Any]] = {'mnist': dict(_FIELDS), 'fashion_mnist': dict(_FIELDS)}
+SOURCES: dict[str, dict[str, Any]] = {
+    'mnist': {'path': None, 'val_fraction': 0.1, 'train_limit': 0, 'test_limit': 0},
+    'fashion_mnist': {'path': None, 'val_fraction': 0.1, 'train_limit': 0, 'test_limit': 0},
+}
 
 LABEL_NAMES = {
     'mnist': tuple(str(d) for d in range(10)),
@@ -96,7 +98,7 @@ def _read_bytes(path: Path) -> bytes:
 
 def load(cfg: Mapping[str, Any], seed: int) -> Dataset:
   """Loads `mnist` or `fashion_mnist`: images [N, 28, 28, 1] float32 in [0, 1], int32 labels."""
-  name, fields = options.resolve(cfg, DEFAULTS, 'idx.load')
+  name, fields = options.resolve(cfg, SOURCES, 'idx.load')
   val_fraction = options.fraction(fields, 'val_fraction')
   train_limit = options.count(fields, 'train_limit')
   test_limit = options.count(fields, 'test_limit')
@@ -195,18 +197,15 @@ def _other_dataset(name: str, files: Mapping[str, Path]) -> str | None:
 
 def _offline_message(name: str, searched: list[str], needed: list[str],
                      error: download.DownloadError) -> str:
-  urls = '\n'.join(f'    {m}{f}' for m in download.MIRRORS[name] for f in needed)
-  tried = '\n'.join(f'    {u}: {r}' for u, r in error.failures)
-  return (
-      f'Could not find the {name} IDX files locally and could not download them.\n'
-      f'  Searched, in order ($AELAB_DATA_DIR is '
-      f'{"set" if os.environ.get("AELAB_DATA_DIR") else "not set"}):\n'
-      + ''.join(f'    {s}\n' for s in searched) +
-      f'  Files needed (gzipped or raw): {", ".join(needed)}\n'
-      f'  Fix: put them in $AELAB_DATA_DIR/{name}/ (export AELAB_DATA_DIR=/your/data), or set '
-      f'dataset.path to the directory holding them, or let the download reach a mirror:\n'
-      f'{urls}\n'
-      f'  Download attempts (into {locate.cache_dir(name)}):\n{tried}')
+  """One line: what is needed, where it was looked for, what the download said, the fixes."""
+  env = 'set' if os.environ.get('AELAB_DATA_DIR') else 'not set'
+  tried = '; '.join(f'{u}: {r}' for u, r in error.failures)
+  return (f'the {name} IDX files ({", ".join(needed)}, gzipped or raw) are not here and could not '
+          f'be downloaded. Searched ($AELAB_DATA_DIR {env}): {"; ".join(searched)}. Download '
+          f'into {locate.cache_dir(name)} failed: {tried}. Fix: put the files in '
+          f'$AELAB_DATA_DIR/{name}/ (export AELAB_DATA_DIR=/your/data), or set dataset.path to '
+          f'the directory holding them, or let the download reach a mirror '
+          f'({", ".join(download.MIRRORS[name])})')
 
 
 def _read_checked(name: str, role: str, path: Path) -> tuple[np.ndarray, dict[str, Any]]:

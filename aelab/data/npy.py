@@ -22,14 +22,27 @@ from aelab.data import options
 from aelab.data.dataset import Dataset, Split
 from aelab.errors import AelabError
 
-DEFAULTS: dict[str, dict[str, Any]] = {
+SOURCES: dict[str, dict[str, Any]] = {
     'npy': {'path': None, 'val_fraction': 0.05, 'test_fraction': 0.05},
 }
 
 
+def _check_finite(x: np.ndarray, path: pathlib.Path, rows: int = 65536) -> None:
+  """Every value finite, read `rows` rows at a time (the file stays a memory map); the first
+  bad one is named."""
+  for start in range(0, len(x), rows):
+    block = np.asarray(x[start:start + rows])
+    bad = ~np.isfinite(block)
+    if bad.any():
+      where = tuple(int(i) for i in np.argwhere(bad)[0])
+      column = ', '.join(map(str, where[1:]))
+      raise AelabError(f'{path}: row {start + where[0]}, column {column} is {block[where]}; every '
+                       'value must be finite (drop or impute it)')
+
+
 def load(cfg: Mapping[str, Any], seed: int) -> Dataset:
   del seed  # the splits are fixed ranges of the file
-  name, fields = options.resolve(cfg, DEFAULTS, 'npy.load')
+  name, fields = options.resolve(cfg, SOURCES, 'npy.load')
   path = pathlib.Path(options.string(fields, 'path')).expanduser()
   if not options.string(fields, 'path'):
     raise AelabError("dataset.path is required for dataset 'npy': a float32 [N, d] .npy file")
@@ -43,6 +56,7 @@ def load(cfg: Mapping[str, Any], seed: int) -> Dataset:
   if x.dtype != np.float32 or x.ndim < 2:
     raise AelabError(f'{path} holds {x.dtype} {x.shape}; dataset npy needs float32 [N, d] rows '
                      "(save them with np.save(path, rows.astype('float32')))")
+  _check_finite(x, path)
   val_fraction, test_fraction = options.split_fractions(fields)
   n = len(x)
   n_test, n_val = (int(math.floor(f * n + 0.5)) for f in (test_fraction, val_fraction))

@@ -17,7 +17,7 @@ from aelab.data import options
 from aelab.data.dataset import Dataset, Split, split_off
 from aelab.errors import AelabError
 
-DEFAULTS: dict[str, dict[str, Any]] = {
+SOURCES: dict[str, dict[str, Any]] = {
     'lowvar': {'num_examples': 10000, 'num_features': 84, 'mean': 1.1090579,
                'std': 0.0012380764, 'val_fraction': 0.1, 'test_fraction': 0.1},
     'blobs': {'num_examples': 2000, 'num_features': 16, 'num_classes': 4, 'center_std': 4.0,
@@ -27,7 +27,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
 
 def load(cfg: Mapping[str, Any], seed: int) -> Dataset:
   """Generates `lowvar` or `blobs` deterministically from `seed`."""
-  name, fields = options.resolve(cfg, DEFAULTS, 'synthetic.load')
+  name, fields = options.resolve(cfg, SOURCES, 'synthetic.load')
   n = options.count(fields, 'num_examples', minimum=1)
   d = options.count(fields, 'num_features', minimum=1)
   val_fraction, test_fraction = options.split_fractions(fields)

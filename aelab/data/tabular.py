@@ -24,17 +24,16 @@ from aelab.data.dataset import Dataset, Split, split_off
 from aelab.errors import AelabError
 
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
-_SPLITS = {'val_fraction': 0.1, 'test_fraction': 0.2}
-DEFAULTS: dict[str, dict[str, Any]] = {
+SOURCES: dict[str, dict[str, Any]] = {
     'csv': {'path': None, 'label_column': '', 'columns': '', 'header': 'auto', 'delimiter': ',',
-            **_SPLITS},
-    'npz': {'path': None, **_SPLITS},
+            'val_fraction': 0.1, 'test_fraction': 0.2},
+    'npz': {'path': None, 'val_fraction': 0.1, 'test_fraction': 0.2},
 }
 
 
 def load(cfg: Mapping[str, Any], seed: int) -> Dataset:
   """Loads a `csv` or `npz` table (see the module docstring for the rules)."""
-  name, fields = options.resolve(cfg, DEFAULTS, 'tabular.load')
+  name, fields = options.resolve(cfg, SOURCES, 'tabular.load')
   val_fraction, test_fraction = options.split_fractions(fields)
   path_str = options.string(fields, 'path')
   if not path_str:

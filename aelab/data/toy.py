@@ -22,7 +22,7 @@ from aelab.data import options
 from aelab.data.dataset import Dataset, Split, split_off
 from aelab.errors import AelabError
 
-DEFAULTS: dict[str, dict[str, Any]] = {
+SOURCES: dict[str, dict[str, Any]] = {
     'toy_features': {'num_examples': 60000, 'num_features': 512, 'dims': 128,
                      'probability': 0.01, 'magnitude': 1.0, 'correlation': 0.0, 'noise': 0.0,
                      'val_fraction': 0.05, 'test_fraction': 0.05},
@@ -46,7 +46,7 @@ def _coefficients(rng, n: int, k: int, p: float, rho: float, magnitude: float) -
 
 
 def load(cfg: Mapping[str, Any], seed: int) -> Dataset:
-  name, fields = options.resolve(cfg, DEFAULTS, 'toy.load')
+  name, fields = options.resolve(cfg, SOURCES, 'toy.load')
   n = options.count(fields, 'num_examples', minimum=1)
   k = options.count(fields, 'num_features', minimum=1)
   d = options.count(fields, 'dims', minimum=1)
@@ -58,13 +58,14 @@ def load(cfg: Mapping[str, Any], seed: int) -> Dataset:
   val_fraction, test_fraction = options.split_fractions(fields)
   rng = np.random.default_rng([int(seed), 2])
   a = _coefficients(rng, n, k, p, rho, options.number(fields, 'magnitude', positive=True))
-  x = a @ true_features(k, d, seed)
+  truth = true_features(k, d, seed)
+  x = a @ truth
   if noise:
     x = x + rng.normal(0.0, noise, size=x.shape).astype(np.float32)
   (rest, _), (test_x, _) = split_off(x.astype(np.float32), None, test_fraction, seed)
   (train_x, _), (val_x, _) = split_off(rest, None, val_fraction, seed)
   return Dataset(
       name=name, train=Split(train_x, None), val=Split(val_x, None), test=Split(test_x, None),
-      feature_shape=(d,), value_range=None, feature_names=None, num_classes=None,
+      feature_shape=(d,), value_range=None, feature_names=None, num_classes=None, truth=truth,
       source={'name': name, 'generator': 'numpy.random.default_rng([seed, 1 | 2])',
               'seed': int(seed), 'mean_active': float((a > 0).sum(1).mean()), **dict(fields)})

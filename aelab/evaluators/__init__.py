@@ -6,25 +6,23 @@
 `every`: N > 0 runs it every N train steps and at the end; 0 only at the end; -1 never. Each
 built evaluator is called as `evaluator(state, prep) -> {metric: value}`; the trainer logs the
 metrics as `<split>/<metric>` and gathers them by split in summary.json. Evaluators run in name
-order, plots last (they draw every metric logged before them). To add a type: a module here with a class taking
-(ctx, **fields), its defaults in aelab/config/defaults.py EVALUATORS, and a line in TYPES.
+order, those marked LAST (plots: they draw every metric logged before them) after the others.
+A type is a module here, aelab/evaluators/<type>.py, with OPTIONS (its fields and defaults, read
+by aelab.config.catalog) and a class `Evaluator(ctx, **fields)` (the Context, and the type's
+fields, `split` included, `type` and `every` taken out), found by its module's name.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib
 from collections.abc import Callable
 
-from aelab.config import check_choice, check_fields, defaults
+from aelab.config import catalog, checks
 from aelab.errors import AelabError
-from aelab.evaluators import classification, downstream, iwae, pca, plots, reconstruction, sae
 from aelab.evaluators.context import Context, split_of
 
-TYPES = {'reconstruction': reconstruction.Reconstruction, 'iwae': iwae.Iwae, 'plots': plots.Plots,
-         'pca': pca.Pca, 'classification': classification.Classification, 'sae': sae.Sae,
-         'downstream': downstream.Downstream}
-
-__all__ = ['Context', 'Evaluator', 'TYPES', 'build', 'split_of']
+__all__ = ['Context', 'Evaluator', 'build', 'split_of']
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,20 +44,19 @@ def build(evals, ctx: Context) -> list[Evaluator]:
     if not isinstance(cfg, dict) or 'type' not in cfg:
       raise AelabError(f'evals.{name} must be a dict with a type, e.g. '
                        f"evals.{name} = dict(type='reconstruction', split='val')")
-    check_choice(cfg['type'], tuple(TYPES), f'evaluator type (evals.{name}.type)')
-    fields = {**defaults.EVALUATORS[cfg['type']], **cfg}
-    check_fields(cfg, ('type', *defaults.EVALUATORS[cfg['type']]), f'evals.{name}')
-    every = fields.pop('every')
-    if isinstance(every, bool) or not isinstance(every, int) or every < -1:
-      raise AelabError(f'evals.{name}.every = {every!r}; give N > 0 (every N steps and at the '
-                       'end), 0 (only at the end) or -1 (never)')
-    if 'batch_size' in fields and (not isinstance(fields['batch_size'], int)
-                                   or fields['batch_size'] <= 0):
-      raise AelabError(f'evals.{name}.batch_size = {fields["batch_size"]!r}; it must be a '
-                       'positive integer')
+    entry = catalog.entry('evaluator', cfg['type'])
+    catalog.check_options('evaluator', entry.name, {k: v for k, v in cfg.items() if k != 'type'},
+                          f'evals.{name}')
+    fields = {**entry.options, **cfg}
+    every = checks.integer(fields.pop('every'), f'evals.{name}.every', low=-1,
+                           hint=' (N > 0: every N steps and at the end; 0: only at the end; -1: '
+                                'never)')
+    if 'batch_size' in fields:
+      checks.integer(fields['batch_size'], f'evals.{name}.batch_size', low=1,
+                     high=checks.INT32_MAX)
     del fields['type']
     if every == -1:  # off: not even built (an iwae evaluator off on a non-VAE is fine)
       continue
-    run = TYPES[cfg['type']](ctx, **fields)
-    out.append(Evaluator(name=name, split=fields['split'], every=every, run=run))
-  return sorted(out, key=lambda ev: (isinstance(ev.run, plots.Plots), ev.name))
+    kind = importlib.import_module(entry.module).Evaluator
+    out.append(Evaluator(name=name, split=fields['split'], every=every, run=kind(ctx, **fields)))
+  return sorted(out, key=lambda ev: (getattr(ev.run, 'LAST', False), ev.name))

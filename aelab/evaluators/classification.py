@@ -26,7 +26,9 @@ import numpy as np
 from aelab import plots as draw
 from aelab.errors import AelabError
 from aelab.evaluators.context import Context, run_batches, split_of
-from aelab.trainer.writers import write_json
+from aelab.files import write_json
+
+OPTIONS = dict(split='val', every=0, batch_size=1000)
 
 
 @functools.lru_cache(maxsize=None)
@@ -44,7 +46,7 @@ def _eval_step(forward, classes: int):
   return step
 
 
-class Classification:
+class Evaluator:
   def __init__(self, ctx: Context, split: str, batch_size: int):
     self.split, self.batch_size, self.mesh = split, batch_size, ctx.mesh
     self.data = split_of(ctx.dataset, split)
@@ -52,7 +54,7 @@ class Classification:
       raise AelabError(f'the classification evaluator needs labels, but the {split} split of '
                        f'dataset {ctx.dataset.name!r} has none; evaluate a labelled split or '
                        'dataset')
-    classes = ctx.config.model.get('classes')
+    classes = ctx.forward.model.classes()
     if not classes:
       raise AelabError(f'the classification evaluator needs a model with a softmax head '
                        f'(model classifier); model {ctx.config.model.name!r} has none')

@@ -26,13 +26,12 @@ import functools
 import jax
 import numpy as np
 
-from aelab import data
 from aelab.analysis import runs, splice
 from aelab.errors import AelabError
 from aelab.evaluators.context import Context, split_of
 from aelab.trainer import distributed
 
-SOURCE = 'activations'
+OPTIONS = dict(split='test', every=0, batch_size=1000)  # a run's metric, its layer spliced
 
 
 @functools.lru_cache(maxsize=None)
@@ -48,26 +47,24 @@ def _reconstruct_fn(forward):
   return reconstruct
 
 
-class Downstream:
+class Evaluator:
   def __init__(self, ctx: Context, split: str, batch_size: int):
     source = ctx.dataset.source if isinstance(ctx.dataset.source, dict) else {}
-    if ctx.dataset.name != SOURCE or 'run' not in source:
+    if 'run' not in source or 'layer' not in source:
       raise AelabError(f"the downstream evaluator needs a model trained on a run's activations "
-                       f"(dataset.name = '{SOURCE}'); this dataset is {ctx.dataset.name!r}")
-    if ctx.config.model.name == 'classifier':
-      raise AelabError('the downstream evaluator needs a model that reconstructs the activations; '
-                       'a classifier does not')
+                       f"(dataset.name = 'activations'); this dataset is {ctx.dataset.name!r}")
+    if not ctx.forward.model.RECONSTRUCTS:
+      raise AelabError(f'the downstream evaluator needs a model that reconstructs the '
+                       f'activations; model {ctx.config.model.name!r} does not')
     split_of(ctx.dataset, split)  # a bad split name: the usual one-line error
     self.ctx, self.batch_size, self.layer = ctx, batch_size, source['layer']
     self.trained = runs.load(source['run'], step=int(source['step']) or None)
-    model = self.trained.config.model.name
-    if model not in splice.SUPPORTED:
-      raise AelabError(f'the downstream evaluator splices into a dense run '
-                       f'({" or ".join(splice.SUPPORTED)}); {self.trained.workdir} holds a '
-                       f'{model!r} model')
-    self.classifier = model == 'classifier'
-    config = self.trained.config
-    rows = split_of(data.load(config.dataset, seed=int(config.seed)), split)
+    if not hasattr(self.trained.model, 'from_layer'):
+      raise AelabError(f'the downstream evaluator continues the trained run from its layer; '
+                       f'{self.trained.workdir} holds a {self.trained.config.model.name!r} '
+                       'model, which cannot')
+    self.classifier = self.trained.model.classes() is not None
+    rows = split_of(self.trained.dataset, split)
     self.x, self.y = rows.x, rows.y
     if self.classifier and len(self.x) and self.y is None:
       raise AelabError(f'the downstream evaluator needs labels to score the classifier in '

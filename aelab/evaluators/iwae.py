@@ -27,9 +27,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from aelab.config import checks
 from aelab.errors import AelabError
 from aelab.evaluators.context import Context, split_of
 from aelab.trainer import distributed
+
+OPTIONS = dict(
+    split='test', every=0,
+    samples=5000,     # k (5000 in the literature)
+    batch_size=100,   # examples per jitted call
+    memory_mb=256,    # budget for one chunk of samples' activations; sets the chunk size over k
+    examples=0,       # evaluate the first N examples of the split; 0 = all of it
+)
 
 
 def chunk_size(forward, params, prep, x_example: np.ndarray, k: int, batch_size: int,
@@ -71,19 +80,16 @@ def make_step(forward, k: int, chunk: int):
   return step
 
 
-class Iwae:
+class Evaluator:
   def __init__(self, ctx: Context, split: str, samples: int, batch_size: int, memory_mb: int,
                examples: int, seed: int = 1):
     for key, value in dict(samples=samples, batch_size=batch_size, memory_mb=memory_mb).items():
-      if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise AelabError(f'the iwae evaluator\'s {key} must be a positive integer; got {value!r}')
-    if isinstance(examples, bool) or not isinstance(examples, int) or examples < 0:
-      raise AelabError(f'the iwae evaluator\'s examples must be an integer >= 0 (0: the whole '
-                       f'split); got {examples!r}')
+      checks.integer(value, f'the iwae evaluator\'s {key}', low=1, high=checks.INT32_MAX)
+    checks.integer(examples, 'the iwae evaluator\'s examples', low=0, hint=' (0: the whole split)')
     if not hasattr(ctx.forward.model, 'log_weights'):
-      raise AelabError(f'the iwae evaluator needs a VAE (a model with log_weights); this model '
-                       f'is {type(ctx.forward.model).__name__}. Remove evals.iwae or set its '
-                       'every to -1.')
+      raise AelabError(f'the iwae evaluator needs a model with a likelihood (log_weights: a '
+                       f'VAE); this model ({type(ctx.forward.model).__name__}) has none. Remove '
+                       'evals.iwae or set its every to -1.')
     x = split_of(ctx.dataset, split).x
     self.x = x[:examples] if examples else x
     self.forward, self.k, self.seed = ctx.forward, samples, seed

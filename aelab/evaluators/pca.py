@@ -13,18 +13,18 @@ from __future__ import annotations
 
 import numpy as np
 
-from aelab.errors import AelabError
+from aelab.config import checks
 from aelab.evaluators.context import Context, split_of
 
+OPTIONS = dict(split='test', every=0, components=32)  # the linear baseline at a code size
 _EPS = 1e-7
 
 
-class Pca:
+class Evaluator:
   def __init__(self, ctx: Context, split: str, components: int):
     d = int(np.prod(ctx.dataset.feature_shape))
-    if isinstance(components, bool) or not isinstance(components, int) or not 1 <= components <= d:
-      raise AelabError(f'the pca evaluator\'s components must be an integer in [1, {d}] (the '
-                       f'number of features); got {components!r}')
+    checks.integer(components, 'the pca evaluator\'s components', low=1, high=d,
+                   hint=' (at most the number of features)')
     self.train, self.data = ctx.dataset.train.x, split_of(ctx.dataset, split).x
     self.k, self.unit_interval = components, ctx.unit_interval
     self._result = None

@@ -3,8 +3,8 @@
 reconstructions.png (inputs over reconstructions; for a denoiser clean / corrupted / denoised /
 reconstruction of the clean input; not for a classifier), train_curves.png and val_curves.png (every logged term),
 filters.png (first-layer weights, image data), latent.png (the code of held-out examples
-coloured by label, PCA when wider than 2) and, for a VAE on images, samples.png (decoder means of
-z ~ N(0, I)). The examples come from `split` (the val split when it is empty). Returns no metrics.
+coloured by label, PCA when wider than 2) and, for a model with a prior (a VAE) on images,
+samples.png (decoder means of codes drawn from the prior). The examples come from `split` (the val split when it is empty). Returns no metrics.
 """
 
 from __future__ import annotations
@@ -15,14 +15,18 @@ import pathlib
 import jax
 import numpy as np
 
-from aelab import models, plots as draw
+from aelab import plots as draw
 from aelab.errors import AelabError
 from aelab.evaluators.context import Context, split_of
 from aelab.trainer import distributed
 from aelab.trainer.writers import read_jsonl
 
+OPTIONS = dict(split='test', every=0)
 
-class Plots:
+
+class Evaluator:
+  LAST = True  # draws every metric logged before it
+
   def __init__(self, ctx: Context, split: str):
     self.ctx = ctx
     self.data = split_of(ctx.dataset, split)
@@ -38,7 +42,7 @@ class Plots:
     if not distributed.is_main():  # process 0 draws
       return {}
     out = pathlib.Path(self.ctx.workdir) / 'plots'
-    if models.reconstructs(self.ctx.config.model):  # a classifier has no reconstructions
+    if self.ctx.forward.model.RECONSTRUCTS:  # a classifier has no reconstructions
       self._reconstructions(out, params, prep)
     rows = read_jsonl(pathlib.Path(self.ctx.workdir) / 'metrics.jsonl')
     draw.curves(rows, out / 'train_curves.png', 'train/')
@@ -68,7 +72,7 @@ class Plots:
   def _code_figures(self, out: pathlib.Path, params, prep) -> None:
     ds, fwd, config = self.ctx.dataset, self.ctx.forward, self.ctx.config
     title = f'{config.model.name} on {ds.name}'
-    filters = models.filters(config.model, jax.device_get(params), ds.feature_shape)
+    filters = fwd.model.filters(jax.device_get(params))
     if filters is not None:
       draw.filters(np.asarray(filters), out / 'filters.png', f'{title}: first-layer filters')
     if self.data.y is not None:
@@ -77,8 +81,8 @@ class Plots:
       names = ds.source.get('label_names') if isinstance(ds.source, dict) else None
       draw.latent_scatter(np.asarray(code), self.data.y[:2000], out / 'latent.png', names,
                           f'{title}: code of {len(xs)} held-out examples')
-    if config.model.name == 'vae' and ds.is_image and prep.mode != 'per_sample':
-      z = jax.random.normal(jax.random.PRNGKey(1), (64, config.model.latent))
+    z = fwd.model.prior_codes(jax.random.PRNGKey(1), 64)
+    if z is not None and ds.is_image and prep.mode != 'per_sample':
       samples = jax.jit(fwd.decode)(params, prep, z)
       draw.image_grid(np.asarray(samples), out / 'samples.png', ds.value_range or (0.0, 1.0),
-                      f'{title}: decoder means of z ~ N(0, I)')
+                      f'{title}: decoder means of codes from the prior')

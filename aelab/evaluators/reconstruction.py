@@ -27,11 +27,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from aelab import models
 from aelab.errors import AelabError
 from aelab.evaluators.context import Context, run_batches, split_of
 from aelab.trainer import sharding
 
+OPTIONS = dict(split='val', every=0, batch_size=1000)
 _EPS = 1e-7
 
 
@@ -77,10 +77,10 @@ def _ratios(totals: dict, n_elements: int) -> dict[str, float]:
   return out
 
 
-class Reconstruction:
+class Evaluator:
   def __init__(self, ctx: Context, split: str, batch_size: int):
     self.split, self.batch_size, self.mesh = split, batch_size, ctx.mesh
-    if not models.reconstructs(ctx.config.model):
+    if not ctx.forward.model.RECONSTRUCTS:
       raise AelabError(f'the reconstruction evaluator needs a model that reconstructs its input; '
                        f'model {ctx.config.model.name!r} does not (use type classification)')
     self.data = split_of(ctx.dataset, split)

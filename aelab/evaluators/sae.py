@@ -6,9 +6,9 @@ Metrics (logged as <split>/<name>):
   dead_fraction       latents silent for model.dead_steps train steps (the state's stats);
   dense_fraction      latents active on more than 10% of the split's examples;
   never_fired         latents inactive on every example of the split;
-  recovered, mean_max_cosine  (dataset toy_features only) the fraction of the true features
-                      that some decoder row matches with cosine similarity > 0.9, and the mean
-                      over true features of their best cosine similarity.
+  recovered, mean_max_cosine  (a dataset with ground truth, e.g. toy_features) the fraction of
+                      the true features that some decoder row matches with cosine similarity
+                      > 0.9, and the mean over true features of their best cosine similarity.
 With a workdir, process 0 draws plots/latent_density.png: the histogram of log10 of each
 latent's firing frequency on the split (dead latents at the left edge).
 """
@@ -22,10 +22,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from aelab import plots
 from aelab.errors import AelabError
 from aelab.evaluators.context import Context, run_batches, split_of
 from aelab.trainer import distributed
 
+OPTIONS = dict(split='test', every=0, batch_size=1000)  # L0, variance explained, dead and dense
+                                                        # latents, ground-truth recovery
 DENSE = 0.1       # a latent firing on more than this fraction of inputs is dense
 RECOVERED = 0.9   # cosine similarity that counts a true feature as recovered
 
@@ -56,19 +59,16 @@ def matches(decoder: np.ndarray, truth: np.ndarray) -> np.ndarray:
   return (t @ d.T).max(axis=1)
 
 
-class Sae:
+class Evaluator:
   def __init__(self, ctx: Context, split: str, batch_size: int):
-    if ctx.config.model.name != 'sae':
-      raise AelabError(f"the sae evaluator needs a sparse autoencoder (model.name = 'sae'); "
-                       f'this model is {ctx.config.model.name!r}')
+    self.dictionary = ctx.forward.model.dictionary()
+    if self.dictionary is None:
+      raise AelabError(f'the sae evaluator needs a sparse dictionary (e.g. model sae); '
+                       f'model {ctx.config.model.name!r} is not one')
     self.ctx, self.batch_size, self.split = ctx, batch_size, split
     self.data = split_of(ctx.dataset, split)
     self.step = _eval_step(ctx.forward)
-    self.truth, self.shift = None, None
-    if ctx.dataset.name == 'toy_features':
-      from aelab.data import toy
-      s = ctx.dataset.source
-      self.truth = toy.true_features(s['num_features'], s['dims'], s['seed'])
+    self.truth, self.shift = ctx.dataset.truth, None
 
   def __call__(self, state, prep) -> dict[str, float]:
     if not len(self.data):
@@ -86,9 +86,10 @@ class Sae:
            'never_fired': float(np.mean(frequency == 0))}
     if 'since_fired' in state.stats:
       since = np.asarray(distributed.local(state.stats['since_fired']))
-      out['dead_fraction'] = float(np.mean(since >= self.ctx.config.model.dead_steps))
+      out['dead_fraction'] = float(np.mean(since >= self.dictionary.dead_steps))
     if self.truth is not None:
-      decoder = np.asarray(distributed.local(state.params)['W_dec'], np.float64)
+      decoder = np.asarray(self.ctx.forward.model.directions(distributed.local(state.params)),
+                           np.float64)
       best = matches(decoder, self.truth)
       out.update(recovered=float(np.mean(best > RECOVERED)), mean_max_cosine=float(best.mean()))
     if self.ctx.workdir is not None and distributed.is_main():
@@ -96,19 +97,7 @@ class Sae:
     return out
 
   def _draw(self, frequency: np.ndarray, step: int) -> None:
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-    out = pathlib.Path(self.ctx.workdir) / 'plots'
-    out.mkdir(parents=True, exist_ok=True)
-    floor = 0.5 / len(self.data)
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.hist(np.log10(np.maximum(frequency, floor)), bins=60, color='tab:blue')
-    ax.axvline(np.log10(DENSE), color='tab:red', lw=1, ls='--', label='dense (10%)')
-    ax.set_xlabel(f'log10 firing frequency on {self.split} (left edge: never)')
-    ax.set_ylabel('latents')
-    ax.set_title(f'latent density, step {step}', fontsize=10)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out / 'latent_density.png', dpi=100)
-    plt.close(fig)
+    plots.latent_density(frequency, pathlib.Path(self.ctx.workdir) / 'plots' / 'latent_density.png',
+                         floor=0.5 / len(self.data), dense=DENSE,
+                         xlabel=f'log10 firing frequency on {self.split} (left edge: never)',
+                         title=f'latent density, step {step}')

@@ -1,8 +1,9 @@
 """Loss terms as small pure functions, composed from the config.
 
-Each term is `fn(out: Outputs, **options) -> scalar`, unweighted. The config
-names the terms and their weights (and, optionally, `warmup_steps`: the weight
-ramps linearly from 0 at step 0 to its value at that step, e.g. KL warm-up):
+Each term is `fn(out: Outputs, **options) -> scalar`, unweighted, marked @term in a module of
+this package: its keyword defaults are its options (aelab.config.catalog reads them; nothing else
+lists the terms). The config names the terms and their weights (and, optionally,
+`warmup_steps`: the weight ramps linearly from 0 at step 0 to its value at that step):
 
   config.loss = aelab.config.defaults.loss(
       reconstruction=dict(weight=1.0, kind='bce'),
@@ -11,18 +12,14 @@ ramps linearly from 0 at step 0 to its value at that step, e.g. KL warm-up):
   loss_fn = losses.compose(config.loss)
   total, terms = loss_fn(Outputs(x=x, recon=recon, aux=aux, params=params))
 
-`compose` validates names and options up front (outside jit); the function it
-returns is pure and jit-able and reports every active term plus the total.
-Each term's options and their defaults are the table LOSS_TERMS of
-aelab/config/defaults.py (the term functions' keyword defaults equal it; a test
-checks). To add a term: its function in aelab/losses/terms.py, a line in TERMS
-below, its options in LOSS_TERMS.
+`compose` validates names and options up front (outside jit); the function it returns is pure
+and jit-able and reports every active term plus the total.
 """
 
 
 from __future__ import annotations
 
-import numbers
+import importlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -30,46 +27,19 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from aelab.config.defaults import LOSS_COMMON, LOSS_TERMS
+from aelab.config import catalog, defaults
 from aelab.errors import AelabError
-from aelab.losses import sae_terms
-from aelab.losses.terms import (CONTRACTIVE_METHODS, RECONSTRUCTION_KINDS, REDUCTIONS,
-                                UNIT_INTERVAL_ACTIVATIONS, Outputs, _normalize_layer,
-                                bce_from_logits, contractive, kl_sparsity, l1_activity,
-                                layer_activations, reconstruction, softmax_cross_entropy,
-                                vae_kl, weight_decay)
+from aelab.losses.terms import (UNIT_INTERVAL_ACTIVATIONS, Outputs, normalize_layer,
+                                bce_from_logits, layer_activations)
 
-__all__ = ['CONTRACTIVE_METHODS', 'RECONSTRUCTION_KINDS', 'REDUCTIONS', 'TERMS', 'Outputs',
-           'bce_from_logits', 'compose', 'layer_activations']
-
-TERMS: dict[str, Callable[..., jax.Array]] = {
-    'reconstruction': reconstruction,
-    'l1_activity': l1_activity,
-    'kl_sparsity': kl_sparsity,
-    'weight_decay': weight_decay,
-    'vae_kl': vae_kl,
-    'contractive': contractive,
-    'softmax_cross_entropy': softmax_cross_entropy,
-    'normalized_mse': sae_terms.normalized_mse,
-    'sae_l1': sae_terms.sae_l1,
-    'sae_l0': sae_terms.sae_l0,
-    'auxk': sae_terms.auxk,
-}
-
-# Options every term takes besides its own: the weight, and a linear warm-up of it.
-_COMMON_OPTIONS = LOSS_COMMON
+__all__ = ['Outputs', 'bce_from_logits', 'compose', 'layer_activations', 'normalize_layer',
+           'term_function']
 
 
-def _options(name: str) -> dict[str, Any]:
-  """A term's own options and their defaults (aelab/config/defaults.py)."""
-  return dict(LOSS_TERMS[name])
-
-
-def _term(name: str) -> Callable[..., jax.Array]:
-  if name not in TERMS:
-    raise AelabError(
-        f'unknown loss term {name!r}; valid terms: {", ".join(TERMS)}')
-  return TERMS[name]
+def term_function(name: str) -> Callable[..., jax.Array]:
+  """The function of loss term `name` (a one-line error listing the terms for a bad name)."""
+  entry = catalog.entry('term', name)
+  return getattr(importlib.import_module(entry.module), entry.name)
 
 
 def _as_dict(name: str, cfg: Any) -> dict[str, Any]:
@@ -80,56 +50,6 @@ def _as_dict(name: str, cfg: Any) -> dict[str, Any]:
   raise AelabError(
       f'loss term {name!r} must be configured as a dict of weight and options, '
       f'e.g. {name}=dict(weight=1.0); got {cfg!r}')
-
-
-def _check_options(name: str, opts: dict[str, Any], need_weight: bool) -> None:
-  """Raises AelabError for an unknown option / bad value / missing weight."""
-  valid = _options(name)
-  unknown = sorted(set(opts) - set(valid) - set(_COMMON_OPTIONS))
-  if unknown:
-    choices = ', '.join(list(_COMMON_OPTIONS) + list(valid))
-    raise AelabError(
-        f'unknown option {", ".join(map(repr, unknown))} of loss term '
-        f'{name!r}; valid options: {choices}')
-  if 'weight' not in opts:
-    if need_weight:
-      raise AelabError(f'loss term {name!r} has no weight; give it one, e.g. '
-                       f'--config.loss.{name}.weight=1.0 (0 turns it off)')
-  else:
-    w = opts['weight']
-    if isinstance(w, bool) or not isinstance(w, numbers.Real):
-      raise AelabError(
-          f'the weight of loss term {name!r} must be a number; got {w!r}')
-  if name == 'reconstruction':
-    if opts.get('kind', 'mse') not in RECONSTRUCTION_KINDS:
-      raise AelabError(
-          f"unknown reconstruction kind {opts['kind']!r}; valid kinds: "
-          f'{", ".join(RECONSTRUCTION_KINDS)}')
-    if opts.get('reduction', 'mean') not in REDUCTIONS:
-      raise AelabError(
-          f"unknown reconstruction reduction {opts['reduction']!r}; valid "
-          f'reductions: {", ".join(REDUCTIONS)}')
-  if 'warmup_steps' in opts:
-    steps = opts['warmup_steps']
-    if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 0:
-      raise AelabError(f'warmup_steps of loss term {name!r} must be an integer >= 0 (0: no '
-                       f'warm-up); got {steps!r}')
-  if name == 'contractive' and opts.get('method', 'exact') not in CONTRACTIVE_METHODS:
-    raise AelabError(f"unknown contractive method {opts['method']!r}; valid methods: "
-                     f'{", ".join(CONTRACTIVE_METHODS)}')
-  if 'layer' in opts:
-    _normalize_layer(opts['layer'])
-  if name == 'auxk' and 'k' in opts:
-    k = opts['k']
-    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
-      raise AelabError(f'auxk k is the number of dead latents that reconstruct the residual, a '
-                       f'positive integer; got {k!r}')
-  if name == 'kl_sparsity' and 'rho' in opts:
-    rho = opts['rho']
-    if (isinstance(rho, bool) or not isinstance(rho, numbers.Real)
-        or not 0.0 < rho < 1.0):
-      raise AelabError(
-          f'kl_sparsity rho is a target mean activation in (0, 1); got {rho!r}')
 
 
 def _check_applies(name: str, full: dict[str, Any], acts: dict[str, str],
@@ -146,8 +66,14 @@ def _check_applies(name: str, full: dict[str, Any], acts: dict[str, str],
           "contractive method='sigmoid_layer' is the closed form for one sigmoid encoder "
           f'layer; this encoder has layers {", ".join(f"{k}: {acts[k]}" for k in numbered)}. '
           "Use method='exact'")
+  numbered = any(k.isdigit() for k in acts)
+  known = {*acts, 'code'} if numbered else set(acts)  # the code is the last numbered layer
+  if 'layer' in full and acts and normalize_layer(full['layer']) not in known:
+    valid = ', '.join(sorted(acts, key=lambda k: (k != 'code', k.zfill(4))))
+    raise AelabError(f"{name}'s layer {full['layer']!r} is not a layer of this model; its "
+                     f'layers: {valid}')
   if name == 'kl_sparsity':
-    layer = _normalize_layer(full['layer'])
+    layer = normalize_layer(full['layer'])
     act = acts.get(layer)
     numbered = [int(k) for k in acts if k.isdigit()]
     if act is None and layer == 'code' and numbered:
@@ -190,19 +116,22 @@ def compose(
   acts = {str(k): str(v) for k, v in (layer_activations or {}).items()}
   active = []
   for name, term_cfg in loss_cfg.items():
-    fn = _term(name)
     opts = _as_dict(name, term_cfg)
-    _check_options(name, opts, need_weight=True)
+    defaults.check_term(name, opts, need_weight=True)
+    fn = term_function(name)
     weight = float(opts.pop('weight'))
     warmup = int(opts.pop('warmup_steps', 0))
+    if fn.check is not None:
+      fn.check(**opts)
     if weight == 0.0:
       continue
-    _check_applies(name, {**_options(name), **opts}, acts, targets_in_unit_interval, has_labels)
+    _check_applies(name, {**catalog.options('term', name), **opts}, acts,
+                   targets_in_unit_interval, has_labels)
     active.append((name, fn, weight, warmup, opts))
   if not active:
     raise AelabError(
         'no active loss term: every term in config.loss has weight 0 (or '
-        f'there are none); valid terms: {", ".join(TERMS)}')
+        f'there are none); valid terms: {", ".join(catalog.names("term"))}')
 
   def loss_fn(out: Outputs) -> tuple[jax.Array, dict[str, jax.Array]]:
     terms = {}

@@ -6,8 +6,9 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from aelab.config import checks
 from aelab.errors import AelabError
-from aelab.losses.terms import Outputs
+from aelab.losses.terms import Outputs, term
 from aelab.models.sae import keep_top_k
 
 _EPS = 1e-12
@@ -17,10 +18,11 @@ def _flat(a: jax.Array) -> jax.Array:
   return a.reshape(a.shape[0], -1)
 
 
-def _aux(out: Outputs, key: str, term: str) -> jax.Array:
+def _aux(out: Outputs, key: str, name: str) -> jax.Array:
   if key not in out.aux:
-    raise AelabError(f"loss term {term} needs a sparse autoencoder (config.model.name = 'sae'); "
-                     f'this model has no aux[{key!r}]')
+    raise AelabError(f'loss term {name} needs a sparse dictionary (a model whose aux has '
+                     f'{key!r}, e.g. model sae); this model\'s aux has '
+                     f'{", ".join(sorted(out.aux)) or "nothing"}')
   return out.aux[key]
 
 
@@ -30,31 +32,40 @@ def _normalized(err: jax.Array, target: jax.Array) -> jax.Array:
   return jnp.sum(jnp.square(err)) / jnp.maximum(total, _EPS)
 
 
+@term
 def normalized_mse(out: Outputs) -> jax.Array:
   """||x - x_hat||^2 / ||x - mean(x)||^2 over the batch: 1 - the fraction of variance explained."""
   return _normalized(_flat(out.recon) - _flat(out.x), _flat(out.x))
 
 
+@term
 def sae_l1(out: Outputs) -> jax.Array:
   """Mean over the batch of sum_j |f_j| ||W_dec_j|| (each latent's L1 times its decoder row's
   norm: a latent cannot buy sparsity by shrinking its code and growing its decoder row)."""
   f = _aux(out, 'code', 'sae_l1')
-  norms = jnp.linalg.norm(_aux(out, 'W_dec', 'sae_l1'), axis=1)
+  norms = jnp.linalg.norm(_aux(out, 'dictionary', 'sae_l1'), axis=1)
   return jnp.mean(jnp.sum(jnp.abs(f) * norms, axis=-1))
 
 
+@term
 def sae_l0(out: Outputs) -> jax.Array:
   """Mean active latents per example; for JumpReLU its gradient reaches the thresholds through
   the straight-through estimator."""
   return jnp.mean(_aux(out, 'l0', 'sae_l0'))
 
 
+def _check_auxk(k: int = 512) -> None:
+  checks.integer(k, 'auxk k', low=1, high=checks.INT32_MAX,
+                 hint=' (the number of dead latents that reconstruct the residual)')
+
+
+@term(check=_check_auxk)
 def auxk(out: Outputs, k: int = 512) -> jax.Array:
   """Gao et al.'s auxiliary loss: the top `k` dead latents (silent for model.dead_steps steps) of
   each example reconstruct the main reconstruction's residual e = x - x_hat (held fixed),
   normalized: ||e - e_hat||^2 / ||e - mean(e)||^2; 0 when no latent is dead (its top-k and
   decoder pass are then skipped) or where the state's stats are not given."""
-  pre, w_dec = _aux(out, 'pre', 'auxk'), _aux(out, 'W_dec', 'auxk')
+  pre, w_dec = _aux(out, 'pre', 'auxk'), _aux(out, 'dictionary', 'auxk')
   dead = out.aux.get('dead')
   if dead is None:
     return jnp.zeros((), jnp.float32)

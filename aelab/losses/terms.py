@@ -1,11 +1,12 @@
 """What every loss term sees (`Outputs`) and the terms themselves: small pure functions
-`fn(out, **options) -> scalar`, unweighted. `aelab.losses.compose` weights and sums them."""
+`fn(out, **options) -> scalar`, unweighted, each marked @term (its keyword defaults are its
+options: aelab.config.catalog reads them). `aelab.losses.compose` weights and sums them."""
 
 from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 import flax
@@ -13,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from aelab.config import checks
 from aelab.errors import AelabError
 
 
@@ -32,6 +34,18 @@ class Outputs:
   # code = encode(inputs) with these params (for the contractive term); not a pytree leaf.
   encode: Callable[[jax.Array], jax.Array] | None = flax.struct.field(
       pytree_node=False, default=None)
+  # weights(method): what a model method computes from these params alone (e.g. a dense model's
+  # 'first_kernel'); None where no forward pass gave it.
+  weights: Callable[[str], jax.Array] | None = flax.struct.field(pytree_node=False, default=None)
+
+
+def term(fn: Callable | None = None, *, check: Callable[..., None] | None = None):
+  """Marks a loss term (`@term`, or `@term(check=fn)` where fn(**options) raises AelabError for
+  a bad option value, called by compose before anything is traced)."""
+  def mark(f: Callable) -> Callable:
+    f.check = check
+    return f
+  return mark if fn is None else mark(fn)
 
 
 RECONSTRUCTION_KINDS = ('mse', 'bce', 'gaussian')
@@ -47,7 +61,7 @@ def _per_example_sum(v: jax.Array) -> jax.Array:
   return jnp.sum(v, axis=tuple(range(1, v.ndim)))
 
 
-def _normalize_layer(layer: Any) -> str:
+def normalize_layer(layer: Any) -> str:
   """'code' or a positive int (or its digit string) -> 'code' / '1' / '2' ..."""
   if isinstance(layer, str) and layer == 'code':
     return 'code'
@@ -63,7 +77,7 @@ def _normalize_layer(layer: Any) -> str:
 
 def layer_activations(aux: dict, layer: Any) -> jax.Array:
   """The activations of `layer`: 'code', or encoder layer K (1-based int/digits)."""
-  key = _normalize_layer(layer)
+  key = normalize_layer(layer)
   if key == 'code':
     return aux['code']
   encoder = tuple(aux.get('encoder', ()))
@@ -85,6 +99,12 @@ def bce_from_logits(logits: jax.Array, x: jax.Array) -> jax.Array:
   return linear + jnp.log1p(jnp.exp(-jnp.abs(logits)))
 
 
+def _check_reconstruction(kind: str = 'mse', reduction: str = 'mean') -> None:
+  checks.choice(kind, RECONSTRUCTION_KINDS, 'reconstruction kind')
+  checks.choice(reduction, REDUCTIONS, 'reconstruction reduction')
+
+
+@term(check=_check_reconstruction)
 def reconstruction(out: Outputs, kind: str = 'mse',
                    reduction: str = 'mean') -> jax.Array:
   """Reconstruction error of `out.recon` against `out.x`.
@@ -127,12 +147,23 @@ def reconstruction(out: Outputs, kind: str = 'mse',
                    f'reductions: {", ".join(REDUCTIONS)}')
 
 
+def _check_layer(layer: Any = 'code', **_) -> None:
+  normalize_layer(layer)
+
+
+@term(check=_check_layer)
 def l1_activity(out: Outputs, layer: Any = 'code') -> jax.Array:
   """Mean over the batch of sum_j |h_j| (Keras' l1 activity_regularizer)."""
   h = layer_activations(out.aux, layer)
   return jnp.mean(_per_example_sum(jnp.abs(h)))
 
 
+def _check_kl(rho: float = 0.05, layer: Any = 'code') -> None:
+  checks.number(rho, 'kl_sparsity rho', above=0.0, below=1.0, hint=' (a target mean activation)')
+  normalize_layer(layer)
+
+
+@term(check=_check_kl)
 def kl_sparsity(out: Outputs, rho: float = 0.05,
                 layer: Any = 'code') -> jax.Array:
   """sum_j KL(rho || rho_hat_j), rho_hat_j = batch mean of unit j (UFLDL).
@@ -156,6 +187,7 @@ def _leaf_name(path: tuple) -> str | None:
   return None
 
 
+@term
 def weight_decay(out: Outputs) -> jax.Array:
   """0.5 * sum of W**2 over every `kernel` leaf; biases excluded (UFLDL)."""
   leaves = jax.tree_util.tree_flatten_with_path(out.params)[0]
@@ -166,6 +198,7 @@ def weight_decay(out: Outputs) -> jax.Array:
   return 0.5 * total
 
 
+@term
 def vae_kl(out: Outputs) -> jax.Array:
   """Mean over the batch of KL(N(mean, exp(logvar)) || N(0, I)), in nats.
 
@@ -183,6 +216,11 @@ def vae_kl(out: Outputs) -> jax.Array:
   return jnp.mean(_per_example_sum(kl))
 
 
+def _check_contractive(method: str = 'exact') -> None:
+  checks.choice(method, CONTRACTIVE_METHODS, 'contractive method')
+
+
+@term(check=_check_contractive)
 def contractive(out: Outputs, method: str = 'exact') -> jax.Array:
   """Mean over the batch of ||J_f(x)||_F^2, f the encoder (x -> code), J at the model input.
 
@@ -191,16 +229,15 @@ def contractive(out: Outputs, method: str = 'exact') -> jax.Array:
     min(code width, input size) passes per example.
   method 'sigmoid_layer': the closed form for a one-layer sigmoid encoder
     h = sigmoid(x W + b): sum_j (h_j (1 - h_j))^2 sum_i W_ij^2, from aux['code']
-    and params['encoder_1']['kernel'] (the dense model); one pass.
+    and the model's first kernel W (a dense model's `first_kernel`); one pass.
   """
   x = out.x if out.inputs is None else out.inputs
   if method == 'sigmoid_layer':
-    kernel = out.params.get('encoder_1', {}).get('kernel') if isinstance(out.params, Mapping) \
-        else None
+    kernel = _first_kernel(out)
     if kernel is None or len(out.aux.get('encoder', ())) != 1:
       raise AelabError(
           "contractive method='sigmoid_layer' is the closed form for a dense model with one "
-          "sigmoid encoder layer (params['encoder_1']); use method='exact' for other encoders")
+          "sigmoid encoder layer; use method='exact' for other encoders")
     h = out.aux['code']
     gain = jnp.square(h * (1.0 - h))                   # [B, m]
     return jnp.mean(gain @ jnp.sum(jnp.square(kernel), axis=0))
@@ -220,6 +257,17 @@ def contractive(out: Outputs, method: str = 'exact') -> jax.Array:
   return jnp.mean(_per_example_sum(jnp.square(jax.vmap(jac)(x))))
 
 
+def _first_kernel(out: Outputs) -> jax.Array | None:
+  """The model's first kernel through Outputs.weights; None for a model without one."""
+  if out.weights is None:
+    return None
+  try:
+    return out.weights('first_kernel')
+  except AttributeError:
+    return None
+
+
+@term
 def softmax_cross_entropy(out: Outputs) -> jax.Array:
   """Mean over the batch of -log softmax(aux['logits'])[y], y the batch's integer labels
   (`out.labels`); the classifier model's loss. optax.softmax_cross_entropy_with_integer_labels."""

@@ -6,7 +6,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from aelab.config import check_choice
+from aelab.config import checks
 from aelab.errors import AelabError
 
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
@@ -22,7 +22,7 @@ ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
 
 
 def get(name: str) -> Callable[[jax.Array], jax.Array]:
-  check_choice(name, tuple(ACTIVATIONS), 'activation')
+  checks.choice(name, tuple(ACTIVATIONS), 'activation')
   return ACTIVATIONS[name]
 
 

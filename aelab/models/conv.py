@@ -16,11 +16,18 @@ import jax
 import ml_collections
 import numpy as np
 
-from aelab.config.defaults import MODELS
+from aelab.config import checks
 from aelab.errors import AelabError
-from aelab.models import activations
+from aelab.models import activations, base
 
-DEFAULTS = MODELS['conv']  # the fields of config.model (aelab/config/defaults.py)
+OPTIONS = dict(
+    channels=(32, 64),           # encoder conv widths (stride 2 each); the decoder mirrors them
+    kernel_size=3,
+    latent=32,                   # width of the dense code
+    activation='relu',           # conv / dense hidden layers
+    code_activation='linear',    # the code layer
+    output_activation='sigmoid',
+)
 
 
 def spatial_sizes(size: int, depth: int) -> list[int]:
@@ -76,45 +83,77 @@ class ConvDecoder(ConvStack):
     return tuple(maps), h
 
 
-class ConvAE(nn.Module):
+class ConvAE(base.Model):
   """Conv encoder -> dense code -> dense + transposed-conv decoder; exactly the input shape back.
 
   `__call__` returns (recon, aux) with aux = {'encoder': (conv maps..., code), 'code',
   'decoder': hidden maps, 'logits'}.
   """
-  shape: Sequence[int]
-  channels: Sequence[int]
-  kernel_size: int = 3
-  latent: int = 32
-  activation: str = 'relu'
-  code_activation: str = 'linear'
-  output_activation: str = 'sigmoid'
+  channels: tuple[int, ...]
+  kernel_size: int
+  latent: int
+  activation: str
+  code_activation: str
+  output_activation: str
 
   def setup(self):
     self.encoder = ConvEncoder(self.channels, self.kernel_size, self.activation)
     self.code_layer = nn.Dense(self.latent)
     self.decoder = ConvDecoder(self.channels, self.kernel_size, self.activation,
-                               shape=tuple(self.shape))
+                               shape=tuple(self.input_shape))
 
   def _encode_all(self, x):
-    maps, flat = self.encoder(x.reshape(x.shape[0], *self.shape))
+    maps, flat = self.encoder(x.reshape(x.shape[0], *self.input_shape))
     code = activations.get(self.code_activation)(self.code_layer(flat))
     return (*maps, code)
+
+  def _output(self, logits: jax.Array, shape) -> jax.Array:
+    flat = logits.reshape(logits.shape[0], -1)  # element-wise ops on flat rows (see dense.py)
+    return activations.get(self.output_activation)(flat).reshape(shape)
 
   def encode(self, x: jax.Array) -> jax.Array:
     return self._encode_all(x)[-1]
 
   def decode(self, code: jax.Array) -> jax.Array:
     _, logits = self.decoder(code)
-    return activations.get(self.output_activation)(logits)
+    return self._output(logits, logits.shape)
 
   def __call__(self, x: jax.Array, *, train: bool = False):
     del train
     enc = self._encode_all(x)
     dec, logits = self.decoder(enc[-1])
-    flat = logits.reshape(x.shape[0], -1)  # element-wise ops on flat rows (see models/dense.py)
-    return activations.get(self.output_activation)(flat).reshape(x.shape), {
-        'encoder': enc, 'code': enc[-1], 'decoder': dec, 'logits': flat.reshape(x.shape)}
+    return self._output(logits, x.shape), {
+        'encoder': enc, 'code': enc[-1], 'decoder': dec, 'logits': logits.reshape(x.shape)}
+
+  def from_layer(self, h: jax.Array, layer: str):
+    """(reconstruction, {'logits'}) from the code's activations h [B, latent]; the conv maps
+    are not a place to continue from."""
+    if layer not in ('code', str(len(self.channels) + 1)):
+      raise AelabError(f'a conv model continues its forward pass from its code only (layer '
+                       f"'code' or {len(self.channels) + 1}); got layer {layer!r}")
+    _, logits = self.decoder(h)
+    return self._output(logits, logits.shape), {'logits': logits}
+
+  # --- capabilities (see base.py) ----------------------------------------------------------------
+
+  @nn.nowrap
+  def layer_activations(self) -> dict[str, str]:
+    out = {str(i + 1): self.activation for i in range(len(self.channels))}
+    out[str(len(self.channels) + 1)] = out['code'] = self.code_activation
+    return out
+
+  @nn.nowrap
+  def filters(self, params) -> np.ndarray:
+    """The first conv layer's kernels as images [n, k, k, C]."""
+    return conv_filters(params['encoder']['conv_1']['kernel'])
+
+  @nn.nowrap
+  def export(self, params, stats) -> base.Export:
+    del stats
+    return conv_export(params, self.channels, self.activation, 'encoder', 'decoder', [
+        f'code = {self.code_activation}(flatten(m{len(self.channels)}) @ code_layer/kernel + '
+        f'code_layer/bias)   [the code, {self.latent} wide]'],
+        ['z_hat = ' + self.output_activation + '(the last transposed convolution)'])
 
 
 def check_image_shape(feature_shape: Sequence[int], what: str) -> tuple[int, int, int]:
@@ -125,12 +164,9 @@ def check_image_shape(feature_shape: Sequence[int], what: str) -> tuple[int, int
 
 
 def check_conv_fields(cfg: ml_collections.ConfigDict, prefix: str = 'model') -> tuple[int, ...]:
-  channels = tuple(cfg.channels)
-  if not channels or any(not isinstance(c, int) or isinstance(c, bool) or c <= 0 for c in channels):
-    raise AelabError(f'{prefix}.channels = {channels!r}; give one or more positive integers, '
-                     'e.g. (32, 64)')
-  if not isinstance(cfg.kernel_size, int) or cfg.kernel_size <= 0:
-    raise AelabError(f'{prefix}.kernel_size = {cfg.kernel_size!r}; it must be a positive integer')
+  channels = checks.widths(cfg.channels, f'{prefix}.channels', 'channel count',
+                           empty='give one or more positive integers, e.g. (32, 64)')
+  checks.integer(cfg.kernel_size, f'{prefix}.kernel_size', low=1, high=1024)
   activations.get(cfg.activation)
   return channels
 
@@ -138,19 +174,12 @@ def check_conv_fields(cfg: ml_collections.ConfigDict, prefix: str = 'model') -> 
 def build(cfg: ml_collections.ConfigDict, feature_shape: Sequence[int]) -> ConvAE:
   shape = check_image_shape(feature_shape, "model 'conv'")
   channels = check_conv_fields(cfg)
-  if not isinstance(cfg.latent, int) or cfg.latent <= 0:
-    raise AelabError(f'model.latent = {cfg.latent!r}; it must be a positive integer')
+  checks.integer(cfg.latent, 'model.latent', low=1, high=checks.INT32_MAX)
   activations.get(cfg.code_activation)
   activations.get(cfg.output_activation)
-  return ConvAE(shape=shape, channels=channels, kernel_size=cfg.kernel_size, latent=cfg.latent,
-                activation=cfg.activation, code_activation=cfg.code_activation,
-                output_activation=cfg.output_activation)
-
-
-def layer_activations(cfg: ml_collections.ConfigDict) -> dict[str, str]:
-  out = {str(i + 1): cfg.activation for i in range(len(cfg.channels))}
-  out[str(len(cfg.channels) + 1)] = out['code'] = cfg.code_activation
-  return out
+  return ConvAE(input_shape=shape, channels=channels, kernel_size=cfg.kernel_size,
+                latent=cfg.latent, activation=cfg.activation,
+                code_activation=cfg.code_activation, output_activation=cfg.output_activation)
 
 
 def conv_filters(kernel: np.ndarray) -> np.ndarray:
@@ -158,7 +187,24 @@ def conv_filters(kernel: np.ndarray) -> np.ndarray:
   return np.transpose(np.asarray(kernel), (3, 0, 1, 2))
 
 
-def filters(params, feature_shape: Sequence[int]) -> np.ndarray:
-  """The first conv layer's kernels as images [n, k, k, C]."""
-  del feature_shape
-  return conv_filters(params['encoder']['conv_1']['kernel'])
+def conv_export(params, channels, activation: str, encoder: str, decoder: str,
+                middle: list[str], last: list[str]) -> base.Export:
+  """Every array of a conv encoder / decoder pair by its path, and the computation in words:
+  stride-2 SAME convolutions, the `middle` lines, then the decoder's transposed convolutions."""
+  flat = {'/'.join(str(getattr(k, 'key', k)) for k in path): np.asarray(v)
+          for path, v in jax.tree_util.tree_flatten_with_path(params)[0]}
+  about = {k: (f'{k}, shape {list(v.shape)}'
+               + (' = [kh, kw, in channels, out channels]' if v.ndim == 4 else ''),)
+           for k, v in flat.items()}
+  steps = [base.Step(f'm{i + 1} = {activation}(conv2d({f"m{i}" if i else "z"}, '
+                     f'{encoder}/conv_{i + 1}/kernel, stride 2, SAME padding) + '
+                     f'{encoder}/conv_{i + 1}/bias)   [{c} channels]', (str(i + 1),))
+           for i, c in enumerate(channels)]
+  steps += [base.Step(line, ('code',)) for line in middle]
+  steps.append(base.Step(f'{decoder}: dense to the last map, then transposed convolutions '
+                         f'(stride 2, SAME, each cropped to the encoder size at its depth), '
+                         f'{activation} between them'))
+  steps += [base.Step(line) for line in last]
+  return base.Export(flat, about, steps, {}, 'conv kernels are [kh, kw, in, out] (flax / '
+                     'TensorFlow HWIO), dense kernels [in, out]; by hand a convolution needs a '
+                     'conv2d routine (e.g. jax.lax.conv_general_dilated)')

@@ -18,7 +18,8 @@ w / ||w|| projects it out), which is what Gao et al. do after each step. W_enc s
 decoder's transpose; b_dec at the training rows' mean or geometric median (`data_init`).
 
 The state's stats (TrainState.stats) hold each latent's steps since it last fired and the
-BatchTopK threshold; aux = {'code': f, 'pre': pre-activations, 'W_dec': the decoder used,
+BatchTopK threshold; aux = {'code': f ('encoder': (f,), its one layer), 'pre': pre-activations,
+'dictionary': the decoder used,
 'dead': latents silent for `dead_steps` steps, 'l0': per-example active count (the STE one for
 JumpReLU), 'stats': their update when training}.
 """
@@ -35,11 +36,22 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from aelab.config import check_choice
-from aelab.config.defaults import MODELS
+from aelab.config import checks
 from aelab.errors import AelabError
+from aelab.models import base
 
-DEFAULTS = MODELS['sae']  # the fields of config.model (aelab/config/defaults.py)
+OPTIONS = dict(                  # a sparse dictionary on activations
+    latents=4096,                # dictionary width n
+    activation='topk',           # relu (+ sae_l1 term), topk, batchtopk, jumprelu (+ sae_l0)
+    k=32,                        # topk / batchtopk: active latents per example
+    normalize_decoder=True,      # unit-norm decoder rows (gradient along them removed)
+    b_dec_init='median',         # zeros, mean or median (geometric) of the training rows
+    top_k='exact',               # exact (jax.lax.top_k) or approx (jax.lax.approx_max_k)
+    jumprelu_threshold=0.001,    # jumprelu: the thresholds' initial value
+    bandwidth=0.001,             # jumprelu: the straight-through estimator's kernel width
+    dead_steps=1000,             # a latent silent this many train steps is dead (AuxK, stats)
+    threshold_decay=0.99,        # batchtopk: moving average of the inference threshold
+)
 ACTIVATIONS = ('relu', 'topk', 'batchtopk', 'jumprelu')
 TOP_K = ('exact', 'approx')
 B_DEC_INIT = ('zeros', 'mean', 'median')
@@ -101,17 +113,17 @@ def keep_top_k(z: jax.Array, k: int, how: str = 'exact') -> jax.Array:
   return jnp.zeros_like(z).at[jnp.arange(z.shape[0])[:, None], index].set(values)
 
 
-class SparseAutoencoder(nn.Module):
-  features: int
+class SparseAutoencoder(base.Model):
   latents: int
-  activation: str = 'topk'
-  k: int = 32
-  normalize_decoder: bool = True
-  top_k: str = 'exact'
-  jumprelu_threshold: float = 0.001
-  bandwidth: float = 0.001
-  dead_steps: int = 1000
-  threshold_decay: float = 0.99
+  activation: str
+  k: int
+  normalize_decoder: bool
+  top_k: str
+  jumprelu_threshold: float
+  bandwidth: float
+  dead_steps: int
+  threshold_decay: float
+  b_dec_init: str
 
   def setup(self):
     n, d = self.latents, self.features
@@ -128,6 +140,7 @@ class SparseAutoencoder(nn.Module):
       self.log_threshold = self.param(
           'log_threshold', nn.initializers.constant(math.log(self.jumprelu_threshold)), (n,))
 
+  @nn.nowrap
   def initial_stats(self) -> dict:
     stats = {'since_fired': jnp.zeros((self.latents,), jnp.int32)}
     if self.activation == 'batchtopk':
@@ -170,7 +183,7 @@ class SparseAutoencoder(nn.Module):
     w_dec = self.decoder()
     recon = (f @ w_dec + self.b_dec).reshape(x.shape)
     fired = f > 0
-    aux = {'code': f, 'pre': pre, 'W_dec': w_dec,
+    aux = {'code': f, 'encoder': (f,), 'pre': pre, 'dictionary': w_dec,
            'l0': extra.get('l0', jnp.sum(fired, axis=-1).astype(jnp.float32))}
     if stats:
       aux['dead'] = stats['since_fired'] >= self.dead_steps
@@ -184,57 +197,118 @@ class SparseAutoencoder(nn.Module):
     return recon, aux
 
 
-def _check(cfg) -> None:
-  check_choice(cfg.activation, ACTIVATIONS, 'model.activation of an sae')
-  check_choice(cfg.top_k, TOP_K, 'model.top_k')
-  check_choice(cfg.b_dec_init, B_DEC_INIT, 'model.b_dec_init')
-  for key in ('latents', 'k', 'dead_steps'):
-    v = cfg[key]
-    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-      raise AelabError(f'model.{key} = {v!r}; it must be a positive integer')
-  if cfg.activation in ('topk', 'batchtopk') and cfg.k > cfg.latents:
-    raise AelabError(f'model.k = {cfg.k} exceeds model.latents = {cfg.latents}')
-  for key in ('jumprelu_threshold', 'bandwidth'):
-    if not cfg[key] > 0:
-      raise AelabError(f'model.{key} = {cfg[key]!r}; it must be positive')
-  if not 0 <= cfg.threshold_decay < 1:
-    raise AelabError(f'model.threshold_decay = {cfg.threshold_decay!r}; it must be in [0, 1)')
+  def from_layer(self, f: jax.Array, layer: str):
+    """(the reconstruction, {}) from the latents f (layer '1', the code)."""
+    del layer  # an SAE has one layer, its latents
+    return self.decode(f), {}
+
+  # --- capabilities (see base.py) ----------------------------------------------------------------
+
+  @nn.nowrap
+  def layer_activations(self) -> dict[str, str]:
+    return {'1': self.activation, 'code': self.activation}
+
+  @nn.nowrap
+  def dictionary(self) -> base.Dictionary:
+    return base.Dictionary(self.latents, self.dead_steps)
+
+  @nn.nowrap
+  def directions(self, params) -> np.ndarray:
+    """The latents' decoder directions [n, d], as the parameter holds them (not normalized)."""
+    return np.asarray(params['W_dec'])
+
+  @nn.nowrap
+  def data_init(self, rows) -> dict:
+    """b_dec at the (preprocessed) training rows' mean or geometric median (Weiszfeld's
+    iterations), or nothing ('zeros'); rows() gives them."""
+    if self.b_dec_init == 'zeros':
+      return {}
+    x = rows()
+    rows = np.asarray(x, np.float64).reshape(len(x), -1)
+    center = rows.mean(axis=0)
+    if self.b_dec_init == 'median':
+      for _ in range(100):
+        w = 1.0 / np.maximum(np.linalg.norm(rows - center, axis=1), 1e-8)
+        new = (w[:, None] * rows).sum(axis=0) / w.sum()
+        done = np.linalg.norm(new - center) < 1e-6 * max(np.linalg.norm(center), 1e-12)
+        center = new
+        if done:
+          break
+    return {'b_dec': center.astype(np.float32)}
+
+  @nn.nowrap
+  def filters(self, params) -> np.ndarray | None:
+    """The decoder rows as images (image data only)."""
+    if len(self.input_shape) != 3:
+      return None
+    w = np.asarray(params['W_dec'])
+    return w.reshape(w.shape[0], *self.input_shape)
+
+  @nn.nowrap
+  def export(self, params, stats) -> base.Export:
+    """W_enc [d, n], b_enc [n], W_dec [n, d] as the forward pass uses it, b_dec [d]; JumpReLU's
+    threshold = exp(log_threshold) [n]; BatchTopK's trained inference threshold (the stats)."""
+    p, d, n = params, self.features, self.latents
+    w_dec = self.apply({'params': p}, method=lambda m: m.decoder())  # as the forward pass uses it
+    arrays = {'W_enc': np.asarray(p['W_enc']), 'b_enc': np.asarray(p['b_enc']),
+              'W_dec': np.asarray(w_dec, np.float32), 'b_dec': np.asarray(p['b_dec'])}
+    if self.activation == 'jumprelu':
+      arrays['threshold'] = np.exp(np.asarray(p['log_threshold'])).astype(np.float32)
+    if self.activation == 'batchtopk' and 'threshold' in (stats or {}):
+      arrays['batchtopk_threshold'] = np.asarray(stats['threshold'], np.float32)
+    unit = ' (the parameter\'s rows divided by their norms)' if self.normalize_decoder else ''
+    about = {
+        'W_enc': f'W_enc, shape [{d}, {n}] = [input, latent]: column j holds latent j\'s encoder',
+        'b_enc': f'b_enc, shape [{n}]: one value per latent, one per line',
+        'W_dec': f'W_dec, shape [{n}, {d}] = [latent, input]: row j is latent j\'s direction, '
+                 f'as the forward pass uses it{unit}',
+        'b_dec': f'b_dec, shape [{d}]: one value per input feature, one per line',
+        'threshold': f'threshold = exp(log_threshold), shape [{n}]: JumpReLU keeps pre where '
+                     'pre > threshold, one value per latent, one per line',
+        'batchtopk_threshold': 'batchtopk_threshold, one value: BatchTopK keeps relu(pre) where '
+                               'pre > it (the inference threshold set in training)'}
+    extras = {'activation': np.asarray(self.activation), 'k': np.asarray(self.k),
+              'normalize_decoder': np.asarray(bool(self.normalize_decoder))}
+    return base.Export(arrays, {k: (v,) for k, v in about.items() if k in arrays},
+                       self._steps(arrays), extras,
+                       f'W_enc [{d}, {n}] = [input, latent], b_enc [{n}], W_dec [{n}, {d}] (row '
+                       f'j: latent j\'s direction), b_dec [{d}]; rows are row vectors')
+
+  @nn.nowrap
+  def _steps(self, arrays: dict) -> list[base.Step]:
+    """pre, f (the code) and z_hat, one line each."""
+    d, n = self.features, self.latents
+    topk = (f'f = relu(pre) at the k = {self.k} largest entries of each row of pre'
+            f'{" (found by jax.lax.approx_max_k)" if self.top_k == "approx" else ""}, 0 elsewhere')
+    act = {'relu': 'f = relu(pre)', 'topk': topk,
+           'jumprelu': 'f = pre * (pre > threshold), threshold = exp(log_threshold) per latent'}
+    if self.activation == 'batchtopk':
+      t = arrays.get('batchtopk_threshold')
+      act['batchtopk'] = (
+          topk + ' (BatchTopK without a trained threshold)' if t is None else
+          f'f = relu(pre) where pre > batchtopk_threshold = {float(t):.9g} (the BatchTopK '
+          'inference threshold set in training), 0 elsewhere')
+    unit = (' (W_dec: the rows of the parameter W_dec divided by their norms, as the forward pass '
+            'uses them)' if self.normalize_decoder else '')
+    return [base.Step(f'pre = (z - b_dec) @ W_enc + b_enc   [{d} -> {n}]'),
+            base.Step(f'{act[self.activation]}   [{n} latents, the code; latent j (from 0) is '
+                      'f[:, j]]', ('1', 'code')),
+            base.Step(f'z_hat = f @ W_dec + b_dec   [{n} -> {d}]{unit}')]
 
 
 def build(cfg: ml_collections.ConfigDict, feature_shape: Sequence[int]) -> SparseAutoencoder:
-  _check(cfg)
+  checks.choice(cfg.activation, ACTIVATIONS, 'model.activation of an sae')
+  checks.choice(cfg.top_k, TOP_K, 'model.top_k')
+  checks.choice(cfg.b_dec_init, B_DEC_INIT, 'model.b_dec_init')
+  for key in ('latents', 'k', 'dead_steps'):
+    checks.integer(cfg[key], f'model.{key}', low=1, high=checks.INT32_MAX)
+  if cfg.activation in ('topk', 'batchtopk') and cfg.k > cfg.latents:
+    raise AelabError(f'model.k = {cfg.k} exceeds model.latents = {cfg.latents}')
+  for key in ('jumprelu_threshold', 'bandwidth'):
+    checks.number(cfg[key], f'model.{key}', above=0)
+  checks.number(cfg.threshold_decay, 'model.threshold_decay', low=0, below=1)
   return SparseAutoencoder(
-      features=math.prod(feature_shape), latents=cfg.latents, activation=cfg.activation,
-      k=cfg.k, normalize_decoder=cfg.normalize_decoder, top_k=cfg.top_k,
-      jumprelu_threshold=cfg.jumprelu_threshold, bandwidth=cfg.bandwidth,
-      dead_steps=cfg.dead_steps, threshold_decay=cfg.threshold_decay)
-
-
-def data_init(cfg: ml_collections.ConfigDict, x: np.ndarray) -> dict:
-  """Parameters set from the (preprocessed) training rows: b_dec at their mean or geometric
-  median (Weiszfeld's iterations), or nothing ('zeros')."""
-  if cfg.b_dec_init == 'zeros':
-    return {}
-  rows = np.asarray(x, np.float64).reshape(len(x), -1)
-  center = rows.mean(axis=0)
-  if cfg.b_dec_init == 'median':
-    for _ in range(100):
-      w = 1.0 / np.maximum(np.linalg.norm(rows - center, axis=1), 1e-8)
-      new = (w[:, None] * rows).sum(axis=0) / w.sum()
-      done = np.linalg.norm(new - center) < 1e-6 * max(np.linalg.norm(center), 1e-12)
-      center = new
-      if done:
-        break
-  return {'b_dec': center.astype(np.float32)}
-
-
-def layer_activations(cfg: ml_collections.ConfigDict) -> dict[str, str]:
-  return {'1': cfg.activation, 'code': cfg.activation}
-
-
-def filters(params, feature_shape: Sequence[int]):
-  """The decoder rows as images (image data only)."""
-  if len(feature_shape) != 3:
-    return None
-  w = np.asarray(params['W_dec'])
-  return w.reshape(w.shape[0], *feature_shape)
+      input_shape=tuple(int(d) for d in feature_shape), latents=cfg.latents,
+      activation=cfg.activation, k=cfg.k, normalize_decoder=cfg.normalize_decoder,
+      top_k=cfg.top_k, jumprelu_threshold=cfg.jumprelu_threshold, bandwidth=cfg.bandwidth,
+      dead_steps=cfg.dead_steps, threshold_decay=cfg.threshold_decay, b_dec_init=cfg.b_dec_init)

@@ -30,38 +30,44 @@ import ml_collections
 import numpy as np
 import optax
 
-from aelab.config import check_choice
-from aelab.config.defaults import MODELS
+from aelab.config import checks
 from aelab.errors import AelabError
-from aelab.models import activations, conv
+from aelab.models import activations, base, conv, dense
 
+OPTIONS = dict(
+    body='dense',
+    hidden=(200, 200),       # dense body: encoder widths; the decoder mirrors them
+    channels=(32, 64),       # conv body: encoder conv widths (stride 2 each)
+    kernel_size=3,           # conv body
+    latent=50,               # width of z
+    activation='tanh',
+    likelihood='bernoulli',  # 'bernoulli' (logits; data in [0, 1]) or 'gaussian' (learned
+                             # scalar std)
+)
 BODIES = ('dense', 'conv')
 LIKELIHOODS = ('bernoulli', 'gaussian')
 _LOG_2PI = math.log(2 * math.pi)
 
-DEFAULTS = MODELS['vae']  # the fields of config.model (aelab/config/defaults.py)
 
-
-class VAE(nn.Module):
-  shape: Sequence[int]
-  body: str = 'dense'
-  hidden: Sequence[int] = (200, 200)
-  channels: Sequence[int] = (32, 64)
-  kernel_size: int = 3
-  latent: int = 50
-  activation: str = 'tanh'
-  likelihood: str = 'bernoulli'
+class VAE(base.Model):
+  body: str
+  hidden: tuple[int, ...]
+  channels: tuple[int, ...]
+  kernel_size: int
+  latent: int
+  activation: str
+  likelihood: str
 
   def setup(self):
     if self.body == 'dense':
       self.encoder_layers = [nn.Dense(h, name=f'encoder_{i + 1}') for i, h in enumerate(self.hidden)]
       self.decoder_layers = [nn.Dense(h, name=f'decoder_{i + 1}')
                              for i, h in enumerate(reversed(self.hidden))]
-      self.output_layer = nn.Dense(math.prod(self.shape), name='decoder_out')
+      self.output_layer = nn.Dense(self.features, name='decoder_out')
     else:
       self.conv_encoder = conv.ConvEncoder(self.channels, self.kernel_size, self.activation)
       self.conv_decoder = conv.ConvDecoder(self.channels, self.kernel_size, self.activation,
-                                           shape=tuple(self.shape))
+                                           shape=self.input_shape)
     self.mean_layer = nn.Dense(self.latent, name='mean')
     self.logvar_layer = nn.Dense(self.latent, name='logvar')
     if self.likelihood == 'gaussian':
@@ -79,7 +85,7 @@ class VAE(nn.Module):
         hs.append(h)
       hs = tuple(hs)
     else:
-      hs, h = self.conv_encoder(x.reshape(x.shape[0], *self.shape))
+      hs, h = self.conv_encoder(x.reshape(x.shape[0], *self.input_shape))
     return hs, self.mean_layer(h), self.logvar_layer(h)
 
   def _decode_logits(self, z: jax.Array):
@@ -94,7 +100,7 @@ class VAE(nn.Module):
       hs = tuple(hs)
     else:
       hs, logits = self.conv_decoder(z)
-    return hs, logits.reshape(z.shape[0], *self.shape)
+    return hs, logits.reshape(z.shape[0], *self.input_shape)
 
   def _mean_output(self, logits: jax.Array) -> jax.Array:
     return jax.nn.sigmoid(logits) if self.likelihood == 'bernoulli' else logits
@@ -146,37 +152,97 @@ class VAE(nn.Module):
     return (log_px + log_pz - log_qz).T
 
 
+  def from_layer(self, h: jax.Array, layer: str):
+    """(the decoder's mean, {'logits'}) from encoder layer `layer`'s activations h: the rest of
+    the encoder to the posterior mean, decoded without sampling ('code' is that mean)."""
+    if layer != 'code':
+      if self.body != 'dense':
+        raise AelabError(f"a conv VAE continues its forward pass from its code only (layer "
+                         f"'code'); got layer {layer!r}")
+      act = activations.get(self.activation)
+      for dense_layer in self.encoder_layers[int(layer):]:
+        h = act(dense_layer(h))
+      h = self.mean_layer(h)
+    _, logits = self._decode_logits(h)
+    return self._mean_output(logits), {'logits': logits}
+
+  # --- capabilities (see base.py) ----------------------------------------------------------------
+
+  @nn.nowrap
+  def layer_activations(self) -> dict[str, str]:
+    depth = len(self.hidden) if self.body == 'dense' else len(self.channels)
+    return {**{str(i + 1): self.activation for i in range(depth)}, 'code': 'linear'}
+
+  @nn.nowrap
+  def filters(self, params) -> np.ndarray | None:
+    """The first encoder layer's weights as images [n, h, w, c]."""
+    if self.body == 'dense':
+      return dense.kernel_images(params['encoder_1']['kernel'], self.input_shape)
+    return conv.conv_filters(params['conv_encoder']['conv_1']['kernel'])
+
+  @nn.nowrap
+  def prior_codes(self, rng, n: int):
+    """n draws of z ~ N(0, I): decoded, they are the model's samples."""
+    return jax.random.normal(rng, (n, self.latent))
+
+  @nn.nowrap
+  def export(self, params, stats) -> base.Export:
+    del stats
+    if self.body == 'conv':
+      return conv.conv_export(params, self.channels, self.activation, 'conv_encoder',
+                              'conv_decoder', [
+          f'mean = flatten(m{len(self.channels)}) @ mean/kernel + mean/bias   [the code]',
+          f'logvar = flatten(m{len(self.channels)}) @ logvar/kernel + logvar/bias'],
+          [f'x_hat = {self._output_words()}'])
+    return self._dense_export(params)
+
+  @nn.nowrap
+  def _output_words(self) -> str:
+    return ('sigmoid(logits) (Bernoulli means)' if self.likelihood == 'bernoulli'
+            else 'logits (Gaussian means; std exp(log_sigma))')
+
+  @nn.nowrap
+  def _dense_export(self, params) -> base.Export:
+    p, k = params, len(self.hidden)
+    layer = lambda name, act: base.Layer(name, np.asarray(p[name]['kernel']),  # noqa: E731
+                                         np.asarray(p[name]['bias']), act)
+    net = ([layer(f'encoder_{i + 1}', self.activation) for i in range(k)]
+           + [layer('mean', 'linear')]
+           + [layer(f'decoder_{i + 1}', self.activation) for i in range(k)]
+           + [layer('decoder_out', 'sigmoid' if self.likelihood == 'bernoulli' else 'linear')])
+    outs = ([f'h{i + 1}' for i in range(k)] + ['mean'] + [f'd{i + 1}' for i in range(k)]
+            + ['z_hat'])
+    out = base.dense_export(net, outs, codes={i: (str(i + 1),) for i in range(k)} | {k: ('code',)},
+                            roles={k: ' (the code: the posterior mean)', len(net) - 1:
+                                   ' (the decoder\'s mean at z = mean)'})
+    log = layer('logvar', 'linear')
+    out.arrays.update({'logvar/kernel': log.kernel, 'logvar/bias': log.bias})
+    out.about.update({'logvar/kernel': (f'logvar kernel, shape {list(log.kernel.shape)} = '
+                                        f'[in, out]: logvar = h{k} @ kernel + bias',),
+                      'logvar/bias': (f'logvar bias, shape [{len(log.bias)}]',)})
+    out.steps.insert(k + 1, base.Step(f'logvar = h{k} @ logvar/kernel + logvar/bias   (the '
+                                      f'posterior q(z|x) = N(mean, exp(logvar)); a sample '
+                                      f'z = mean + exp(logvar / 2) * eps)'))
+    if 'log_sigma' in p:
+      out.arrays['log_sigma'] = np.asarray(p['log_sigma'])
+      out.about['log_sigma'] = ('log_sigma: the log of the Gaussian decoder\'s std (a scalar)',)
+    return out
+
+
 def build(cfg: ml_collections.ConfigDict, feature_shape: Sequence[int]) -> VAE:
-  check_choice(cfg.body, BODIES, 'model.body')
-  check_choice(cfg.likelihood, LIKELIHOODS, 'model.likelihood')
+  checks.choice(cfg.body, BODIES, 'model.body')
+  checks.choice(cfg.likelihood, LIKELIHOODS, 'model.likelihood')
   activations.get(cfg.activation)
-  if not isinstance(cfg.latent, int) or isinstance(cfg.latent, bool) or cfg.latent <= 0:
-    raise AelabError(f'model.latent = {cfg.latent!r}; it must be a positive integer')
-  hidden = tuple(cfg.hidden)
+  checks.integer(cfg.latent, 'model.latent', low=1, high=checks.INT32_MAX)
+  shape = tuple(int(s) for s in feature_shape)
   if cfg.body == 'dense':
-    if not hidden or any(not isinstance(h, int) or isinstance(h, bool) or h <= 0 for h in hidden):
-      raise AelabError(f'model.hidden = {hidden!r}; give one or more positive widths, e.g. (200, 200)')
+    hidden = checks.widths(cfg.hidden, 'model.hidden', 'hidden width',
+                           empty='give one or more positive widths, e.g. (200, 200)')
     channels = tuple(cfg.channels)
   else:
+    hidden = tuple(cfg.hidden)
     conv.check_image_shape(feature_shape, "model 'vae' with body 'conv'")
     channels = conv.check_conv_fields(cfg)
-  return VAE(shape=tuple(int(s) for s in feature_shape), body=cfg.body, hidden=hidden,
-             channels=channels, kernel_size=int(cfg.kernel_size), latent=int(cfg.latent),
+  return VAE(input_shape=shape, body=cfg.body, hidden=hidden, channels=channels,
+             kernel_size=int(cfg.kernel_size), latent=int(cfg.latent),
              activation=cfg.activation, likelihood=cfg.likelihood)
-
-
-def layer_activations(cfg: ml_collections.ConfigDict) -> dict[str, str]:
-  depth = len(cfg.hidden) if cfg.body == 'dense' else len(cfg.channels)
-  out = {str(i + 1): cfg.activation for i in range(depth)}
-  out['code'] = 'linear'  # the posterior mean
-  return out
-
-
-def filters(params, feature_shape: Sequence[int]) -> np.ndarray | None:
-  """The first encoder layer's weights as images [n, h, w, c]."""
-  if 'encoder_1' in params:
-    kernel = np.asarray(params['encoder_1']['kernel'])
-    if len(feature_shape) != 3:
-      return None
-    return kernel.T.reshape(kernel.shape[1], *feature_shape)
-  return conv.conv_filters(params['conv_encoder']['conv_1']['kernel'])

@@ -15,20 +15,15 @@ import pathlib
 
 import ml_collections
 
-from aelab.config import check_fields, defaults
-from aelab.errors import AelabError
+from aelab.config import checks, defaults
 
 GROUPS = ('seed', 'dataset', 'preprocessing', 'stack')
 
 
 def check(config: ml_collections.ConfigDict) -> None:
-  check_fields(config, GROUPS, 'the stacked config')
-  layers = tuple(config.stack.layers)
-  if not layers or any(isinstance(n, bool) or not isinstance(n, int) or n <= 0 for n in layers):
-    raise AelabError(f'stack.layers = {layers!r}; give one or more positive widths, e.g. (200, 200)')
-  if config.stack.pretrain.model.name != 'dense':
-    raise AelabError(f'stack.pretrain.model is {config.stack.pretrain.model.name!r}; the stages '
-                     "are dense autoencoders (model 'dense')")
+  checks.fields(config, GROUPS, 'the stacked config')
+  checks.widths(config.stack.layers, 'stack.layers', 'layer width',
+                empty='give one or more positive widths, e.g. (200, 200)')
 
 
 def _run(config, dataset, preprocessing: str) -> ml_collections.ConfigDict:
@@ -69,7 +64,7 @@ def classifier(config: ml_collections.ConfigDict, run: str,
   out.optimizer = copy.deepcopy(groups.optimizer)
   out.train = copy.deepcopy(groups.train)
   if run == 'finetune' and st.freeze_encoder:
-    out.optimizer.frozen = ','.join(f'encoder_{i + 1}' for i in range(len(hidden)))
+    out.optimizer.frozen = 'encoder'  # the group of every encoder layer
   out.evals = ml_collections.ConfigDict({
       split: defaults.evaluator('classification', split=split, every=int(st.eval_every))
       for split in ('val', 'test')})

@@ -14,7 +14,9 @@ import time
 import ml_collections
 import numpy as np
 
-from aelab import data
+from aelab import models
+from aelab.analysis import runs
+from aelab.data import codes
 from aelab.errors import AelabError
 from aelab.stacked import configs, report
 from aelab.trainer import train, workdir as workdir_lib
@@ -23,15 +25,13 @@ from aelab.trainer.setup import build
 CODES = 'codes.npz'
 
 
-def _encode(stage_dir: pathlib.Path, stage_config: ml_collections.ConfigDict) -> pathlib.Path:
+def _encode(stage_dir: pathlib.Path) -> pathlib.Path:
   """Every split of the stage's data through its trained encoder: the next stage's data."""
-  from aelab.analysis import runs
-  from aelab.data import codes
   path = stage_dir / CODES
   if path.exists():
     return path
   run = runs.load(stage_dir)
-  ds = data.load(stage_config.dataset, seed=int(stage_config.seed))
+  ds = run.dataset
   splits = {s: (runs.features(run, getattr(ds, s).x, 'code'), getattr(ds, s).y)
             for s in codes.SPLITS}
   values = np.concatenate([x.ravel() for x, _ in splits.values()])
@@ -41,19 +41,24 @@ def _encode(stage_dir: pathlib.Path, stage_config: ml_collections.ConfigDict) ->
   return path
 
 
-def _given(workdir: pathlib.Path, layers: int) -> dict:
-  """The fine-tuned network's initial layers: stage k's encoder and the softmax's head."""
-  from aelab.analysis import runs
-  given = {f'encoder_{k + 1}': runs.load(workdir / f'stage{k + 1}').params['encoder_1']
-           for k in range(layers)}
-  given['head'] = runs.load(workdir / 'features').params['head']
-  return given
+def _given(workdir: pathlib.Path, layers: int, config: ml_collections.ConfigDict) -> dict:
+  """The fine-tuned network's initial parameters: each stage's encoder layer, then the head of
+  the softmax on the frozen features."""
+  stages = [runs.load(workdir / f'stage{k + 1}') for k in range(layers)]
+  encoder = [s.model.stackable_encoder(s.params)[0] for s in stages]
+  softmax = runs.load(workdir / 'features')
+  network = models.build(config.model, stages[0].feature_shape)
+  return network.assemble(encoder, softmax.model.head_params(softmax.params))
 
 
-def _validate(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> int:
+def validate(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> int:
   """Checks every group a run will use (nothing written); returns the number of inputs."""
   configs.check(config)
   first = build(configs.stage(config, 0, None), workdir / 'stage1')
+  if not hasattr(first.forward.model, 'stackable_encoder'):
+    raise AelabError(f'stack.pretrain.model is {config.stack.pretrain.model.name!r}, whose '
+                     'encoder layers cannot be stacked; the stages are dense autoencoders '
+                     "(model 'dense')")
   build(configs.classifier(config, 'scratch'), workdir / 'scratch')
   return int(np.prod(first.dataset.feature_shape))
 
@@ -63,7 +68,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   (and the from-scratch baseline); returns the stacked summary, or the interrupted run's."""
   t_start = time.time()
   workdir = workdir_lib.check_workdir(workdir)
-  inputs = _validate(config, workdir)
+  inputs = validate(config, workdir)
   results, codes_path = {}, None
   for k in range(len(config.stack.layers)):
     cfg = configs.stage(config, k, codes_path)
@@ -71,13 +76,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     results[name] = train.train_and_evaluate(cfg, workdir / name)
     if 'interrupted' in results[name]:
       return {**results[name], 'run': name}
-    codes_path = _encode(workdir / name, cfg)
+    codes_path = _encode(workdir / name)
   runs_after = [('features', configs.classifier(config, 'features', codes_path), None),
                 ('finetune', configs.classifier(config, 'finetune'), 'given')]
   if config.stack.scratch:
     runs_after.append(('scratch', configs.classifier(config, 'scratch'), None))
   for name, cfg, init in runs_after:
-    given = _given(workdir, len(config.stack.layers)) if init else None
+    given = _given(workdir, len(config.stack.layers), cfg) if init else None
     results[name] = train.train_and_evaluate(cfg, workdir / name, init_params=given)
     if 'interrupted' in results[name]:
       return {**results[name], 'run': name}

@@ -16,7 +16,8 @@ import shutil
 import ml_collections
 
 from aelab import plots
-from aelab.trainer.writers import read_jsonl, write_json
+from aelab.files import write_json
+from aelab.trainer.writers import read_jsonl
 
 CLASSIFIERS = {'features': 'frozen_features_softmax', 'finetune': 'fine_tuned',
                'scratch': 'scratch'}

@@ -19,10 +19,11 @@ import pathlib
 import shlex
 import sys
 
-from aelab import cli
-from aelab.config import files
+from aelab import cli, files
+from aelab.config import files as config_files
 from aelab.errors import AelabError
-from aelab.sweep import axes, figures, groups, layout, points as points_lib, runner, summary
+from aelab.sweep import (axes, figures, groups, layout, points as points_lib, runner, summary,
+                         validate)
 
 FLAGS = (
     cli.Flag('workdir', str, None, 'The sweep directory: DIR/<name>/ per point, DIR/results.* '
@@ -53,7 +54,7 @@ FLAGS = (
 
 def sweep_points(config, flags, spec: str, base: list[str]) -> list[points_lib.Point]:
   """The validated points (nothing written yet)."""
-  from_file = files.load_sweep(spec) if flags.file_sweep else None
+  from_file = config_files.load_sweep(spec) if flags.file_sweep else None
   from_cli = axes.parse(flags.sweep, config)
   return points_lib.build(config, points_lib.combine(from_file, from_cli), base)
 
@@ -81,6 +82,8 @@ def main(config, flags, spec: str, base: list[str]) -> None:
     raise AelabError(f"--together_by={flags.together_by!r}; valid choices: map, vmap")
   if flags.group:
     sys.exit(groups.run(config, groups.parse(flags.group, pts), workdir, flags.together_by))
+  if not flags.summarize:
+    validate.points(config, _chosen(pts, flags.index), workdir)  # before anything is written
   title = shlex.join([f'--config={spec}', *base, *(f'--sweep={s}' for s in flags.sweep),
                       *([] if flags.file_sweep else ['--file_sweep=false'])])
   if flags.summarize:
@@ -93,16 +96,13 @@ def main(config, flags, spec: str, base: list[str]) -> None:
   jobs = groups.plan(chosen, together, flags.group_size)
   record = {'config': spec, 'overrides': base, 'sweep': flags.sweep,
             'file_sweep': flags.file_sweep, 'points': [p.to_json() for p in pts]}
-  try:
-    layout.check_record(workdir, record)
-    layout.write_json(workdir / layout.SWEEP_FILE, record)
-    todo = [[p for p in job if layout.summary(workdir / p.name) is None] for job in jobs]
-    outcome = runner.Runner(workdir, run_command(flags, spec, workdir, base), len(chosen)).run(
-        [job for job in todo if job], flags.parallel)
-    if flags.index < 0:
-      _summarize(pts, workdir, flags.metric, title)
-  except OSError as e:  # a full disk, a read-only DIR: the OS's own words, on one line
-    raise AelabError(f'{e.strerror or e}: {e.filename or workdir}') from None
+  layout.check_record(workdir, record)
+  files.write_json(workdir / layout.SWEEP_FILE, record)
+  todo = [[p for p in job if layout.summary(workdir / p.name) is None] for job in jobs]
+  outcome = runner.Runner(workdir, run_command(flags, spec, workdir, base), len(chosen)).run(
+      [job for job in todo if job], flags.parallel)
+  if flags.index < 0:
+    _summarize(pts, workdir, flags.metric, title)
   sys.exit(_exit_code(outcome, chosen))
 
 

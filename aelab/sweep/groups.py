@@ -1,6 +1,6 @@
 """Seeds in one program (`--seeds_together`): points that differ only in `seed` train as one
 process, `python -m aelab.sweep ... --group=i,j,k`, which calls
-`aelab.trainer.replicas.train_and_evaluate_together(configs, workdirs)`; each point's directory
+`aelab.trainer.train.train_together(configs, workdirs)`; each point's directory
 ends exactly as a lone run's would (config.json, checkpoints/, metrics.jsonl, summary.json).
 """
 
@@ -63,11 +63,12 @@ def run(config: ml_collections.ConfigDict, group: Sequence[Point], workdir: path
   """Trains the group in this process; the exit code (0, or 75 when a stop request came)."""
   from absl import logging
 
-  from aelab.trainer import replicas, signals
+  from aelab.trainer import compile_cache, signals, train
+  compile_cache.enable()
   with signals.catch():
     logging.set_verbosity(logging.WARNING)
     dirs = [workdir / p.name for p in group]
-    summaries = replicas.train_and_evaluate_together(configs(config, group), dirs, how=how)
+    summaries = train.train_together(configs(config, group), dirs, how=how)
   stopped = False
   for point, summary in zip(group, summaries):
     if 'interrupted' in summary:

@@ -17,7 +17,6 @@ import fcntl
 import json
 import os
 import pathlib
-from typing import Any
 
 from aelab.errors import AelabError
 
@@ -28,18 +27,6 @@ LOG_FILE = 'run.log'
 LOCK_FILE = '.sweep.lock'
 SUMMARY_FILE = 'summary.json'
 STATUSES = ('done', 'failed', 'interrupted', 'running', 'pending')
-
-
-def write_text(path: pathlib.Path, text: str) -> None:
-  """Atomically: a temporary file beside `path` (unique to this process), then a rename."""
-  path.parent.mkdir(parents=True, exist_ok=True)
-  tmp = path.with_name(f'.{path.name}.{os.getpid()}.tmp')
-  tmp.write_text(text)
-  os.replace(tmp, path)
-
-
-def write_json(path: pathlib.Path, obj: Any) -> None:
-  write_text(path, json.dumps(obj, indent=2) + '\n')
 
 
 def read_json(path: pathlib.Path) -> dict | None:
@@ -102,6 +89,9 @@ def check_record(workdir: pathlib.Path, record: dict) -> None:
   (its points would mix two experiments); a sweep with other points is fine (more seeds)."""
   old = read_json(workdir / SWEEP_FILE)
   if old is None:
+    if (workdir / 'config.json').exists() or (workdir / 'checkpoints').is_dir():
+      raise AelabError(f'{workdir} holds a run (config.json, checkpoints/), not a sweep; a sweep '
+                       'writes one run per point into its own directory: use another --workdir')
     return
   for key, flag in (('config', '--config'), ('overrides', 'the --config.* overrides')):
     if old.get(key) != record[key]:

@@ -6,9 +6,9 @@ with its stable index (its position in the list), its directory name and its com
 
 Validation runs before anything is written: each point's overrides are applied
 (aelab.config.apply) to a copy of the config (each distinct field and value once), so an unknown
-field or a value of the wrong type stops the whole sweep with the one-line message a run gives.
-A value that only fails when the run builds or trains (`train.batch_size=0`) fails that point
-alone, when it runs.
+field or a value of the wrong type stops the whole sweep with the one-line message a run gives;
+then aelab/sweep/validate.py checks each point's config as its run will. A point that fails
+while it trains (it diverges) fails alone.
 """
 
 from __future__ import annotations
@@ -86,7 +86,8 @@ def _arg(config: ml_collections.ConfigDict, path: str, value: Any) -> str:
   checked = overrides.apply(copy.deepcopy(config), {path: value})
   parsed = overrides.apply_args(copy.deepcopy(config), [(path, shown)])
   want, got = _get(checked, path), _get(parsed, path)
-  if want != got or type(want) is not type(got):
+  same = want == got or (want != want and got != got)  # nan reads back as nan
+  if not same or type(want) is not type(got):
     raise AelabError(f'{path} = {value!r} cannot be given on the command line: '
                      f'--config.{path}={shown} reads as {got!r}')
   return f'--config.{path}={shown}'

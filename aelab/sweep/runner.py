@@ -31,6 +31,7 @@ from collections.abc import Callable, Sequence
 
 import tqdm
 
+from aelab import files
 from aelab.sweep import layout
 from aelab.sweep.points import Point
 from aelab.trainer import signals
@@ -132,7 +133,7 @@ class Runner:
   def _start(self, job: _Job) -> None:
     command = self.command(job.points)
     for point in job.points:
-      layout.write_json(self.dir(point) / layout.POINT_FILE, {
+      files.write_json(self.dir(point) / layout.POINT_FILE, {
           **point.to_json(), 'command': command,
           'group': [p.index for p in job.points] if len(job.points) > 1 else None})
       (self.dir(point) / layout.ERROR_FILE).unlink(missing_ok=True)
@@ -169,7 +170,7 @@ class Runner:
       else:
         message = error_line(log, job.offset, rc)
         self.status[point.index] = 'failed'
-        layout.write_text(d / layout.ERROR_FILE, message + '\n')
+        files.write_text(d / layout.ERROR_FILE, message + '\n')
         self._say(f'aelab: point {point.index} ({point.name}) failed: {message}', err=True)
     self._release(job)
     return []

@@ -18,6 +18,7 @@ import pathlib
 from collections.abc import Sequence
 from typing import Any
 
+from aelab import files
 from aelab.sweep import layout, naming, points as points_lib
 from aelab.sweep.points import Point
 
@@ -56,9 +57,9 @@ def write(points: Sequence[Point], workdir: pathlib.Path, title: str) -> dict[st
   """Writes results.csv and results.md; returns {'columns', 'rows', 'counts'}."""
   metrics, table = rows(points, workdir)
   fields = naming.fields([p.overrides for p in points])
-  layout.write_text(workdir / 'results.csv', to_csv(table, fields, metrics))
+  files.write_text(workdir / 'results.csv', to_csv(table, fields, metrics))
   counts = {s: sum(r['status'] == s for r in table) for s in layout.STATUSES}
-  layout.write_text(workdir / 'results.md', to_markdown(table, fields, metrics, counts, title))
+  files.write_text(workdir / 'results.md', to_markdown(table, fields, metrics, counts, title))
   return {'metrics': metrics, 'rows': table, 'fields': fields, 'counts': counts}
 
 

@@ -4,17 +4,25 @@ verified on restore.
 Each step holds the item 'arrays' ({'state', 'preprocessing'}) and the JSON item 'meta', which
 also records a checksum of every array and of itself (aelab/trainer/checksums.py; orbax checks
 none of the array data). A restore that fails (a missing, truncated or garbled file, a checksum
-mismatch) moves that step to `workdir/checkpoints.corrupt/<step>`, prints one warning line and
-tries the previous step. A checkpoint of a different model (other tree, shapes or dtypes) is not
-corrupt: it raises AelabError and stays where it is. Checkpoints written before checksums were
-recorded restore unverified.
+mismatch) prints one warning line and tries the previous step; the training run (the writer)
+also moves that step to `workdir/checkpoints.corrupt/<step>`, while a reader (an inspection)
+changes nothing in the workdir. A checkpoint of a different model (other tree, shapes or dtypes)
+is not corrupt: it raises AelabError and stays where it is. Checkpoints written before checksums
+were recorded restore unverified.
+
+A save that fails (a full disk, a read-only directory), when it is started or later in orbax's
+background threads (reported at the next save, `wait()` or `close()`), raises one AelabError naming
+the step, the directory, the OS's reason and the space the checkpoint needs; its half-written
+directory is removed and the previous checkpoint stays the one a rerun resumes from.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
+import os
 import pathlib
 import re
 import shutil
@@ -68,10 +76,10 @@ def _frames(tb) -> set[str]:
 
 
 def _hush_orbax_leftovers() -> None:
-  """After a failed read, orbax's abandoned reads end on a closed event loop, and Python prints
-  their tracebacks later (sys.unraisablehook, asyncio's 'exception was never retrieved' log, a
-  thread's excepthook), possibly at exit. Installed once, this drops exactly those and passes
-  everything else on."""
+  """After a failed read or write, orbax's abandoned reads and writes (tensorstore's) end on a
+  closed event loop, and Python prints their tracebacks later (sys.unraisablehook, asyncio's
+  'exception was never retrieved' log, a thread's excepthook), possibly at exit. Installed once,
+  this drops exactly those and passes everything else on."""
   previous = sys.unraisablehook
   if getattr(previous, 'aelab_hush', False):
     return
@@ -99,6 +107,68 @@ def _asyncio_filter(r: logging.LogRecord) -> bool:
                              _frames(r.exc_info[2]) if r.exc_info else set())
 
 
+class _HeldLogs(logging.Filter):
+  """Orbax's save threads log a failed write with its traceback, several times over, before the
+  failure reaches `Checkpoints`, which reports it in one line: orbax's ERROR records are held back
+  while a writer saves, dropped once a failure was reported, and passed on when none was (then
+  they are orbax's only word on something)."""
+
+  def __init__(self):
+    super().__init__()
+    self.held: list[logging.LogRecord] = []
+    self.dropping = False
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    if record.levelno < logging.ERROR or f'{os.sep}orbax{os.sep}' not in record.pathname:
+      return True
+    if not self.dropping:
+      self.held.append(record)
+    return False
+
+  def release(self) -> None:
+    held, self.held = self.held, []
+    for record in held:  # past this filter: callHandlers skips the logger's own filters
+      logging.getLogger('absl').callHandlers(record)
+
+  def drop(self) -> None:
+    self.held, self.dropping = [], True
+
+
+_HELD = _HeldLogs()
+
+
+def _os_reason(e: BaseException) -> tuple[int | None, str]:
+  """(errno, the OS's words) of a failed write, whatever orbax raised: an OSError, or tensorstore's
+  ValueError ('RESOURCE_EXHAUSTED: ... No space left on device [os_error_code='28']'); (None, the
+  exception's first line) when it names no OS error."""
+  chain = [x for x in (e, e.__cause__, e.__context__) if x is not None]
+  for x in chain:
+    if isinstance(x, OSError) and x.errno:
+      return x.errno, x.strerror or os.strerror(x.errno)
+  text = ' '.join(str(x) for x in chain)
+  code = re.search(r"os_error_code='?(\d+)", text)
+  if code:
+    return int(code.group(1)), os.strerror(int(code.group(1)))
+  if 'No space left on device' in text:
+    return errno.ENOSPC, os.strerror(errno.ENOSPC)
+  first = (str(e).strip().splitlines() or [''])[0][:300]
+  return None, f'{type(e).__name__}: {first}' if first else type(e).__name__
+
+
+def _size(n: float) -> str:
+  for unit in ('bytes', 'KiB', 'MiB', 'GiB'):
+    if n < 1024 or unit == 'GiB':
+      return f'{n:.0f} {unit}' if unit == 'bytes' else f'{n:.1f} {unit}'
+    n /= 1024
+
+
+def _free(directory: pathlib.Path) -> str:
+  try:
+    return f'{_size(shutil.disk_usage(directory).free)} free there'
+  except OSError:
+    return 'free space unknown'
+
+
 def _reason(what: str, e: BaseException, root: pathlib.Path) -> str:
   """'array data unreadable: DATA_LOSS in arrays/d/1f0e...' from a tensorstore/orbax error."""
   text = ' '.join(str(x) for x in (e, e.__cause__, e.__context__) if x is not None)
@@ -115,18 +185,25 @@ class Checkpoints:
   """
 
   def __init__(self, workdir: str | pathlib.Path, keep: int = 3, writer: bool = False):
-    """`writer`: the run that trains into `workdir` (not an inspection of it): it also removes
-    the half-written steps a killed run left behind."""
+    """`writer`: the run that trains into `workdir`: only it saves, creates `checkpoints/`, moves
+    corrupt steps aside and removes the half-written steps a killed run left behind. A reader (an
+    inspection) leaves the workdir exactly as it was."""
     if isinstance(keep, bool) or not isinstance(keep, (int, np.integer)) or keep < 1:
       raise AelabError(f'train.keep_checkpoints must be an integer >= 1 (got {keep!r}): '
                        'resuming needs at least the latest checkpoint')
     self.directory = pathlib.Path(workdir).absolute() / 'checkpoints'
     self.corrupt_directory = self.directory.with_name('checkpoints.corrupt')
+    self.writer = writer
     self._closed = False
+    self._saving: tuple[int, int] | None = None  # (step, bytes) of the save in flight
+    if writer:
+      _HELD.dropping = False
+      logging.getLogger('absl').addFilter(_HELD)  # the same object: added once
+      _hush_orbax_leftovers()  # a failed save's other writes end as a failed read's do
     with _quiet():  # orbax logs an ERROR for a garbled _CHECKPOINT_METADATA (commit time only)
       self._manager = ocp.CheckpointManager(
           self.directory,
-          options=ocp.CheckpointManagerOptions(max_to_keep=int(keep), create=True,
+          options=ocp.CheckpointManagerOptions(max_to_keep=int(keep), create=writer,
                                                cleanup_tmp_directories=writer),
           item_handlers={'arrays': ocp.StandardCheckpointHandler(),
                          'meta': ocp.JsonCheckpointHandler()})
@@ -137,7 +214,12 @@ class Checkpoints:
   def __exit__(self, exc_type, exc, tb) -> None:
     try:
       self.close()
-    except Exception:  # the error already on its way out is the one to report
+    except AelabError:
+      # A failed save says what a rerun resumes from: it outranks the OSError of another write (a
+      # full disk fails both). Any other error on its way out stays the one to report.
+      if exc_type is None or issubclass(exc_type, OSError):
+        raise
+    except Exception:
       if exc_type is None:
         raise
 
@@ -150,16 +232,22 @@ class Checkpoints:
 
   def discard_after(self, step: int) -> None:
     """Deletes the checkpoints after `step` (a run resumed from an older step saves them anew)."""
+    self._check_writer('discard_after')
     for s in self.all_steps():
       if s > step:
         self._manager.delete(s)
 
   def save(self, step: int, arrays: Any, meta: dict) -> None:
     """Saves asynchronously (`wait()`, `close()` or the next save makes it durable); the saved meta
-    is a copy of `meta` plus the arrays' checksums, computed on their devices."""
+    is a copy of `meta` plus the arrays' checksums, computed on their devices. A failed write
+    raises AelabError, here or where it surfaces (see the module doc)."""
+    self._check_writer('save')
+    self.wait()  # the previous save: a failure of it is reported as that step's
     meta = checksums.record(meta, arrays)
-    self._manager.save(int(step), args=ocp.args.Composite(
-        arrays=ocp.args.StandardSave(arrays), meta=ocp.args.JsonSave(meta)), force=True)
+    self._saving = (int(step), sum(int(getattr(a, 'nbytes', 0)) for a in jax.tree.leaves(arrays)))
+    with self._reporting():
+      self._manager.save(int(step), args=ocp.args.Composite(
+          arrays=ocp.args.StandardSave(arrays), meta=ocp.args.JsonSave(meta)), force=True)
 
   def restore(self, abstract_arrays: Any, step: int | None = None) -> tuple[int, Any, dict]:
     """(step, arrays, meta) of the newest good checkpoint (the newest <= `step` if given), restored
@@ -206,13 +294,54 @@ class Checkpoints:
 
   def wait(self) -> None:
     """Blocks until in-flight saves are durable."""
-    self._manager.wait_until_finished()
+    with self._reporting():
+      self._manager.wait_until_finished()
+    self._saving = None
+    _HELD.release()
 
   def close(self) -> None:
     """Waits for in-flight saves, then closes; safe to call twice."""
-    if not self._closed:
-      self._closed = True
-      self._manager.close()
+    if self._closed:
+      return
+    self._closed = True
+    try:
+      self.wait()
+    except BaseException:
+      with contextlib.suppress(Exception):  # the failed save is the error to report
+        self._manager.close()
+      raise
+    self._manager.close()
+
+  def _check_writer(self, what: str) -> None:
+    if not self.writer:
+      raise ValueError(f'Checkpoints.{what}: this Checkpoints only reads (writer=False)')
+
+  @contextlib.contextmanager
+  def _reporting(self):
+    """Turns a failure of the save in flight, whatever orbax raised, into one AelabError."""
+    try:
+      yield
+    except (MemoryError, jax.errors.JaxRuntimeError):
+      raise  # out of memory, or a lost peer (distributed.exit_if_peer_lost): not the write's fault
+    except Exception as e:
+      if self._saving is None:
+        raise
+      (step, size), self._saving = self._saving, None
+      _HELD.drop()
+      raise AelabError(self._write_error(step, size, e)) from None
+
+  def _write_error(self, step: int, size: int, e: Exception) -> str:
+    """The one line for a failed save of `step`, once its half-written directory is removed."""
+    if jax.process_index() == 0:  # the process that created it (orbax's primary host)
+      for partial in self.directory.glob(f'{step}.orbax-checkpoint-tmp*'):
+        shutil.rmtree(partial, ignore_errors=True)
+    code, reason = _os_reason(e)
+    full = code in (errno.ENOSPC, errno.EDQUOT)
+    space = f' (the checkpoint needs about {_size(size)}; {_free(self.directory)})' if full else ''
+    last = max((s for s in self.all_steps() if s < step), default=None)
+    resume = f'resume from step {last}' if last is not None else 'start again from step 0'
+    return (f'could not write checkpoint {step} in {self.directory}: {reason}{space}; '
+            f'{"free some space" if full else "fix that"} and rerun the same command to {resume}')
 
   def _first_good(self, step: int | None, load: Callable, explicit: bool) -> tuple[int, Any, dict]:
     self.wait()
@@ -227,11 +356,13 @@ class Checkpoints:
     if not candidates:
       at = '' if step is None else f' at or before step {step}'
       raise AelabError(f'no checkpoint{at} in {self.directory}; train (or resume) first')
-    failed = []
+    failed, warnings = [], []  # a warning per corrupt step, printed once one restores
     for i, s in enumerate(candidates):
       try:
         with _quiet():
           arrays, meta = load(s)
+        for line in warnings:
+          print(line, file=sys.stderr, flush=True)
         return s, arrays, checksums.strip(meta)
       except _Corrupt as e:
         if explicit:
@@ -240,12 +371,20 @@ class Checkpoints:
               from None
         failed.append(f'{s} ({e})')
         left = f'using step {candidates[i + 1]}' if i + 1 < len(candidates) else 'none left'
-        print(f'aelab: warning: checkpoint {s} in {self.directory} is corrupt ({e}); '
-              f'{self._quarantine(s)}; {left}', file=sys.stderr, flush=True)
-    raise AelabError(f'no usable checkpoint in {self.directory}: {", ".join(failed)} '
-                     f'{"is" if len(failed) == 1 else "are"} corrupt and moved to '
-                     f'{self.corrupt_directory}; start the run again (it trains from step 0), or '
-                     f'put a good copy back into {self.directory}')
+        done = self._quarantine(s) if self.writer else 'left in place'
+        warnings.append(f'aelab: warning: checkpoint {s} in {self.directory} is corrupt ({e}); '
+                        f'{done}; {left}')
+    raise AelabError(self._none_usable(failed))  # the one line names every corrupt step
+
+  def _none_usable(self, failed: list[str]) -> str:
+    corrupt = f'{", ".join(failed)} {"is" if len(failed) == 1 else "are"} corrupt'
+    if not self.writer:
+      return (f'no usable checkpoint in {self.directory}: {corrupt} (left in place); rerunning '
+              f'the training moves them to {self.corrupt_directory} and trains from step 0, or '
+              f'put a good copy back into {self.directory}')
+    return (f'no usable checkpoint in {self.directory}: {corrupt} and moved to '
+            f'{self.corrupt_directory}; start the run again (it trains from step 0), or put a '
+            f'good copy back into {self.directory}')
 
   def _read_meta(self, s: int) -> dict:
     root = self.directory / str(s)

@@ -6,6 +6,10 @@ every process agrees on, and a watchdog that ends the run when a peer dies inste
 Without those flags, jax.distributed.initialize() detects the cluster itself on a Cloud TPU pod
 slice, under SLURM (more than one task) and under Open MPI (more than one rank), or anywhere with
 AELAB_DISTRIBUTED=1 (and JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID).
+
+The processes wait at most --coordinator_timeout seconds for each other; past it (a wrong address,
+a process that never started) or on SIGTERM/SIGINT meanwhile, a process ends with one line
+(exit 2, or 75 when stopped), never in jax's own fatal abort.
 """
 
 from __future__ import annotations
@@ -13,12 +17,18 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
+import socket
 import sys
 import threading
 import time
 
+from aelab import errors
+from aelab.errors import AelabError
+from aelab.trainer import signals  # standard library only
+
 _STOPS = (None, 'should_stop', 'SIGINT', 'SIGTERM')  # agreed on by the highest code
 _ALIVE = 'aelab/alive/'
+_PROBE_S = 0.5  # how long the line of a timed-out join waits to see whether the coordinator answers
 # What a collective's error says when a peer is gone (gloo on CPUs, NCCL on GPUs).
 _LOST_PEER_WORDS = ('Gloo', 'NCCL', 'Connection reset', 'Connection closed', 'Broken pipe')
 
@@ -39,7 +49,6 @@ def cluster() -> str | None:
 
 def check_flags(address: str, num_processes: int, process_id: int) -> bool:
   """Whether the flags ask for a multi-process run (AelabError when they are inconsistent)."""
-  from aelab.errors import AelabError
   given = [bool(address), num_processes > 0, process_id >= 0]
   if not any(given):
     return False
@@ -47,8 +56,10 @@ def check_flags(address: str, num_processes: int, process_id: int) -> bool:
     raise AelabError('--coordinator_address, --num_processes and --process_id go together: give '
                      'all three (e.g. --coordinator_address=localhost:1234 --num_processes=2 '
                      '--process_id=0), or none to run alone or let the cluster say')
-  if ':' not in address:
-    raise AelabError(f'--coordinator_address={address!r} must be HOST:PORT, e.g. 10.0.0.1:1234')
+  host, _, port = address.rpartition(':')
+  if not host or not port.isdigit() or not 0 < int(port) < 65536:
+    raise AelabError(f'--coordinator_address={address!r} must be HOST:PORT with a port in '
+                     '[1, 65535], e.g. 10.0.0.1:1234')
   if not 0 <= process_id < num_processes:
     raise AelabError(f'--process_id={process_id} must be in [0, {num_processes - 1}] for '
                      f'--num_processes={num_processes}')
@@ -56,29 +67,120 @@ def check_flags(address: str, num_processes: int, process_id: int) -> bool:
 
 
 def initialize(address: str = '', num_processes: int = 0, process_id: int = -1,
-               peer_timeout: int = 30) -> None:
-  """Joins the run's processes (a no-op for a run of one process), then starts the watchdog."""
+               peer_timeout: int = 30, coordinator_timeout: int = 60) -> None:
+  """Joins the run's processes (a no-op for a run of one process), waiting for them at most
+  `coordinator_timeout` seconds, then starts the watchdog."""
   import jax
-  from aelab.errors import AelabError
   explicit = check_flags(address, num_processes, process_id)
   if not explicit and cluster() is None:
     return
   if peer_timeout < 5:
     raise AelabError(f'--peer_timeout={peer_timeout} must be at least 5 seconds')
+  if coordinator_timeout < 1:
+    raise AelabError(f'--coordinator_timeout={coordinator_timeout} must be at least 1 second')
   jax.config.update('jax_cpu_collectives_implementation', 'gloo')  # CPU collectives across hosts
   # SIGTERM stays with aelab/trainer/signals.py, whose stop requests agree() shares at every
   # block (jax's preemption notifier would take it, and its sync point can be missed).
   jax.config.update('jax_enable_preemption_service', False)
   kwargs = dict(coordinator_address=address, num_processes=num_processes,
                 process_id=process_id) if explicit else {}
-  try:  # jax's own heartbeat is the backstop behind the watchdog below
-    jax.distributed.initialize(**kwargs, heartbeat_timeout_seconds=peer_timeout + 30,
-                               initialization_timeout=max(60, 4 * peer_timeout))
-  except Exception as e:  # e.g. the coordinator never came up
-    raise AelabError(f'could not join the run\'s processes ({_first_line(e)}); start every '
+  # jax's own heartbeat is the backstop behind the watchdog below
+  error = _join(dict(kwargs, heartbeat_timeout_seconds=peer_timeout + 30), coordinator_timeout)
+  if isinstance(error, AelabError):
+    raise error
+  if error is not None:  # jax's own, e.g. a cluster it cannot read
+    raise AelabError(f'could not join the run\'s processes ({_first_line(error)}); start every '
                      'process with the same --coordinator_address and --num_processes') from None
   if jax.process_count() > 1:
     Watchdog(peer_timeout).start()
+
+
+def _join(kwargs: dict, timeout: int) -> BaseException | None:
+  """jax.distributed.initialize(**kwargs), bounded; returns its error, if any. jax's own wait for
+  the other processes ignores SIGTERM and ends in a fatal abort with a C++ stack trace (exit
+  134), so it runs in a daemon thread with a longer timeout than ours, while this thread waits at
+  most `timeout` seconds, watching for SIGTERM/SIGINT. On either, one line and os._exit: before
+  jax can abort, and without the shutdown handshake it would try with a silent coordinator."""
+  import jax
+  outcome: list[BaseException | None] = []
+
+  def join() -> None:
+    try:
+      if 'coordinator_address' in kwargs:
+        _resolve(kwargs['coordinator_address'], serve=kwargs['process_id'] == 0)
+      jax.distributed.initialize(**kwargs, initialization_timeout=timeout + 30)
+      outcome.append(None)
+    except BaseException as e:  # handed to the main thread
+      outcome.append(e)
+
+  thread = threading.Thread(target=join, name='aelab-join', daemon=True)
+  thread.start()
+  address = kwargs.get('coordinator_address')
+  deadline = time.monotonic() + max(timeout - _PROBE_S, _PROBE_S)  # the line probes the address
+  while thread.is_alive():
+    thread.join(0.1)
+    if signals.received() and thread.is_alive():
+      _leave(signals.INTERRUPTED, f'aelab: stopped by {signals.received()} while waiting for the '
+             f'run\'s processes to meet{f" at {address}" if address else ""}; nothing to save '
+             'yet. Rerun the same command to resume.')
+    if time.monotonic() > deadline and thread.is_alive():
+      sys.stdout.flush()
+      errors.exit_with(_not_met(kwargs, timeout), 2, now=True)
+  return outcome[0]
+
+
+def _resolve(address: str, serve: bool) -> None:
+  """AelabError at once when the coordinator's host name does not resolve or, on process 0 (which
+  serves it), when its port is taken (gRPC would log its own error line before jax's)."""
+  host, _, port = address.rpartition(':')
+  try:
+    socket.getaddrinfo(host.strip('[]'), int(port), type=socket.SOCK_STREAM)
+  except OSError as e:
+    raise AelabError(f'--coordinator_address={address}: unknown host {host!r} '
+                     f'({e.strerror or e}); give the host name or IP address of process 0') \
+        from None
+  if not serve:
+    return
+  try:  # where jax's coordinator binds: [::]:port
+    s, anywhere = socket.socket(socket.AF_INET6, socket.SOCK_STREAM), '::'
+  except OSError:  # a host without IPv6
+    s, anywhere = socket.socket(socket.AF_INET, socket.SOCK_STREAM), ''
+  with s:
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+      s.bind((anywhere, int(port)))
+    except OSError as e:
+      raise AelabError(f'--coordinator_address={address}: port {port} is taken on this host, '
+                       f'process 0 ({e.strerror or e}); choose a free port') from None
+
+
+def _not_met(kwargs: dict, timeout: int) -> str:
+  """Why the processes did not meet in time, for the one line: a coordinator that does not answer,
+  or processes that did not all join."""
+  address, n = kwargs.get('coordinator_address'), kwargs.get('num_processes')
+  flag = f'(--coordinator_timeout={timeout})'
+  if not address:
+    return (f'the cluster\'s processes did not meet within {timeout} s {flag}: check that every '
+            'task started, or raise --coordinator_timeout')
+  why = f'not all {n} processes joined process 0' if kwargs['process_id'] == 0 else _probe(address)
+  return (f'the run\'s processes did not meet at {address} within {timeout} s {flag}: {why}; '
+          'start every process with the same --coordinator_address (process 0\'s HOST:PORT) and '
+          '--num_processes, or raise --coordinator_timeout')
+
+
+def _probe(address: str) -> str:
+  host, _, port = address.rpartition(':')
+  try:
+    with socket.create_connection((host.strip('[]'), int(port)), timeout=_PROBE_S):
+      return 'the coordinator answers, but not every process joined'
+  except OSError as e:
+    return f'nothing answers there ({e.strerror or e or type(e).__name__})'
+
+
+def _leave(code: int, line: str) -> None:
+  print(line, file=sys.stderr, flush=True)
+  sys.stdout.flush()
+  os._exit(code)
 
 
 def _first_line(e: BaseException) -> str:
@@ -177,6 +279,5 @@ class Watchdog(threading.Thread):
 def _exit(why: str) -> None:
   """Ends this process with one line and exit code 75 (a peer is gone: rerun them all)."""
   import jax
-  print(f'aelab: error: {why}; stopping process {jax.process_index()} too. Rerun every process '
-        'with the same command to resume from the last checkpoint.', file=sys.stderr, flush=True)
-  os._exit(75)
+  errors.exit_with(f'{why}; stopping process {jax.process_index()} too. Rerun every process '
+                   'with the same command to resume from the last checkpoint.', 75, now=True)

@@ -86,7 +86,7 @@ class Forward:
     encode = lambda v: self._apply(params, v, method=self.model.encode)  # noqa: E731
     total, terms = self.loss_fn(losses.Outputs(
         x=p.z, recon=p.recon, aux=p.aux, params=params, inputs=p.inputs, step=step,
-        labels=batch.get('y'), encode=encode))
+        labels=batch.get('y'), encode=encode, weights=lambda m: self.weights(params, m)))
     return total, ({**terms, **code_statistics(p.aux['code'])}, p.recon, p.ctx, p.aux)
 
   def encode(self, params, prep: Preprocessor, x: jax.Array) -> jax.Array:
@@ -101,6 +101,11 @@ class Forward:
     """What a model method computes from the parameters alone, in float32 (an SAE's `decoder`:
     the matrix it decodes with)."""
     return self.model.apply({'params': params}, method=lambda m: getattr(m, method)())
+
+  def from_layer(self, params, h: jax.Array, layer: str):
+    """(output, aux) of the model continued from feature layer `layer`'s activations h (a model
+    with from_layer; see aelab/analysis/splice.py)."""
+    return self._apply(params, h, layer, method=self.model.from_layer)
 
   def log_weights(self, params, z: jax.Array, rng: jax.Array, k: int) -> jax.Array:
     """[B, k] importance log-weights of preprocessed rows z (a VAE; see aelab/evaluators/iwae.py)."""

@@ -59,6 +59,28 @@ class Result:
   timed_s: float           # their seconds, boundary work (evaluations, checkpoints) excluded
 
 
+class _Bar:
+  """The progress bar, drawn from the first finished block on: a config that fails while the
+  first block compiles (an error found only in tracing) prints its one line and no bar."""
+
+  def __init__(self, **kwargs):
+    self.kwargs, self.bar = kwargs, None
+
+  def update(self, k: int) -> None:
+    if self.bar is None:
+      self.bar = tqdm.tqdm(**self.kwargs)
+    self.bar.update(k)
+
+  def set_postfix(self, **kwargs) -> None:
+    if self.bar is not None:
+      self.bar.set_postfix(**kwargs)
+
+  def close(self, leave: bool = True) -> None:
+    if self.bar is not None:
+      self.bar.leave = leave
+      self.bar.close()
+
+
 class Loop:
   def __init__(self, train_block, batches, *, steps_per_call: int, total_steps: int,
                log_every: int, log: Callable[[int, dict], None] | None = None,
@@ -126,11 +148,21 @@ class Loop:
   def run(self, state, prep, start: int, end: int, *, periods: Sequence[int] = (),
           at_boundary: Callable[[int, object, bool], None] | None = None,
           should_stop: Callable[[int], str | None] = lambda step: None) -> Result:
+    stopped = should_stop(start)
+    bar = _Bar(total=self.total, initial=start, unit='step', dynamic_ncols=True,
+               disable=not self.progress or bool(stopped))
+    try:
+      return self._blocks(state, prep, start, end, periods, at_boundary, should_stop, stopped,
+                          bar)
+    except BaseException:
+      bar.close(leave=False)  # an error's line never shares its line with the bar
+      raise
+
+  def _blocks(self, state, prep, start: int, end: int, periods, at_boundary, should_stop,
+              stopped, bar) -> Result:
     step, unchecked, last, next_check = start, [], None, time.monotonic() + CHECK_EVERY_S
-    clock, timed_from, untimed, stopped = None, start, 0.0, should_stop(start)
+    clock, timed_from, untimed = None, start, 0.0
     deferred = None  # a log step (nothing else due) whose blocks are settled once the next runs
-    bar = tqdm.tqdm(total=self.total, initial=start, unit='step', dynamic_ncols=True,
-                    disable=not self.progress or bool(stopped))
     while step < end and not stopped:
       k = self._block_size(step, end, periods)
       check = self._boundary(step + k, periods)

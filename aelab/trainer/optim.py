@@ -11,7 +11,6 @@ set's size each step is one full-batch L-BFGS iteration (UFLDL's minFunc recipe)
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 
 import jax
@@ -19,7 +18,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from aelab.config import check_choice, check_fields
+from aelab.config import checks
 from aelab.config.defaults import OPTIMIZER
 from aelab.errors import AelabError
 
@@ -31,15 +30,11 @@ DEFAULTS = OPTIMIZER  # the fields of config.optimizer (aelab/config/defaults.py
 
 
 def schedule(cfg: ml_collections.ConfigDict, total_steps: int) -> optax.Schedule:
-  check_choice(cfg.schedule, SCHEDULES, 'optimizer.schedule')
-  lr, warmup = cfg.learning_rate, cfg.warmup_steps
-  if not math.isfinite(lr) or lr <= 0:
-    raise AelabError(f'optimizer.learning_rate = {lr}; it must be a positive, finite number')
-  if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
-    raise AelabError(f'optimizer.warmup_steps = {warmup!r}; it must be an integer >= 0')
+  checks.choice(cfg.schedule, SCHEDULES, 'optimizer.schedule')
+  lr = checks.number(cfg.learning_rate, 'optimizer.learning_rate', above=0.0)
+  warmup = checks.integer(cfg.warmup_steps, 'optimizer.warmup_steps', low=0, high=checks.INT32_MAX)
   for key in ('momentum', 'weight_decay', 'grad_clip', 'adadelta_rho', 'adadelta_eps'):
-    if not math.isfinite(cfg[key]) or cfg[key] < 0:
-      raise AelabError(f'optimizer.{key} = {cfg[key]}; it must be a finite number >= 0')
+    checks.number(cfg[key], f'optimizer.{key}', low=0.0)
   if cfg.schedule == 'constant':
     return optax.constant_schedule(lr)
   if cfg.schedule == 'cosine':
@@ -59,11 +54,13 @@ def logged_rate(cfg: ml_collections.ConfigDict, total_steps: int) -> optax.Sched
 
 
 def make(cfg: ml_collections.ConfigDict, total_steps: int,
-         param_names: Sequence[str] | None = None) -> optax.GradientTransformation:
+         param_names: Sequence[str] | None = None,
+         groups: Mapping[str, Sequence[str]] | None = None) -> optax.GradientTransformation:
   """The optimizer of `cfg`; `param_names`: the model's top-level parameters, against which
-  `optimizer.frozen` is checked (unchecked when None)."""
-  check_fields(cfg, DEFAULTS, 'optimizer')
-  check_choice(cfg.name, OPTIMIZERS, 'optimizer')
+  `optimizer.frozen` is checked (unchecked when None), `groups` the model's named groups of
+  them (base.Model.param_groups: 'encoder', 'decoder', 'head')."""
+  checks.fields(cfg, DEFAULTS, 'optimizer')
+  checks.choice(cfg.name, OPTIMIZERS, 'optimizer')
   lr = schedule(cfg, total_steps)
   tx = {
       'adam': lambda: optax.adam(lr),
@@ -75,15 +72,13 @@ def make(cfg: ml_collections.ConfigDict, total_steps: int,
   }[cfg.name]()
   if cfg.grad_clip > 0:
     tx = optax.chain(optax.clip_by_global_norm(cfg.grad_clip), tx)
-  frozen = frozen_names(cfg.frozen, param_names)
+  frozen = frozen_names(cfg.frozen, param_names, groups)
   return freeze(tx, frozen) if frozen else tx
 
 
 def _lbfgs(cfg: ml_collections.ConfigDict, lr: optax.Schedule) -> optax.GradientTransformation:
-  memory = cfg.lbfgs_memory
-  if isinstance(memory, bool) or not isinstance(memory, int) or memory < 1:
-    raise AelabError(f'optimizer.lbfgs_memory = {memory!r}; it must be an integer >= 1')
-  check_choice(cfg.lbfgs_linesearch, LBFGS_LINESEARCHES, 'optimizer.lbfgs_linesearch')
+  memory = checks.integer(cfg.lbfgs_memory, 'optimizer.lbfgs_memory', low=1, high=10000)
+  checks.choice(cfg.lbfgs_linesearch, LBFGS_LINESEARCHES, 'optimizer.lbfgs_linesearch')
   if cfg.grad_clip > 0:
     raise AelabError('optimizer.grad_clip does not apply to lbfgs (it needs the true gradient; '
                      'its line search bounds the step); set it to 0')
@@ -95,17 +90,22 @@ def _lbfgs(cfg: ml_collections.ConfigDict, lr: optax.Schedule) -> optax.Gradient
   return optax.lbfgs(memory_size=memory)
 
 
-def frozen_names(spec: str, param_names: Sequence[str] | None) -> tuple[str, ...]:
-  """'encoder_1, encoder_2' -> ('encoder_1', 'encoder_2'), checked against `param_names`."""
+def frozen_names(spec: str, param_names: Sequence[str] | None,
+                 groups: Mapping[str, Sequence[str]] | None = None) -> tuple[str, ...]:
+  """The top-level parameters `spec` names: a comma-separated list of parameter names or groups
+  ('encoder': every encoder layer), checked against `param_names`."""
   if not isinstance(spec, str):
     raise AelabError(f"optimizer.frozen = {spec!r}; give a comma-separated list of parameter "
-                     "names, e.g. 'encoder_1,encoder_2' ('' freezes nothing)")
-  names = tuple(dict.fromkeys(n.strip() for n in spec.split(',') if n.strip()))
+                     "names or groups, e.g. 'encoder' ('' freezes nothing)")
+  groups = dict(groups or {})
+  names = tuple(dict.fromkeys(p for n in spec.split(',') if n.strip()
+                              for p in groups.get(n.strip(), (n.strip(),))))
   if names and param_names is not None:
     unknown = [n for n in names if n not in param_names]
     if unknown:
       raise AelabError(f'optimizer.frozen names {", ".join(map(repr, unknown))}, not a parameter '
-                       f'of this model; its parameters: {", ".join(param_names)}')
+                       f'or group of this model; its parameters: {", ".join(param_names)}; its '
+                       f'groups: {", ".join(groups) or "none"}')
     if set(names) >= set(param_names):
       raise AelabError(f'optimizer.frozen = {spec!r} freezes every parameter of this model; '
                        'nothing would train')

@@ -8,13 +8,13 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from aelab.config import check_choice
+from aelab.config import checks
 
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16, 'float16': jnp.float16}
 
 
 def dtype(name: str) -> Any:
-  check_choice(name, tuple(DTYPES), 'train.compute_dtype')
+  checks.choice(name, tuple(DTYPES), 'train.compute_dtype')
   return DTYPES[name]
 
 

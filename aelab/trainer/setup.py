@@ -18,7 +18,7 @@ import numpy as np
 import optax
 
 from aelab import corruption, data, evaluators, losses, models, preprocessing
-from aelab.config import check_fields, defaults
+from aelab.config import checks, defaults
 from aelab.errors import AelabError
 from aelab.trainer import optim, precision, sharding
 from aelab.trainer.batches import Batches
@@ -48,10 +48,12 @@ class Setup:
 
   @functools.cached_property
   def from_data(self) -> dict:
-    """Parameters a model takes from its training rows (an SAE's b_dec, models.data_init),
+    """Parameters a model takes from its training rows (an SAE's b_dec: the model's data_init),
     computed on first use: by a fresh state only, never on resume."""
-    rows = lambda: np.asarray(self.prep.apply(self.dataset.train.x[:20000])[0])  # noqa: E731
-    return models.data_init(self.config.model, rows)
+    def rows():  # computed here, on the host, even when first asked for inside a trace
+      with jax.ensure_compile_time_eval():
+        return np.asarray(self.prep.apply(self.dataset.train.x[:20000])[0])
+    return self.forward.model.data_init(rows)
 
   def init(self, rng: jax.Array, given: dict | None = None, from_data: bool = True) -> TrainState:
     """A fresh state: parameters from `rng` (those named in `given`, e.g. pretrained layers,
@@ -60,8 +62,7 @@ class Setup:
     example = jnp.asarray(self.prep.apply(self.dataset.train.x[:1])[0])
     params = self.forward.model.init(rng, example)['params']
     params = {**params, **(self.from_data if from_data else {}), **(given or {})}
-    model = self.forward.model
-    stats = model.initial_stats() if hasattr(model, 'initial_stats') else {}
+    stats = self.forward.model.initial_stats()
     return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=self.tx.init(params),
                       rng=self.train_rng, stats=stats)
 
@@ -95,15 +96,12 @@ class Setup:
 
 def check_train(tc: ml_collections.ConfigDict) -> None:
   """Values of config.train that would pass type checks but break the run."""
-  check_fields(tc, defaults.TRAIN, 'train')
+  checks.fields(tc, defaults.TRAIN, 'train')
   positive = ('steps_per_call', 'keep_checkpoints')
   at_least_zero = ('batch_size', 'num_epochs', 'num_steps', 'log_every', 'checkpoint_every')
-  for key in (*positive, *at_least_zero):
-    value, low = tc[key], 1 if key in positive else 0
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-      raise AelabError(f'train.{key} = {value!r}; it must be an integer >= {low}')
-  if tc.device_data not in _DEVICE_DATA:
-    raise AelabError(f'train.device_data = {tc.device_data!r}; valid choices: auto, yes, no')
+  for key in (*positive, *at_least_zero):  # steps are int32 on the devices (TrainState.step)
+    checks.integer(tc[key], f'train.{key}', low=1 if key in positive else 0, high=checks.INT32_MAX)
+  checks.choice(tc.device_data, _DEVICE_DATA, 'train.device_data')
 
 
 def _unit_interval(dataset: data.Dataset) -> bool:
@@ -117,20 +115,28 @@ def _param_names(model, prep: preprocessing.Preprocessor, dataset: data.Dataset)
   return tuple(jax.eval_shape(model.init, jax.random.PRNGKey(0), example)['params'])
 
 
-def build(config: ml_collections.ConfigDict, workdir: str | pathlib.Path | None = None) -> Setup:
-  """Resolves and validates every config group (AelabError on any bad field) and places the
-  training set on the devices."""
-  check_fields(config, GROUPS, 'config')
+def check(config: ml_collections.ConfigDict, dataset: data.Dataset) -> None:
+  """Every check `build` makes, on a dataset already loaded, placing nothing on the devices
+  (the points of a sweep, before any of them runs)."""
+  build(config, dataset=dataset, place=False)
+
+
+def build(config: ml_collections.ConfigDict, workdir: str | pathlib.Path | None = None,
+          dataset: data.Dataset | None = None, place: bool = True) -> Setup:
+  """Resolves and validates every config group (AelabError on any bad field) and, with `place`,
+  puts the training set on the devices; `dataset`: the config's, when already loaded."""
+  checks.fields(config, GROUPS, 'config')
   tc = config.train
   check_train(tc)
+  checks.integer(config.seed, 'seed', low=0, high=checks.UINT32_MAX)
   preprocessing.check_mode(config.preprocessing)
-  dataset = data.load(config.dataset, seed=config.seed)
+  dataset = dataset or data.load(config.dataset, seed=config.seed)
   prep = preprocessing.Preprocessor.fit(config.preprocessing, dataset.train.x)
   model = models.build(config.model, dataset.feature_shape)
-  models.check_labels(config.model, dataset)
+  model.check_data(dataset)
   noise = corruption.for_dataset(config.get('input_noise'), dataset, prep)
   unit = _unit_interval(dataset)
-  loss_fn = losses.compose(config.loss, layer_activations=models.layer_activations(config.model),
+  loss_fn = losses.compose(config.loss, layer_activations=model.layer_activations(),
                            targets_in_unit_interval=unit and config.preprocessing == 'none',
                            has_labels=dataset.train.y is not None)
   mesh = sharding.make_mesh(tc.mesh)
@@ -143,12 +149,17 @@ def build(config: ml_collections.ConfigDict, workdir: str | pathlib.Path | None 
     raise AelabError(f'train.batch_size = {batch_size} exceeds the {len(dataset.train)} training '
                      'examples; lower it')
   on_device = {'auto': dataset.train.x.nbytes <= _DEVICE_DATA_AUTO_BYTES, 'yes': True, 'no': False}
-  batches = Batches(dataset.train, batch_size, config.seed, mesh, on_device[tc.device_data])
+  batches = Batches(dataset.train, batch_size, config.seed, mesh,
+                    place and on_device[tc.device_data])
   total_steps = tc.num_steps or tc.num_epochs * batches.steps_per_epoch
   if total_steps <= 0:
     raise AelabError('train.num_steps (or num_epochs) must be positive')
+  if total_steps > checks.INT32_MAX:
+    raise AelabError(f'train.num_epochs = {tc.num_epochs} makes {total_steps} steps, more than '
+                     f'2**31 - 1 (the step is an int32 on the devices); set fewer epochs')
   names = _param_names(model, prep, dataset) if config.optimizer.get('frozen') else None
-  tx = optim.make(config.optimizer, total_steps, param_names=names)
+  tx = optim.make(config.optimizer, total_steps, param_names=names,
+                  groups=model.param_groups(names) if names else None)
   forward = Forward(model, loss_fn, noise, precision.dtype(tc.compute_dtype))
   ctx = evaluators.Context(config=config, dataset=dataset, forward=forward, mesh=mesh,
                            unit_interval=unit, workdir=None if workdir is None else pathlib.Path(workdir))

@@ -73,7 +73,7 @@ def spec_for(path: str, shape: tuple[int, ...], rules, mesh: Mesh) -> P:
 
 def state_shardings(abstract_state, rules, mesh: Mesh):
   """NamedShardings for a TrainState: each parameter by the rules on its path
-  ('encoder_0/kernel'); each optimizer-state leaf as the parameter whose path ends its own
+  ('layer/kernel'); each optimizer-state leaf as the parameter whose path ends its own
   (Adam's mu and nu follow their parameter), by the same rule on its own shape; the rest (step,
   counts, rng) replicated."""
   from aelab.trainer.checksums import path_name

@@ -1,7 +1,7 @@
 """What a run reads from and writes to its workdir: the workdir and config checks, restore or
 init, the finished-run check, metrics.jsonl rows to keep, the work at a boundary (evaluations due,
 checkpoint due), the final evaluations and the summary. Shared by a lone run (train.py) and runs
-trained together (replicas.py)."""
+trained together (train.py, replicas.py)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ import pathlib
 import jax
 import ml_collections
 
-from aelab.config import defaults
+from aelab import files
+from aelab.config import catalog, defaults
 from aelab.errors import AelabError
 from aelab.trainer import checkpoint, distributed, sharding, signals
 from aelab.trainer.setup import Setup, param_count
@@ -37,7 +38,8 @@ def check_workdir(workdir: str | pathlib.Path) -> pathlib.Path:
 def _with_new_fields(old: dict) -> dict:
   """A config.json written before a model or optimizer field existed, with that field's default
   (what the run trained with), so that adding a field does not make old runs unresumable."""
-  tables = {'model': defaults.MODELS.get((old.get('model') or {}).get('name'), {}),
+  name = (old.get('model') or {}).get('name')
+  tables = {'model': catalog.options('model', name) if name in catalog.names('model') else {},
             'optimizer': defaults.OPTIMIZER}
   for group, table in tables.items():
     if isinstance(old.get(group), dict):
@@ -49,7 +51,10 @@ def _check_resume_config(workdir: pathlib.Path, config: ml_collections.ConfigDic
   path = workdir / 'config.json'
   if not path.exists():
     return
-  old, new = _with_new_fields(json.loads(path.read_text())), json.loads(config.to_json())
+  old = files.read_json(path)
+  if not isinstance(old, dict):
+    raise AelabError(f'{path} does not hold a config (a JSON object); restore it or remove it')
+  old, new = _with_new_fields(old), json.loads(config.to_json())
   get = lambda cfg, key: cfg.get(key) if '.' not in key else (  # noqa: E731
       cfg.get(key.split('.')[0]) or {}).get(key.split('.')[1])
   changed = [k for k in FROZEN_ON_RESUME if get(old, k) != get(new, k)]

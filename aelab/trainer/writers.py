@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import pathlib
+import threading
 import shutil
 import time
 from collections.abc import Mapping
 
 from tensorboard.compat.proto import event_pb2, summary_pb2
+from tensorboard.summary.writer import event_file_writer
 from tensorboard.summary.writer.event_file_writer import EventFileWriter
+
+from aelab import files
 
 
 def _rows(text: str) -> list[dict]:
@@ -37,22 +40,25 @@ def read_jsonl(path: str | pathlib.Path) -> list[dict]:
   return _rows(path.read_text()) if path.exists() else []
 
 
-def _replace(path: pathlib.Path, text: str) -> None:
-  """Writes `text` to `path` atomically: a temporary file beside it, then a rename, so a run
-  killed meanwhile leaves the old file or the new one, never a torn one."""
-  tmp = path.with_name(f'.{path.name}.tmp')
-  tmp.write_text(text)
-  os.replace(tmp, path)
-
-
-def write_json(path: str | pathlib.Path, obj) -> None:
-  """JSON written atomically."""
-  _replace(pathlib.Path(path), json.dumps(obj, indent=2) + '\n')
-
-
 def _event(step: int, wall_time: float, scalars: Mapping[str, float]) -> event_pb2.Event:
   values = [summary_pb2.Summary.Value(tag=k, simple_value=float(v)) for k, v in scalars.items()]
   return event_pb2.Event(wall_time=wall_time, step=int(step), summary=summary_pb2.Summary(value=values))
+
+
+def _quiet_event_thread() -> None:
+  """tensorboard's writer thread dies printing its traceback when a write fails (a full disk);
+  the writer re-raises the same error to the caller at its next write or flush, which turns it
+  into one line. Installed once: drops exactly those tracebacks, passes every other thread's."""
+  previous = threading.excepthook
+  if getattr(previous, 'aelab_events', False):
+    return
+
+  def hook(args):
+    if not isinstance(args.thread, event_file_writer._AsyncWriterThread):  # pylint: disable=protected-access
+      previous(args)
+
+  hook.aelab_events = True
+  threading.excepthook = hook
 
 
 class MetricWriter:
@@ -70,10 +76,11 @@ class MetricWriter:
     if not enabled:
       return
     kept = read_jsonl(self.path)[:keep_rows or 0]
-    _replace(self.path, ''.join(json.dumps(r) + '\n' for r in kept))
+    files.write_text(self.path, ''.join(json.dumps(r) + '\n' for r in kept))
     self.rows = len(kept)
     self._file = self.path.open('a')
     shutil.rmtree(workdir / 'tensorboard', ignore_errors=True)
+    _quiet_event_thread()
     self._events = EventFileWriter(str(workdir / 'tensorboard'))
     for r in kept:
       scalars = {k: float(v) for k, v in r.items() if k not in ('step', 'time')}

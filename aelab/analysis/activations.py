@@ -24,20 +24,20 @@ from typing import Any
 
 import numpy as np
 
+from aelab.analysis import runs
+from aelab.config import checks
 from aelab.data import options
 from aelab.data.dataset import Dataset, Split
 from aelab.errors import AelabError
 
-DEFAULTS: dict[str, dict[str, Any]] = {'activations': {'run': None, 'layer': '1', 'step': 0}}
+SOURCES: dict[str, dict[str, Any]] = {'activations': {'run': None, 'layer': '1', 'step': 0}}
 SPLITS = ('train', 'val', 'test')
 
 
 def load(cfg: Mapping[str, Any], seed: int) -> Dataset:
   """Activations of layer `cfg.layer` of the run in `cfg.run` on each split of its dataset."""
   del seed  # the run's own splits, from its own seed
-  from aelab import data  # Local: aelab.data imports this module.
-  from aelab.analysis import runs  # Local: aelab.analysis imports aelab.data.
-  name, fields = options.resolve(cfg, DEFAULTS, 'activations.load')
+  name, fields = options.resolve(cfg, SOURCES, 'activations.load')
   workdir = options.string(fields, 'run')
   if not workdir:
     raise AelabError('dataset.run is required: the workdir of a trained aelab run')
@@ -48,7 +48,7 @@ def load(cfg: Mapping[str, Any], seed: int) -> Dataset:
     raise AelabError(f'dataset.run={workdir!r} is not a trained aelab run ({path / "checkpoints"} '
                      'is missing); set it to the workdir that python -m aelab.run trained into')
   run = runs.load(path, step=step or None)
-  ds = data.load(run.config.dataset, seed=int(run.config.seed))
+  ds = run.dataset
   splits = {}
   for split_name in SPLITS:
     split = getattr(ds, split_name)
@@ -68,8 +68,6 @@ def _layer(value: Any) -> int | str:
     return 'code'
   if isinstance(value, str) and value.strip().isdigit():
     value = int(value)
-  if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-    raise AelabError(f"dataset.layer must be 'code' or an encoder layer number >= 1 (1 is the "
-                     f'first encoder layer); got {value!r}')
-  return int(value)
+  return checks.integer(value, 'dataset.layer', low=1, high=checks.INT32_MAX,
+                        hint=" (1 is the first encoder layer), or 'code'")
 
