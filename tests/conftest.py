@@ -24,7 +24,9 @@ def _compile_cache(tmp_path_factory):
   next instead of compiled again."""
   import os
   from aelab.trainer import compile_cache
-  os.environ['AELAB_CACHE_DIR'] = str(tmp_path_factory.getbasetemp() / 'cache')
+  base = tmp_path_factory.getbasetemp()
+  root = base.parent if os.environ.get('PYTEST_XDIST_WORKER') else base  # shared by the workers
+  os.environ['AELAB_COMPILE_CACHE_DIR'] = str(root / 'jax_cache')
   compile_cache.enable()
 
 

@@ -10,6 +10,8 @@ from aelab.data.dataset import Split, epoch_permutation
 from aelab.trainer import sharding
 from aelab.trainer.batches import Batches
 
+pytestmark = pytest.mark.quick  # the fast tier: python -m pytest -m quick
+
 
 def _expected(n, batch, seed, start, k):
   spe = n // batch

@@ -12,6 +12,8 @@ from aelab import inspect
 from aelab.trainer import train
 from conftest import DATA, ROOT, experiment, read_table
 
+pytestmark = pytest.mark.quick  # the fast tier: python -m pytest -m quick
+
 SECTION = '# Reproduce the features by hand'
 
 

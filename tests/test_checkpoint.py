@@ -279,8 +279,8 @@ def test_nothing_to_restore_is_an_error(tmp_path):
 
 @pytest.mark.parametrize('keep', [0, -1])
 def test_keep_must_be_at_least_one(tmp_path, keep):
-  with pytest.raises(AelabError, match=r'^train.keep_checkpoints must be an integer >= 1 '
-                     rf'\(got {keep}\)'):
+  with pytest.raises(AelabError, match=rf'^train.keep_checkpoints = {keep}; it must be an integer '
+                     r'>= 1: resuming needs'):
     checkpoint.Checkpoints(tmp_path, keep=keep)
 
 

@@ -15,6 +15,8 @@ from aelab.config.overrides import apply_args
 from aelab.errors import AelabError
 from conftest import ROOT, experiment
 
+pytestmark = pytest.mark.quick  # the fast tier: python -m pytest -m quick
+
 VARIANTS = {  # every variant the experiments document (as /work/baseline/capture.py lists them)
     'bench_dense': ['', 'tiny', 'batch=4096', 'batch=4096,tiny'],
     'contractive_mnist': ['', 'tiny', 'plain', 'exact', 'fashion', 'plain,tiny', 'exact,tiny'],

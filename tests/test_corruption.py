@@ -11,6 +11,8 @@ from aelab.config import defaults
 from aelab.errors import AelabError
 from aelab.trainer.forward import Forward
 
+pytestmark = pytest.mark.quick  # the fast tier: python -m pytest -m quick
+
 KEY = jax.random.PRNGKey(0)
 NONE = preprocessing.Preprocessor('none')
 

@@ -14,6 +14,8 @@ from aelab.data import download, idx, locate
 from aelab.data.dataset import Split, epoch_permutation, split_off
 from aelab.errors import AelabError
 
+pytestmark = pytest.mark.quick  # the fast tier: python -m pytest -m quick
+
 HERE = Path(__file__).parent
 SHARED = Path(__file__).resolve().parents[2] / 'shared' / 'data'
 MNIST_DIR = SHARED / 'mnist'

@@ -22,6 +22,8 @@ from aelab.bench import __main__ as bench_cli
 from aelab.sweep import __main__ as sweep_cli
 from conftest import DATA
 
+pytestmark = pytest.mark.quick  # the fast tier: python -m pytest -m quick
+
 CLIS = {'run': run_cli.run, 'sweep': sweep_cli.run, 'inspect': inspect_cli.run,
         'bench': bench_cli.run, 'frontier': frontier.run}
 AE, DEN, VAE, SAE, KL = (f'--config=experiments/{n}.py:tiny' for n in (

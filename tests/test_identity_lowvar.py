@@ -10,6 +10,8 @@ from aelab.errors import AelabError
 from aelab.trainer import train
 from conftest import experiment
 
+pytestmark = pytest.mark.quick  # the fast tier: python -m pytest -m quick
+
 
 @pytest.fixture(scope='module')
 def summaries(tmp_path_factory):

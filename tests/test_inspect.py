@@ -16,6 +16,8 @@ from aelab.trainer import train
 from aelab.errors import AelabError
 from conftest import DATA, ROOT, experiment, read_table
 
+pytestmark = pytest.mark.quick  # the fast tier: python -m pytest -m quick
+
 TABLE = DATA / 'breast_cancer.csv'
 
 

@@ -16,6 +16,8 @@ from aelab.config import catalog, defaults
 from aelab.errors import AelabError
 from aelab.losses import Outputs
 
+pytestmark = pytest.mark.quick  # the fast tier: python -m pytest -m quick
+
 
 
 def _sigmoid(z):

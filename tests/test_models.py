@@ -16,6 +16,8 @@ from aelab.errors import AelabError
 from aelab.trainer.forward import Forward
 from aelab.models import activations, dense
 
+pytestmark = pytest.mark.quick  # the fast tier: python -m pytest -m quick
+
 
 def _init(cfg, shape, batch=5):
   model = models.build(cfg, shape)

@@ -8,6 +8,8 @@ import pytest
 from aelab import preprocessing
 from aelab.errors import AelabError
 
+pytestmark = pytest.mark.quick  # the fast tier: python -m pytest -m quick
+
 
 def _table(n: int = 200, seed: int = 0) -> np.ndarray:
   """Columns on wildly different scales and offsets, float32."""

@@ -12,6 +12,8 @@ from aelab.errors import AelabError
 from aelab.trainer.writers import read_jsonl
 from conftest import experiment
 
+pytestmark = pytest.mark.quick  # the fast tier: python -m pytest -m quick
+
 
 def _final_arrays(workdir):
   ckpts = checkpoint.Checkpoints(workdir)

@@ -22,12 +22,9 @@ import contextlib
 import errno
 import json
 import logging
-import os
 import pathlib
-import re
 import shutil
 import sys
-import threading
 import warnings
 from typing import Any, Callable
 
@@ -35,8 +32,9 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from aelab.config import checks
 from aelab.errors import AelabError
-from aelab.trainer import checksums
+from aelab.trainer import checksums, orbax_output
 
 # Orbax's JSON files; parsed before orbax reads them (a garbled one would otherwise leave orbax's
 # unawaited read coroutines printing tracebacks at exit).
@@ -45,137 +43,6 @@ _JSON_FILES = ('meta/metadata', 'arrays/_METADATA', 'arrays/_sharding', 'arrays/
 
 class _Corrupt(Exception):
   """A checkpoint step that does not read back as written; the message is the short reason."""
-
-
-@contextlib.contextmanager
-def _quiet():
-  """Holds back orbax's absl log lines while a possibly corrupt checkpoint is read."""
-  logger = logging.getLogger('absl')
-  level = logger.level
-  logger.setLevel(logging.CRITICAL)
-  try:
-    yield
-  finally:
-    logger.setLevel(level)
-
-
-def _abandoned_read(text: str, frames: set[str]) -> bool:
-  reader = '_read_array_index_and_device_put'
-  return ('call_soon_threadsafe' in frames and 'Event loop is closed' in text) or \
-      reader in text or reader in frames or \
-      ('never retrieved' in text and ('orbax' in text or 'OCDBT' in text))
-
-
-def _frames(tb) -> set[str]:
-  """The function names of a traceback's frames."""
-  names = set()
-  while tb is not None:
-    names.add(tb.tb_frame.f_code.co_name)
-    tb = tb.tb_next
-  return names
-
-
-def _hush_orbax_leftovers() -> None:
-  """After a failed read or write, orbax's abandoned reads and writes (tensorstore's) end on a
-  closed event loop, and Python prints their tracebacks later (sys.unraisablehook, asyncio's
-  'exception was never retrieved' log, a thread's excepthook), possibly at exit. Installed once,
-  this drops exactly those and passes everything else on."""
-  previous = sys.unraisablehook
-  if getattr(previous, 'aelab_hush', False):
-    return
-
-  def hook(u):
-    if not _abandoned_read(f'{u.exc_value} {getattr(u.object, "__qualname__", "")}',
-                           _frames(u.exc_traceback)):
-      previous(u)
-
-  previous_thread_hook = threading.excepthook
-
-  def thread_hook(args):
-    if not _abandoned_read(str(args.exc_value), _frames(args.exc_traceback)):
-      previous_thread_hook(args)
-
-  hook.aelab_hush = True
-  sys.unraisablehook = hook
-  threading.excepthook = thread_hook
-  logging.getLogger('asyncio').addFilter(_asyncio_filter)  # added once: it is the same object
-
-
-def _asyncio_filter(r: logging.LogRecord) -> bool:
-  exc = r.exc_info[1] if r.exc_info else None
-  return not _abandoned_read(f'{r.getMessage()} {exc if exc is not None else ""}',
-                             _frames(r.exc_info[2]) if r.exc_info else set())
-
-
-class _HeldLogs(logging.Filter):
-  """Orbax's save threads log a failed write with its traceback, several times over, before the
-  failure reaches `Checkpoints`, which reports it in one line: orbax's ERROR records are held back
-  while a writer saves, dropped once a failure was reported, and passed on when none was (then
-  they are orbax's only word on something)."""
-
-  def __init__(self):
-    super().__init__()
-    self.held: list[logging.LogRecord] = []
-    self.dropping = False
-
-  def filter(self, record: logging.LogRecord) -> bool:
-    if record.levelno < logging.ERROR or f'{os.sep}orbax{os.sep}' not in record.pathname:
-      return True
-    if not self.dropping:
-      self.held.append(record)
-    return False
-
-  def release(self) -> None:
-    held, self.held = self.held, []
-    for record in held:  # past this filter: callHandlers skips the logger's own filters
-      logging.getLogger('absl').callHandlers(record)
-
-  def drop(self) -> None:
-    self.held, self.dropping = [], True
-
-
-_HELD = _HeldLogs()
-
-
-def _os_reason(e: BaseException) -> tuple[int | None, str]:
-  """(errno, the OS's words) of a failed write, whatever orbax raised: an OSError, or tensorstore's
-  ValueError ('RESOURCE_EXHAUSTED: ... No space left on device [os_error_code='28']'); (None, the
-  exception's first line) when it names no OS error."""
-  chain = [x for x in (e, e.__cause__, e.__context__) if x is not None]
-  for x in chain:
-    if isinstance(x, OSError) and x.errno:
-      return x.errno, x.strerror or os.strerror(x.errno)
-  text = ' '.join(str(x) for x in chain)
-  code = re.search(r"os_error_code='?(\d+)", text)
-  if code:
-    return int(code.group(1)), os.strerror(int(code.group(1)))
-  if 'No space left on device' in text:
-    return errno.ENOSPC, os.strerror(errno.ENOSPC)
-  first = (str(e).strip().splitlines() or [''])[0][:300]
-  return None, f'{type(e).__name__}: {first}' if first else type(e).__name__
-
-
-def _size(n: float) -> str:
-  for unit in ('bytes', 'KiB', 'MiB', 'GiB'):
-    if n < 1024 or unit == 'GiB':
-      return f'{n:.0f} {unit}' if unit == 'bytes' else f'{n:.1f} {unit}'
-    n /= 1024
-
-
-def _free(directory: pathlib.Path) -> str:
-  try:
-    return f'{_size(shutil.disk_usage(directory).free)} free there'
-  except OSError:
-    return 'free space unknown'
-
-
-def _reason(what: str, e: BaseException, root: pathlib.Path) -> str:
-  """'array data unreadable: DATA_LOSS in arrays/d/1f0e...' from a tensorstore/orbax error."""
-  text = ' '.join(str(x) for x in (e, e.__cause__, e.__context__) if x is not None)
-  code = re.search(r'\b([A-Z]+_[A-Z_]+)\b', text)
-  files = [pathlib.Path(f) for f in re.findall(r'local file "([^"]+)"', text)]
-  where = f' in {files[-1].relative_to(root)}' if files and files[-1].is_relative_to(root) else ''
-  return f'{what} unreadable: {code.group(1) if code else type(e).__name__}{where}'
 
 
 class Checkpoints:
@@ -188,19 +55,18 @@ class Checkpoints:
     """`writer`: the run that trains into `workdir`: only it saves, creates `checkpoints/`, moves
     corrupt steps aside and removes the half-written steps a killed run left behind. A reader (an
     inspection) leaves the workdir exactly as it was."""
-    if isinstance(keep, bool) or not isinstance(keep, (int, np.integer)) or keep < 1:
-      raise AelabError(f'train.keep_checkpoints must be an integer >= 1 (got {keep!r}): '
-                       'resuming needs at least the latest checkpoint')
+    checks.integer(keep, 'train.keep_checkpoints', low=1,
+                   hint=': resuming needs at least the latest checkpoint')
     self.directory = pathlib.Path(workdir).absolute() / 'checkpoints'
     self.corrupt_directory = self.directory.with_name('checkpoints.corrupt')
     self.writer = writer
     self._closed = False
     self._saving: tuple[int, int] | None = None  # (step, bytes) of the save in flight
     if writer:
-      _HELD.dropping = False
-      logging.getLogger('absl').addFilter(_HELD)  # the same object: added once
-      _hush_orbax_leftovers()  # a failed save's other writes end as a failed read's do
-    with _quiet():  # orbax logs an ERROR for a garbled _CHECKPOINT_METADATA (commit time only)
+      orbax_output.HELD.dropping = False
+      logging.getLogger('absl').addFilter(orbax_output.HELD)  # the same object: added once
+      orbax_output.hush_leftovers()  # a failed save's other writes end as a failed read's do
+    with orbax_output.quiet():  # orbax logs an ERROR for a garbled _CHECKPOINT_METADATA (commit time only)
       self._manager = ocp.CheckpointManager(
           self.directory,
           options=ocp.CheckpointManagerOptions(max_to_keep=int(keep), create=writer,
@@ -287,7 +153,7 @@ class Checkpoints:
   def restore_meta(self, step: int) -> dict:
     """The JSON meta of `step` (checked when it carries checksums)."""
     try:
-      with _quiet():
+      with orbax_output.quiet():
         return checksums.strip(self._read_meta(step))
     except _Corrupt as e:
       raise AelabError(f'checkpoint {step} in {self.directory} is corrupt ({e})') from None
@@ -297,7 +163,7 @@ class Checkpoints:
     with self._reporting():
       self._manager.wait_until_finished()
     self._saving = None
-    _HELD.release()
+    orbax_output.HELD.release()
 
   def close(self) -> None:
     """Waits for in-flight saves, then closes; safe to call twice."""
@@ -327,7 +193,7 @@ class Checkpoints:
       if self._saving is None:
         raise
       (step, size), self._saving = self._saving, None
-      _HELD.drop()
+      orbax_output.HELD.drop()
       raise AelabError(self._write_error(step, size, e)) from None
 
   def _write_error(self, step: int, size: int, e: Exception) -> str:
@@ -335,9 +201,9 @@ class Checkpoints:
     if jax.process_index() == 0:  # the process that created it (orbax's primary host)
       for partial in self.directory.glob(f'{step}.orbax-checkpoint-tmp*'):
         shutil.rmtree(partial, ignore_errors=True)
-    code, reason = _os_reason(e)
+    code, reason = orbax_output.os_reason(e)
     full = code in (errno.ENOSPC, errno.EDQUOT)
-    space = f' (the checkpoint needs about {_size(size)}; {_free(self.directory)})' if full else ''
+    space = f' (the checkpoint needs about {orbax_output.size(size)}; {orbax_output.free(self.directory)})' if full else ''
     last = max((s for s in self.all_steps() if s < step), default=None)
     resume = f'resume from step {last}' if last is not None else 'start again from step 0'
     return (f'could not write checkpoint {step} in {self.directory}: {reason}{space}; '
@@ -345,8 +211,8 @@ class Checkpoints:
 
   def _first_good(self, step: int | None, load: Callable, explicit: bool) -> tuple[int, Any, dict]:
     self.wait()
-    _hush_orbax_leftovers()
-    with _quiet():
+    orbax_output.hush_leftovers()
+    with orbax_output.quiet():
       self._manager.reload()
     steps = self.all_steps()
     if explicit and step not in steps:
@@ -359,7 +225,7 @@ class Checkpoints:
     failed, warnings = [], []  # a warning per corrupt step, printed once one restores
     for i, s in enumerate(candidates):
       try:
-        with _quiet():
+        with orbax_output.quiet():
           arrays, meta = load(s)
         for line in warnings:
           print(line, file=sys.stderr, flush=True)
@@ -420,7 +286,7 @@ class Checkpoints:
     except Exception as e:
       # orbax's read coroutines that the failure abandoned warn when collected, just after this
       warnings.filterwarnings('ignore', r"coroutine '.*' was never awaited", RuntimeWarning)
-      raise _Corrupt(_reason(what, e, self.directory / str(s))) from None
+      raise _Corrupt(orbax_output.reason(what, e, self.directory / str(s))) from None
 
   def _quarantine(self, s: int) -> str:
     """Moves step `s` out of the manager's directory so the step number can be saved again."""
@@ -437,7 +303,7 @@ class Checkpoints:
     except OSError as e:
       return f'left in place (cannot move it: {e.strerror or type(e).__name__})'
     finally:
-      with _quiet():
+      with orbax_output.quiet():
         self._manager.reload()
 
 

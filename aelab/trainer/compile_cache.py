@@ -3,8 +3,8 @@ evaluation step compiled once is read back from disk by every later run of the s
 rerun that resumes, the points of a sweep, the tests), instead of compiled again (about 2 s for
 mnist_ae's train block on a 2-core CPU, 0.1 s read back).
 
-The cache lives in $AELAB_CACHE_DIR/jax (default ~/.cache/aelab/jax); AELAB_COMPILE_CACHE=0 turns
-it off. Entries are keyed by the program, jax's version and the device: a hit runs exactly the
+The cache lives in $AELAB_COMPILE_CACHE_DIR, else $AELAB_CACHE_DIR/jax (default
+~/.cache/aelab/jax); AELAB_COMPILE_CACHE=0 turns it off. Entries are keyed by the program, jax's version and the device: a hit runs exactly the
 code a fresh compilation would give.
 """
 
@@ -17,6 +17,8 @@ MIN_COMPILE_S = 0.1  # smaller programs are not worth a file
 
 
 def directory() -> pathlib.Path:
+  if os.environ.get('AELAB_COMPILE_CACHE_DIR'):
+    return pathlib.Path(os.environ['AELAB_COMPILE_CACHE_DIR'])
   base = os.environ.get('AELAB_CACHE_DIR') or pathlib.Path.home() / '.cache' / 'aelab'
   return pathlib.Path(base) / 'jax'
 
