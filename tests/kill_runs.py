@@ -88,7 +88,12 @@ def same_run(a: pathlib.Path, b: pathlib.Path) -> dict[str, bool]:
 
 
 def leftovers(workdir: pathlib.Path) -> str:
-  """What the kill left: the newest finished checkpoint, a half-written one, a summary."""
+  """What the kill left: the newest finished checkpoint, a half-written one, a summary (a
+  stacked run: of each of its runs that has begun)."""
+  subs = sorted(p for p in workdir.iterdir() if (p / 'config.json').exists()) \
+      if workdir.is_dir() and not (workdir / 'checkpoints').is_dir() else []
+  if subs:
+    return '; '.join(f'{p.name}: {leftovers(p)}' for p in subs)
   ckpts = workdir / 'checkpoints'
   steps = sorted(int(p.name) for p in ckpts.glob('*') if p.name.isdigit()) if ckpts.is_dir() else []
   tmp = list(ckpts.glob('*tmp*')) if ckpts.is_dir() else []
