@@ -12,7 +12,7 @@ Per train step the counted matmul FLOPs are 6 * B * (784*512 + 512*32 + 32*512 +
 Expected on the shared 2-core CPU (AMD EPYC, f32, 2026-12-02): batch 256 about 240-270 steps/s,
 0.98-1.01 of the bare jit(scan) loop's FLOP/s, input pipeline +1%; batch 4096 about 19 steps/s
 (330 GFLOP/s), 1.00 of bare (2026-12-01). Against Keras 3 (JAX backend) timed as a user runs
-it, one `fit` of whole epochs per repeat: 1.03-1.07 (2026-12-05, a slower CPU).
+it, one `fit` of whole epochs per repeat: 1.02-1.06 (2026-12-05, a slower CPU).
 docs/performance.md has the table. `launch/bench_all.sh` runs the standard set.
 """
 
