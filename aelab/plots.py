@@ -104,7 +104,7 @@ def curves(rows: list[dict], path: str | pathlib.Path, prefix: str = 'train/') -
     pts = [(r['step'], r[key]) for r in rows if isinstance(r.get(key), float)]
     if pts:
       steps, values = zip(*pts)
-      ax.plot(steps, values, lw=1.0)
+      ax.plot(steps, values, lw=1.0, ms=3, marker='o' if len(pts) < 20 else None)  # one point shows
       if min(values) > 0 and max(values) > 10 * min(values):  # a log scale where it shows more
         _log_y(ax, np.log10(max(values) / min(values)))
     ax.set_ylabel(key[len(prefix):], fontsize=8)
