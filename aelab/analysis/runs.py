@@ -60,7 +60,12 @@ class Run:
     return self.forward.model
 
   def export(self) -> models.Export:
-    """Every array of the model by name, and the computation by hand (host numpy)."""
+    """Every array of the model by name, and the computation by hand (host numpy); computed once
+    per Run (the weights verb, the headers and the formula all read it)."""
+    return self._export
+
+  @functools.cached_property
+  def _export(self) -> models.Export:
     return self.model.export(self.params, self.model_stats)
 
   @functools.cached_property
