@@ -291,3 +291,23 @@ def frontier(sweeps: Sequence, path: str | pathlib.Path, split: str) -> pathlib.
     ax.legend(fontsize=8, loc='lower right')
     ax.set_title(f'L0 vs {field.replace("_", " ")}', fontsize=10)
   return _save(fig, path)
+
+
+def traversals(images: np.ndarray, row_labels: Sequence[str], steps: Sequence[float],
+               path: str | pathlib.Path, value_range: tuple[float, float] = (0.0, 1.0),
+               title: str = '', xlabel: str = '') -> pathlib.Path:
+  """Latent traversals: images [rows, cols, H, W, C], one row per code dimension (`row_labels`),
+  one column per value of it (`steps`, the tick labels), on a shared value range."""
+  rows, cols, h, w = images.shape[:4]
+  tiles = np.clip(np.asarray(images, np.float64).reshape(rows * cols, *images.shape[2:]),
+                  *value_range)
+  fig, ax = _one(figsize=(cols * 0.8 + 1.4, rows * 0.8 + 1.0))
+  _show(ax, _mosaic(tiles, cols, value_range[1]), value_range)
+  ax.set_yticks([r * (h + 1) + h / 2 for r in range(rows)], row_labels, fontsize=8)
+  ax.set_xticks([c * (w + 1) + w / 2 for c in range(cols)], [f'{s:+g}' for s in steps],
+                fontsize=8)
+  if xlabel:
+    ax.set_xlabel(xlabel, fontsize=8)
+  if title:
+    ax.set_title(title, fontsize=9)
+  return _save(fig, path)

@@ -31,6 +31,14 @@ VARIANTS = {  # every variant the experiments document (as /work/baseline/captur
     'sparse_l1_mnist': ['', 'tiny', 'plain', 'fashion', 'plain,tiny'],
     'tabular_ae': ['', 'tiny'],
     'vae_mnist': ['', 'tiny', 'conv', 'fashion', 'beta4', 'conv,tiny', 'beta4,tiny'],
+    'vqvae_mnist': ['', 'tiny', 'fashion', 'noema', 'noema,tiny'],
+    'iwae_mnist': ['', 'tiny', 'k=50', 'k=1', 'two_layer', 'dreg', 'fashion', 'two_layer,k=1',
+                   'two_layer,tiny', 'dreg,tiny'],
+    'vampprior_mnist': ['', 'tiny', 'iwae', 'fashion', 'iwae,tiny'],
+    'wae_rae_mnist': ['', 'tiny', 'model=rae_l2', 'model=rae_gp', 'model=ae', 'fashion',
+                      'model=rae_gp,tiny'],
+    'generative_mnist': ['', 'tiny', 'model=iwae50', 'model=vqvae', 'model=ae', 'fashion',
+                         'model=vampprior,tiny', 'model=rae_gp,tiny'],
     'sae_toy': ['', 'tiny', 'topk', 'batchtopk', 'jumprelu', 'l1', 'jumprelu,tiny', 'l1,tiny'],
     'sae_mnist_layer': ['', 'tiny', 'batchtopk', 'jumprelu', 'l1', 'l1,tiny'],
     'bench_sae': ['', 'approx', 'tiny', 'approx,tiny', 'batch=4096'],
@@ -208,7 +216,8 @@ def test_loss_defaults_fill_every_option_with_float_weights():
   assert cfg.to_dict() == {'kl_sparsity': {'weight': 3.0, 'rho': 0.05, 'layer': 'code',
                                            'warmup_steps': 10}, 'vae_kl': {'weight': 1.0}}
   assert isinstance(cfg.kl_sparsity.weight, float)
-  assert 'valid choices: auxk, contractive, kl_sparsity' in _error(defaults.loss, sparse=dict(weight=1))
+  assert 'valid choices: auxk, code_l2, contractive, decoder_gradient' in _error(
+      defaults.loss, sparse=dict(weight=1))
   assert _error(defaults.loss, contractive=dict(weight=1, beta=2)) == (
       "unknown option 'beta' of loss term 'contractive'; valid options: weight, warmup_steps, "
       'method')
@@ -218,7 +227,8 @@ def test_loss_defaults_fill_every_option_with_float_weights():
 def test_group_builders_check_their_fields():
   assert defaults.model('conv', latent=8).to_dict() == {
       'name': 'conv', **catalog.options('model', 'conv'), 'latent': 8}
-  assert 'valid choices: classifier, conv, dense, sae, vae' in _error(defaults.model, 'mlp')
+  assert ('valid choices: classifier, conv, dense, hierarchical_vae, sae, vae, vampprior, vqvae'
+          in _error(defaults.model, 'mlp'))
   assert 'unknown field widths in model' in _error(defaults.model, 'dense', widths=(3,))
   assert 'unknown field eval_every in train' in _error(defaults.train, eval_every=10)
   for gone in ('eval_every', 'eval_batch_size', 'plots'):
@@ -263,7 +273,8 @@ def test_each_kind_is_declared_once_beside_its_code():
       module = importlib.import_module(catalog.module(kind, name))
       declared = getattr(module, variable)
       assert catalog.options(kind, name) == (declared[name] if kind == 'source' else declared)
-  assert set(catalog.names('model')) == {'classifier', 'conv', 'dense', 'sae', 'vae'}
+  assert set(catalog.names('model')) == {'classifier', 'conv', 'dense', 'hierarchical_vae', 'sae',
+                                         'vae', 'vampprior', 'vqvae'}
   assert 'activations' in catalog.names('source') and 'sae' in catalog.names('evaluator')
   for gone in ('MODELS', 'LOSS_TERMS', 'EVALUATORS'):
     assert not hasattr(defaults, gone)

@@ -167,8 +167,10 @@ def _term_cases():
   cases = [('reconstruction', {'kind': kind, 'reduction': reduction})
            for kind in term_fns.RECONSTRUCTION_KINDS for reduction in term_fns.REDUCTIONS]
   # vae_kl needs a VAE, softmax_cross_entropy a classifier (tests/test_classification.py), the
-  # sparse-dictionary terms an sae (below).
-  skip = ('reconstruction', 'vae_kl', 'softmax_cross_entropy', 'sae_l1', 'sae_l0', 'auxk')
+  # sparse-dictionary terms an sae (below), iwae and kl_sample a likelihood and the vq terms a
+  # codebook (tests/test_generative.py, tests/test_vqvae.py).
+  skip = ('reconstruction', 'vae_kl', 'softmax_cross_entropy', 'sae_l1', 'sae_l0', 'auxk',
+          'iwae', 'kl_sample', 'vq_commitment', 'vq_codebook')
   return cases + [(name, {}) for name in catalog.names('term') if name not in skip]
 
 
@@ -187,8 +189,9 @@ def test_every_loss_term_through_the_dense_model_matches_finite_differences(x64,
     recon, aux = model.apply({'params': p}, x)
     encode = lambda xi: model.apply({'params': p}, xi, method=model.encode)  # noqa: E731
     weights = lambda m: model.apply({'params': p}, method=m)  # noqa: E731
+    apply = lambda m, *a, rng=None: model.apply({'params': p}, *a, method=m)  # noqa: E731
     return loss_fn(losses.Outputs(x=x, recon=recon, aux=aux, params=p, encode=encode,
-                                  weights=weights))[0]
+                                  weights=weights, apply=apply, rng=jax.random.PRNGKey(0)))[0]
 
   value = jax.jit(objective)(params)
   assert np.isfinite(value) and float(value) != 0.0

@@ -107,7 +107,8 @@ def _outputs(forward: Forward, params, prep, x, stats) -> dict:
   with jax.default_matmul_precision('highest'):
     p = forward.outputs(params, prep, {'x': x}, jax.random.PRNGKey(0), train=False,
                         corrupt=False, stats=stats)
-  return {'z': p.z, 'recon': p.recon, 'x_hat': prep.invert(p.recon, p.ctx),
+  x_hat = prep.invert(p.recon, p.ctx) if forward.model.RECONSTRUCTS else p.recon
+  return {'z': p.z, 'recon': p.recon, 'x_hat': x_hat,
           'encoder': tuple(p.aux['encoder']), 'code': p.aux['code']}
 
 

@@ -13,6 +13,8 @@ as <split>/<name>):
   iwae_neg_elbo   minus the mean of log w_i over the same k samples (the ELBO, estimated with k
                   samples instead of one), so iwae_nll <= iwae_neg_elbo example by example
   iwae_k, iwae_chunk, iwae_examples   the k used, samples per jitted pass, examples evaluated
+  active_units    code units whose posterior mean varies over the split (variance > 0.01, Burda
+                  et al.'s measure): fewer than the code's width is posterior collapse
 
 The k samples are drawn in chunks inside one jitted `lax.scan` (running logsumexp), so memory
 is bounded by `memory_mb` whatever k is. With dynamic binarization the split is binarized once
@@ -32,6 +34,7 @@ from aelab.errors import AelabError
 from aelab.evaluators.context import Context, split_of
 from aelab.trainer import distributed
 
+ACTIVE = 0.01  # a unit is active when its posterior mean's variance over the split exceeds this
 OPTIONS = dict(
     split='test', every=0,
     samples=5000,     # k (5000 in the literature)
@@ -111,4 +114,11 @@ class Evaluator:
       elbos.append(elbo)
     bounds, elbos = (np.concatenate(jax.device_get(v)).astype(np.float64) for v in (bounds, elbos))
     return {'iwae_nll': float(-bounds.mean()), 'iwae_neg_elbo': float(-elbos.mean()),
-            'iwae_k': self.k, 'iwae_chunk': chunk, 'iwae_examples': len(x)}
+            'iwae_k': self.k, 'iwae_chunk': chunk, 'iwae_examples': len(x),
+            'active_units': self._active_units(params, prep)}
+
+  def _active_units(self, params, prep) -> int:
+    encode = jax.jit(self.forward.encode)
+    means = np.concatenate([np.asarray(encode(params, prep, jnp.asarray(self.x[i:i + 1000])))
+                            for i in range(0, len(self.x), 1000)])
+    return int(np.sum(means.reshape(len(means), -1).var(axis=0) > ACTIVE))

@@ -1,10 +1,19 @@
 """Evaluator 'plots': PNG figures in workdir/plots from a few held-out examples.
 
 reconstructions.png (inputs over reconstructions; for a denoiser clean / corrupted / denoised /
-reconstruction of the clean input; not for a classifier), train_curves.png and val_curves.png (every logged term),
-filters.png (first-layer weights, image data), latent.png (the code of held-out examples
-coloured by label, PCA when wider than 2) and, for a model with a prior (a VAE) on images,
-samples.png (decoder means of codes drawn from the prior). The examples come from `split` (the val split when it is empty). Returns no metrics.
+reconstruction of the clean input; not for a classifier), train_curves.png and val_curves.png
+(every logged term), filters.png (first-layer weights, image data), latent.png (the code of
+held-out examples coloured by label, PCA when wider than 2) and, for every model that can be
+sampled on images (aelab/evaluators/sampling.py: a decoder, preprocessing other than
+per_sample):
+  samples.png      decoder means of 64 codes drawn from the model's prior, or, for a model
+                   without one, from a density fitted to its training codes (ex-post: a
+                   Gaussian mixture); the title says which;
+  traversals.png   the up-to-10 code units of largest variance over the held-out codes, one row
+                   each: the unit set to mean + t * sd for t in -3..3 (the prior's mean and sd,
+                   or the held-out codes' for a model without a prior), the other units at the
+                   first held-out example's code, decoded.
+The examples come from `split` (the val split when it is empty). Returns no metrics.
 """
 
 from __future__ import annotations
@@ -17,11 +26,16 @@ import numpy as np
 
 from aelab import plots as draw
 from aelab.errors import AelabError
+from aelab.evaluators import sampling
 from aelab.evaluators.context import Context, split_of
 from aelab.trainer import distributed
 from aelab.trainer.writers import read_jsonl
 
 OPTIONS = dict(split='test', every=0)
+HELD_OUT = 2000       # held-out examples encoded (latent.png, traversals.png)
+SEED = 0              # the samples' draws (the frechet evaluator's default: one ex-post fit)
+TRAVERSED = 10        # code units in traversals.png
+STEPS = np.linspace(-3.0, 3.0, 9)
 
 
 class Evaluator:
@@ -75,14 +89,41 @@ class Evaluator:
     filters = fwd.model.filters(jax.device_get(params))
     if filters is not None:
       draw.filters(np.asarray(filters), out / 'filters.png', f'{title}: first-layer filters')
+    sampled = ds.is_image and sampling.unavailable(self.ctx, prep.mode) is None
+    if self.data.y is None and not sampled:
+      return
+    xs = self.data.x[:HELD_OUT]
+    code = sampling.encode(self.ctx, params, prep, xs)
     if self.data.y is not None:
-      xs = self.data.x[:2000]
-      code = jax.jit(fwd.encode)(params, prep, xs)
       names = ds.source.get('label_names') if isinstance(ds.source, dict) else None
-      draw.latent_scatter(np.asarray(code), self.data.y[:2000], out / 'latent.png', names,
+      draw.latent_scatter(code, self.data.y[:HELD_OUT], out / 'latent.png', names,
                           f'{title}: code of {len(xs)} held-out examples')
-    z = fwd.model.prior_codes(jax.random.PRNGKey(1), 64)
-    if z is not None and ds.is_image and prep.mode != 'per_sample':
-      samples = jax.jit(fwd.decode)(params, prep, z)
-      draw.image_grid(np.asarray(samples), out / 'samples.png', ds.value_range or (0.0, 1.0),
-                      f'{title}: decoder means of codes from the prior')
+    if sampled:
+      z, source = sampling.codes(self.ctx, params, prep, 64, SEED)
+      draw.image_grid(sampling.decode(self.ctx, params, prep, z), out / 'samples.png',
+                      ds.value_range or (0.0, 1.0),
+                      f'{title}: decoder means of codes drawn from\nthe {source}')
+      self._traversals(out / 'traversals.png', params, prep, code, title)
+
+  def _traversals(self, path: pathlib.Path, params, prep, code: np.ndarray, title: str) -> None:
+    """Up to TRAVERSED code dimensions of the largest held-out variance, each varied over
+    centre + t * sd (t in STEPS; the prior's mean and sd, else the held-out codes') with the
+    others at the first held-out example's code, decoded: one row per dimension."""
+    flat = code.reshape(len(code), -1)
+    prior = self.ctx.forward.prior_codes(params, jax.random.PRNGKey(SEED), HELD_OUT)
+    ref = flat if prior is None else np.asarray(prior).reshape(HELD_OUT, -1)
+    centre, sd = ref.mean(0), ref.std(0)
+    variance = flat.var(0)
+    dims = [int(d) for d in np.argsort(-variance, kind='stable')[:TRAVERSED] if variance[d] > 0]
+    if not dims:
+      return
+    grid = np.repeat(flat[:1], len(dims) * len(STEPS), axis=0).reshape(len(dims), len(STEPS), -1)
+    for row, d in enumerate(dims):
+      grid[row, :, d] = centre[d] + STEPS * sd[d]
+    images = sampling.decode(self.ctx, params, prep, grid.reshape(-1, *code.shape[1:]))
+    ds, what = self.ctx.dataset, 'the prior' if prior is not None else 'the held-out codes'
+    draw.traversals(images.reshape(len(dims), len(STEPS), *images.shape[1:]),
+                    [f'z{d}' for d in dims], STEPS, path, ds.value_range or (0.0, 1.0),
+                    f'{title}: traversals of the {len(dims)} code units of largest held-out '
+                    'variance', f't: the unit set to mean + t * sd of {what} (the others: one '
+                    'held-out example\'s code)')

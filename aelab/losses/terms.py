@@ -37,6 +37,11 @@ class Outputs:
   # weights(method): what a model method computes from these params alone (e.g. a dense model's
   # 'first_kernel'); None where no forward pass gave it.
   weights: Callable[[str], jax.Array] | None = flax.struct.field(pytree_node=False, default=None)
+  # apply(method, *args, rng=None): a model method with these params, on model-space arrays (the
+  # IWAE bound's log_weights, a decoder for a gradient penalty); None where no forward pass gave it.
+  apply: Callable[..., Any] | None = flax.struct.field(pytree_node=False, default=None)
+  # A key for terms that draw (the MMD term's prior samples); None outside the forward pass.
+  rng: jax.Array | None = None
 
 
 def term(fn: Callable | None = None, *, check: Callable[..., None] | None = None):
@@ -177,7 +182,7 @@ def kl_sparsity(out: Outputs, rho: float = 0.05,
   return jnp.sum(kl)
 
 
-def _leaf_name(path: tuple) -> str | None:
+def leaf_name(path: tuple) -> str | None:
   if not path:
     return None
   last = path[-1]
@@ -193,7 +198,7 @@ def weight_decay(out: Outputs) -> jax.Array:
   leaves = jax.tree_util.tree_flatten_with_path(out.params)[0]
   total = jnp.zeros((), dtype=jnp.result_type(float))
   for path, leaf in leaves:
-    if _leaf_name(path) == 'kernel':
+    if leaf_name(path) == 'kernel':
       total = total + jnp.sum(jnp.square(leaf))
   return 0.5 * total
 
@@ -211,6 +216,9 @@ def vae_kl(out: Outputs) -> jax.Array:
         "vae_kl needs the posterior aux['mean'] and aux['logvar'] of a VAE "
         "(model 'vae'); this model's aux has "
         f'{", ".join(sorted(out.aux)) or "nothing"}')
+  if 'log_prior' in out.aux:
+    raise AelabError('vae_kl is the closed-form KL to the prior N(0, I), and this model has '
+                     'another prior (a VampPrior, a hierarchical VAE): use kl_sample')
   mean, logvar = out.aux['mean'], out.aux['logvar']
   kl = 0.5 * (jnp.exp(logvar) + jnp.square(mean) - 1.0 - logvar)
   return jnp.mean(_per_example_sum(kl))

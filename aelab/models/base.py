@@ -14,13 +14,18 @@ Answered from the built module alone (its fields are the resolved config):
   initial_stats()        what the train state keeps besides the parameters (TrainState.stats)
   dictionary()           a sparse dictionary's Dictionary(latents, dead_steps), or None (a
                          dictionary also has directions(params): its decoder rows)
-  param_groups(names)    {group: top-level parameter names}, e.g. 'encoder' (optimizer.frozen)
+  param_groups(names)    {group: top-level parameter names}, e.g. 'encoder' (optimizer.frozen);
+                         decoder_params() applies it to the bound parameters
 From parameters (host arrays):
   filters(params)        the first layer's weights as images [n, h, w, c], or None
   export(params, stats)  every array by name and the computation by hand (`Export`)
-  prior_codes(rng, n)    n codes from the prior (samples), or None
+  fit_prior(params, codes, seed)  a density fitted to the training codes of a model without a
+                         prior of its own (`prior_codes` None), sampled for its samples: a
+                         Gaussian mixture by default (ex-post density estimation, Ghosh et al.
+                         2020); a kind with discrete codes fits its own
 Applied through the forward pass (aelab/trainer/forward.py): __call__(x, train) -> (recon, aux),
-encode, decode; where a kind has them: log_weights (a likelihood: the IWAE bound), from_layer
+encode, decode, prior_codes(n) (n codes drawn from the model's prior with the 'noise' rng, or
+None: decoded, they are its samples); where a kind has them: log_weights (a likelihood: the IWAE bound), from_layer
 (the forward pass continued from one of its layers' activations), and methods of the parameters
 alone (an SAE's `decoder`, a dense model's `first_kernel`).
 """
@@ -34,6 +39,7 @@ import flax.linen as nn
 import numpy as np
 
 from aelab.errors import AelabError
+from aelab.models import density
 
 
 class Dictionary(NamedTuple):
@@ -100,15 +106,27 @@ class Model(nn.Module):
               for g in ('encoder', 'decoder', 'head')}
     return {g: members for g, members in groups.items() if members}
 
+  def decoder_params(self) -> dict:
+    """The parameters of the 'decoder' group (param_groups), by top-level name ({} if none)."""
+    params = self.variables.get('params', {})
+    return {n: params[n] for n in self.param_groups(tuple(params)).get('decoder', ())}
+
   @nn.nowrap
   def filters(self, params) -> np.ndarray | None:
     del params
     return None
 
-  @nn.nowrap
-  def prior_codes(self, rng, n: int):
-    del rng, n
+  def prior_codes(self, n: int):
+    """n codes from the model's own prior (rng stream 'noise'); None: it has none."""
+    del n
     return None
+
+  @nn.nowrap
+  def fit_prior(self, params, codes: np.ndarray, seed: int):
+    """A density of `codes` [N, ...] (the training split's), with sample(rng, n) and
+    log_density(codes): a Gaussian mixture of the flattened codes."""
+    del params
+    return density.GaussianMixture.fit(codes.reshape(len(codes), -1), seed=seed)
 
   @nn.nowrap
   def export(self, params, stats) -> Export:
@@ -125,11 +143,11 @@ class Layer(NamedTuple):
 
 
 def dense_export(layers: list[Layer], outputs: list[str], codes: dict[int, tuple[str, ...]],
-                 roles: dict[int, str]) -> Export:
+                 roles: dict[int, str], start: str = 'z') -> Export:
   """The Export of a stack of dense layers: kernels and biases by layer, one line each,
   `outputs[i]` = layer i's output, `codes[i]` the feature layers it computes, `roles[i]` a
-  note after its line ('(the code)')."""
-  arrays, about, steps, prev = {}, {}, [], 'z'
+  note after its line ('(the code)'); `start` names the stack's input."""
+  arrays, about, steps, prev = {}, {}, [], start
   for i, layer in enumerate(layers):
     n_in, n_out = layer.kernel.shape
     arrays[f'{layer.name}/kernel'], arrays[f'{layer.name}/bias'] = layer.kernel, layer.bias

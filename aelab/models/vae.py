@@ -32,7 +32,7 @@ import optax
 
 from aelab.config import checks
 from aelab.errors import AelabError
-from aelab.models import activations, base, conv, dense
+from aelab.models import activations, base, conv, dense, gaussian
 
 OPTIONS = dict(
     body='dense',
@@ -147,10 +147,31 @@ class VAE(base.Model):
     _, logits = self._decode_logits(z.reshape(-1, mean.shape[-1]))
     logits = logits.reshape(k, x.shape[0], -1)
     log_px = self._log_likelihood(logits, x.reshape(1, x.shape[0], -1))
-    log_pz = -0.5 * jnp.sum(jnp.square(z) + _LOG_2PI, axis=-1)
+    log_pz = self._log_prior(z)
     log_qz = -0.5 * jnp.sum(jnp.square(eps) + logvar + _LOG_2PI, axis=-1)
     return (log_px + log_pz - log_qz).T
 
+  def _log_prior(self, z: jax.Array) -> jax.Array:
+    """log p(z) summed over the last axis: N(0, I) here."""
+    return -0.5 * jnp.sum(jnp.square(z) + _LOG_2PI, axis=-1)
+
+  # The importance weights in three parts, for the DReG gradient (aelab/losses/generative.py):
+  # latents are tuples of [k, B, L] arrays.
+  def posterior_sample(self, x: jax.Array, k: int) -> tuple[jax.Array]:
+    _, mean, logvar = self._posterior(x)
+    return (gaussian.draw(self.make_rng('noise'), mean, logvar, k),)
+
+  def log_posterior(self, x: jax.Array, zs: tuple[jax.Array]) -> jax.Array:
+    _, mean, logvar = self._posterior(x)
+    return gaussian.log_normal(zs[0], mean, logvar)
+
+  def log_joint(self, x: jax.Array, zs: tuple[jax.Array]) -> jax.Array:
+    """[k, B] log p(x | z) + log p(z)."""
+    z = zs[0]
+    _, logits = self._decode_logits(z.reshape(-1, z.shape[-1]))
+    log_px = self._log_likelihood(logits.reshape(*z.shape[:2], -1),
+                                  x.reshape(1, x.shape[0], -1))
+    return log_px + self._log_prior(z)
 
   def from_layer(self, h: jax.Array, layer: str):
     """(the decoder's mean, {'logits'}) from encoder layer `layer`'s activations h: the rest of
@@ -180,10 +201,9 @@ class VAE(base.Model):
       return dense.kernel_images(params['encoder_1']['kernel'], self.input_shape)
     return conv.conv_filters(params['conv_encoder']['conv_1']['kernel'])
 
-  @nn.nowrap
-  def prior_codes(self, rng, n: int):
+  def prior_codes(self, n: int):
     """n draws of z ~ N(0, I): decoded, they are the model's samples."""
-    return jax.random.normal(rng, (n, self.latent))
+    return jax.random.normal(self.make_rng('noise'), (n, self.latent))
 
   @nn.nowrap
   def export(self, params, stats) -> base.Export:
@@ -230,6 +250,11 @@ class VAE(base.Model):
 
 
 def build(cfg: ml_collections.ConfigDict, feature_shape: Sequence[int]) -> VAE:
+  return VAE(**fields(cfg, feature_shape))
+
+
+def fields(cfg: ml_collections.ConfigDict, feature_shape: Sequence[int]) -> dict:
+  """The VAE's module fields from config.model, checked (one-line errors)."""
   checks.choice(cfg.body, BODIES, 'model.body')
   checks.choice(cfg.likelihood, LIKELIHOODS, 'model.likelihood')
   activations.get(cfg.activation)
@@ -243,6 +268,6 @@ def build(cfg: ml_collections.ConfigDict, feature_shape: Sequence[int]) -> VAE:
     hidden = tuple(cfg.hidden)
     conv.check_image_shape(feature_shape, "model 'vae' with body 'conv'")
     channels = conv.check_conv_fields(cfg)
-  return VAE(input_shape=shape, body=cfg.body, hidden=hidden, channels=channels,
-             kernel_size=int(cfg.kernel_size), latent=int(cfg.latent),
-             activation=cfg.activation, likelihood=cfg.likelihood)
+  return dict(input_shape=shape, body=cfg.body, hidden=hidden, channels=channels,
+              kernel_size=int(cfg.kernel_size), latent=int(cfg.latent),
+              activation=cfg.activation, likelihood=cfg.likelihood)

@@ -31,6 +31,7 @@ from aelab.errors import AelabError
 from aelab.preprocessing import Preprocessor
 from aelab.trainer import precision
 
+TERMS_STREAM = 0x7e5  # fold_in(rng, TERMS_STREAM): the loss terms' key (Outputs.rng)
 NEAR_ZERO = 1e-2  # |h| below this counts as an inactive code unit (code_near_zero)
 
 
@@ -47,6 +48,24 @@ def code_statistics(code: jax.Array) -> dict[str, jax.Array]:
   """Mean activation of the code and the fraction of its activations with |h| < NEAR_ZERO."""
   return {'code_mean': jnp.mean(code),
           'code_near_zero': jnp.mean((jnp.abs(code) < NEAR_ZERO).astype(jnp.float32))}
+
+
+class Apply:
+  """apply(method, *args, rng=None): a model method with bound parameters (Outputs.apply);
+  has(method) says whether the model has it."""
+
+  def __init__(self, forward: 'Forward', params):
+    self.forward, self.params = forward, params
+    self.model_name = type(forward.model).__name__
+
+  def has(self, method: str) -> bool:
+    return callable(getattr(self.forward.model, method, None))
+
+  def __call__(self, method: str, *args, rng=None):
+    if not self.has(method):
+      raise AelabError(f'{self.model_name} has no method {method!r}, which a loss term needs')
+    return self.forward._apply(self.params, *args,  # pylint: disable=protected-access
+                               method=getattr(self.forward.model, method), rng=rng)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,9 +103,13 @@ class Forward:
                        'the step: forward(params, prep, batch, rng, True, step=state.step)')
     p = self.outputs(params, prep, batch, rng, train=train, corrupt=corrupt, stats=stats)
     encode = lambda v: self._apply(params, v, method=self.model.encode)  # noqa: E731
+    apply = Apply(self, params)
+    # The terms' key is folded from `rng`, so the model's and the input noise's draws are those
+    # of a run without such terms.
     total, terms = self.loss_fn(losses.Outputs(
         x=p.z, recon=p.recon, aux=p.aux, params=params, inputs=p.inputs, step=step,
-        labels=batch.get('y'), encode=encode, weights=lambda m: self.weights(params, m)))
+        labels=batch.get('y'), encode=encode, weights=lambda m: self.weights(params, m),
+        apply=apply, rng=jax.random.fold_in(rng, TERMS_STREAM)))
     return total, ({**terms, **code_statistics(p.aux['code'])}, p.recon, p.ctx, p.aux)
 
   def encode(self, params, prep: Preprocessor, x: jax.Array) -> jax.Array:
@@ -106,6 +129,13 @@ class Forward:
     """(output, aux) of the model continued from feature layer `layer`'s activations h (a model
     with from_layer; see aelab/analysis/splice.py)."""
     return self._apply(params, h, layer, method=self.model.from_layer)
+
+  def prior_codes(self, params, rng: jax.Array, n: int) -> jax.Array | None:
+    """n codes drawn from the model's own prior (decode them for samples), or None for a model
+    without one (a deterministic autoencoder: see aelab/evaluators/sampling.py)."""
+    variables = {'params': precision.for_compute(params, self.compute_dtype)}
+    return precision.to_float32(self.model.apply(variables, n, method=self.model.prior_codes,
+                                                 rngs={'noise': rng}))
 
   def log_weights(self, params, z: jax.Array, rng: jax.Array, k: int) -> jax.Array:
     """[B, k] importance log-weights of preprocessed rows z (a VAE; see aelab/evaluators/iwae.py)."""

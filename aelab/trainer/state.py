@@ -79,6 +79,9 @@ def make_train_block(forward, tx: optax.GradientTransformation, mesh, unroll: in
       updates, opt_state = tx.update(grads, state.opt_state, state.params, value=total,
                                      grad=grads, value_fn=lambda p: loss_of(p)[0])
       params = optax.apply_updates(state.params, updates)
+      # Parameters a model sets itself (a VQ-VAE's EMA codebook: aux['assign'], {top-level
+      # name: value}) replace the optimizer's (they get no gradient).
+      params = {**params, **aux['assign']} if 'assign' in aux else params
       new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state,
                                 stats=aux.get('stats', state.stats))
       return new_state, {**terms, 'loss': total}, grads
