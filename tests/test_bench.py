@@ -77,8 +77,8 @@ def test_the_real_train_block_counts_k_steps():
   per_step = 6 * batch * _layer_sum(DENSE) - 2 * batch * 784 * 512
   assert flops.count(block, state, none, {'x': xs}, None) == k * per_step
   bare_block = bare.make_bare_block(forward, tx)
-  assert flops.count(bare_block, params, jax.eval_shape(tx.init, params), jnp.int32(0), none, xs,
-                     jax.random.PRNGKey(0)) == k * per_step
+  assert flops.count(bare_block, params, jax.eval_shape(tx.init, params), jnp.int32(0), {}, none,
+                     xs, jax.random.PRNGKey(0)) == k * per_step
 
 
 def test_scan_multiplies_by_length_and_nested_calls_are_walked():

@@ -287,15 +287,15 @@ def test_lbfgs_without_line_search_steps_by_the_learning_rate_and_the_bench_bloc
   tx = _lbfgs(lbfgs_linesearch='none', learning_rate=0.5)
   block = bare.make_bare_block(forward, tx)
   state = _state(params, tx)
-  carry = (state.params, state.opt_state, state.step)
+  carry = (state.params, state.opt_state, state.step, {})
   xs = jnp.asarray(np.stack([rows] * 60))
-  (params_out, _, _), _ = bare.run_bare(block, carry, None, xs, jax.random.PRNGKey(0), 60, 60)
+  (params_out, _, _, _), _ = bare.run_bare(block, carry, None, xs, jax.random.PRNGKey(0), 60, 60)
   fitted = np.r_[np.asarray(params_out['w']), float(params_out['c'])]
   np.testing.assert_allclose(fitted, exact, atol=1e-3)
   zoom = _lbfgs()
   state = _state(params, zoom)
-  params2, _, _, _ = bare.make_bare_block(forward, zoom)(  # the line search gets the loss too
-      state.params, state.opt_state, state.step, None, xs[:20], jax.random.PRNGKey(0))
+  params2, _, _, _, _ = bare.make_bare_block(forward, zoom)(  # the line search gets the loss too
+      state.params, state.opt_state, state.step, {}, None, xs[:20], jax.random.PRNGKey(0))
   np.testing.assert_allclose(np.r_[np.asarray(params2['w']), float(params2['c'])], exact,
                              atol=2e-4)
 

@@ -11,38 +11,46 @@ import jax.numpy as jnp
 import optax
 
 
-def make_bare_block(forward, tx):
+def make_bare_block(forward, tx, unroll: int | bool = 1):
   """The train step as a user would write it bare: jit(scan(step)) over batches already on the
   device, optax, the trainer's own forward pass (same model, preprocessing, noise and loss);
-  params and optimizer state donated; no metrics, no TrainState, no sharding, nothing else.
-  An lbfgs update also gets the loss of the batch (value, grad, value_fn), as in the trainer."""
+  params, optimizer state and the model's stats donated; no metrics, no TrainState, no sharding,
+  nothing else. A model that keeps stats (an SAE's, a VQ-VAE's EMA codebook) updates them and the
+  parameters it sets itself, as the trainer does (that is the model's work, not the loop's), and
+  the scan unrolls as the config's train.scan_unroll says. An lbfgs update also gets the loss of
+  the batch (value, grad, value_fn), as in the trainer."""
   tx = optax.with_extra_args_support(tx)
 
-  def loss(params, prep, x, rng, step):
-    return forward(params, prep, {'x': x}, rng, True, step=step)[0]
+  def loss(params, prep, x, rng, step, stats):
+    total, (_, _, _, aux) = forward(params, prep, {'x': x}, rng, True, step=step, stats=stats)
+    return total, aux
 
-  def block(params, opt_state, step, prep, xs, key):
+  def block(params, opt_state, step, stats, prep, xs, key):
     def one(carry, x):
-      params, opt_state, step = carry
+      params, opt_state, step, stats = carry
       rng = jax.random.fold_in(key, step)
-      value, grads = jax.value_and_grad(loss)(params, prep, x, rng, step)
+      (value, aux), grads = jax.value_and_grad(loss, has_aux=True)(params, prep, x, rng, step,
+                                                                   stats)
       updates, opt_state = tx.update(grads, opt_state, params, value=value, grad=grads,
-                                     value_fn=lambda p: loss(p, prep, x, rng, step))  # noqa: B023
-      return (optax.apply_updates(params, updates), opt_state, step + 1), value
-    (params, opt_state, step), values = jax.lax.scan(one, (params, opt_state, step), xs)
-    return params, opt_state, step, values
+                                     value_fn=lambda p: loss(p, prep, x, rng, step, stats)[0])  # noqa: B023
+      params = optax.apply_updates(params, updates)
+      params = {**params, **aux['assign']} if 'assign' in aux else params
+      return (params, opt_state, step + 1, aux.get('stats', stats)), value
+    (params, opt_state, step, stats), values = jax.lax.scan(
+        one, (params, opt_state, step, stats), xs, unroll=unroll)
+    return params, opt_state, step, stats, values
 
-  return jax.jit(block, donate_argnums=(0, 1, 2))
+  return jax.jit(block, donate_argnums=(0, 1, 2, 3))
 
 
 def run_bare(block, carry, prep, xs, key, steps: int, k: int):
   """The bare loop: `steps // k` calls, no host work between them, one sync at the end."""
   t0 = time.perf_counter()
-  params, opt_state, step = carry
+  params, opt_state, step, stats = carry
   for _ in range(steps // k):
-    params, opt_state, step, values = block(params, opt_state, step, prep, xs, key)
+    params, opt_state, step, stats, values = block(params, opt_state, step, stats, prep, xs, key)
   jax.block_until_ready((params, opt_state, values))
-  return (params, opt_state, step), time.perf_counter() - t0
+  return (params, opt_state, step, stats), time.perf_counter() - t0
 
 
 class Matmul:

@@ -110,10 +110,11 @@ class _Turns:
     self.state = jax.jit(s.init, out_shardings=rep)(s.init_rng)
     self.loops, block, self.prebuilt, host_block = _paths(s)
     self.counts = flops.count_by_primitive(block, self.state, self.prep, self.prebuilt, None)
-    self.bare_block = bare.make_bare_block(s.forward, s.tx)
+    self.bare_block = bare.make_bare_block(s.forward, s.tx, tc.scan_unroll)
     dev0 = lambda tree: jax.device_put(tree, device)  # noqa: E731
-    self.bare_carry = dev0((jax.tree.map(lambda a: a.copy(), self.state.params),
-                            jax.tree.map(lambda a: a.copy(), self.state.opt_state), np.int32(0)))
+    copy = lambda tree: jax.tree.map(lambda a: a.copy(), tree)  # noqa: E731
+    self.bare_carry = dev0((copy(self.state.params), copy(self.state.opt_state), np.int32(0),
+                            copy(self.state.stats)))
     self.bare_args = dev0((s.prep, host_block['x'], jax.random.PRNGKey(config.seed)))
     self.bare_flops = flops.count(self.bare_block, *self.bare_carry, *self.bare_args) / self.k
 

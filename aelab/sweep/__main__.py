@@ -52,11 +52,12 @@ FLAGS = (
 )
 
 
-def sweep_points(config, flags, spec: str, base: list[str]) -> list[points_lib.Point]:
+def sweep_points(variants: points_lib.Variants, flags, spec: str,
+                 base: list[str]) -> list[points_lib.Point]:
   """The validated points (nothing written yet)."""
   from_file = config_files.load_sweep(spec) if flags.file_sweep else None
-  from_cli = axes.parse(flags.sweep, config)
-  return points_lib.build(config, points_lib.combine(from_file, from_cli), base)
+  from_cli = axes.parse(flags.sweep, variants(''))
+  return points_lib.build(variants(''), points_lib.combine(from_file, from_cli), base, variants)
 
 
 def run_command(flags, spec: str, workdir: pathlib.Path, base: list[str]):
@@ -64,7 +65,8 @@ def run_command(flags, spec: str, workdir: pathlib.Path, base: list[str]):
   ... --group=i,j,k` (the same points, so the same indices)."""
   def command(group: list[points_lib.Point]) -> list[str]:
     if len(group) == 1:
-      return [sys.executable, '-m', 'aelab.run', f'--config={spec}',
+      return [sys.executable, '-m', 'aelab.run',
+              f'--config={points_lib.with_variant(spec, group[0].variant)}',
               f'--workdir={workdir / group[0].name}', *base, *group[0].args]
     return [sys.executable, '-m', 'aelab.sweep', f'--config={spec}', f'--workdir={workdir}',
             *base, *(f'--sweep={s}' for s in flags.sweep), f'--file_sweep={flags.file_sweep}',
@@ -73,7 +75,8 @@ def run_command(flags, spec: str, workdir: pathlib.Path, base: list[str]):
 
 
 def main(config, flags, spec: str, base: list[str]) -> None:
-  pts = sweep_points(config, flags, spec, base)
+  variants = points_lib.Variants(spec, config, base)
+  pts = sweep_points(variants, flags, spec, base)
   if flags.list or flags.count:
     _print_points(pts, flags.count)
     return
@@ -81,9 +84,9 @@ def main(config, flags, spec: str, base: list[str]) -> None:
   if flags.together_by not in ('map', 'vmap'):
     raise AelabError(f"--together_by={flags.together_by!r}; valid choices: map, vmap")
   if flags.group:
-    sys.exit(groups.run(config, groups.parse(flags.group, pts), workdir, flags.together_by))
+    sys.exit(groups.run(variants, groups.parse(flags.group, pts), workdir, flags.together_by))
   if not flags.summarize:
-    validate.points(config, _chosen(pts, flags.index), workdir)  # before anything is written
+    validate.points(variants, _chosen(pts, flags.index), workdir)  # before anything is written
   title = shlex.join([f'--config={spec}', *base, *(f'--sweep={s}' for s in flags.sweep),
                       *([] if flags.file_sweep else ['--file_sweep=false'])])
   if flags.summarize:
@@ -131,8 +134,8 @@ def _print_points(pts: list, count_only: bool) -> None:
 
 
 def _summarize(pts: list, workdir: pathlib.Path, metric: str, title: str) -> None:
-  result = summary.write(pts, workdir, title)
   metrics = [m.strip() for m in metric.split(',') if m.strip()]
+  result = summary.write(pts, workdir, title, metrics)
   missing = [m for m in metrics if m not in result['metrics']]
   if result['counts']['done'] and missing:
     print(f'aelab: warning: no finished point has {", ".join(missing)}; metrics: '

@@ -11,7 +11,6 @@ import pathlib
 import sys
 from collections.abc import Sequence
 
-import ml_collections
 
 from aelab.config import overrides
 from aelab.errors import AelabError
@@ -47,18 +46,19 @@ def parse(text: str, points: Sequence[Point]) -> list[Point]:
   return [points[i] for i in indices]
 
 
-def configs(config: ml_collections.ConfigDict, group: Sequence[Point]) -> list:
-  """Each point's config: the base config with the point's arguments, parsed as a run would."""
+def configs(config, group: Sequence[Point]) -> list:
+  """Each point's config: the base config (`config`, or `config(variant)`: points.Variants)
+  with the point's arguments, parsed as a run would."""
   out = []
   for point in group:
-    cfg = copy.deepcopy(config)
+    cfg = copy.deepcopy(config(point.variant) if callable(config) else config)
     changes = [arg[len('--config.'):].split('=', 1) for arg in point.args]
     overrides.apply_args(cfg, [(path, text) for path, text in changes])
     out.append(cfg)
   return out
 
 
-def run(config: ml_collections.ConfigDict, group: Sequence[Point], workdir: pathlib.Path,
+def run(config, group: Sequence[Point], workdir: pathlib.Path,
         how: str = 'map') -> int:
   """Trains the group in this process; the exit code (0, or 75 when a stop request came)."""
   from absl import logging

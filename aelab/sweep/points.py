@@ -26,19 +26,57 @@ from aelab.errors import AelabError
 from aelab.sweep import naming
 
 
+# The axis of a config file's variants: sweep('arg', ['model=wae', 'model=rae_l2']) runs each
+# point with --config=FILE:ARG,<its variant> (different models, each its file's get_config).
+ARG = 'arg'
+
+
 @dataclasses.dataclass(frozen=True)
 class Point:
   index: int
   name: str
-  overrides: dict[str, Any]  # 'a.b' -> value
+  overrides: dict[str, Any]  # 'a.b' -> value (and 'arg' -> the variant, where swept)
   args: tuple[str, ...]      # the same as `--config.a.b=TEXT` arguments of python -m aelab.run
+
+  @property
+  def variant(self) -> str:
+    """The point's variant of the config file ('' where the sweep has no 'arg' axis)."""
+    return str(self.overrides.get(ARG, ''))
 
   def to_json(self) -> dict:
     return {'index': self.index, 'name': self.name, 'overrides': _jsonable(self.overrides),
             'args': list(self.args)}
 
   def describe(self) -> str:
-    return shlex.join(self.args) or '(the config as it is)'
+    variant = [f':{self.variant}'] if self.variant else []
+    return ' '.join(variant + [shlex.join(self.args)]).strip() or '(the config as it is)'
+
+
+def with_variant(spec: str, variant: str) -> str:
+  """FILE[:ARG] with `variant` added to ARG."""
+  if not variant:
+    return spec
+  path, _, arg = spec.partition(':')
+  return f'{path}:{arg},{variant}' if arg else f'{path}:{variant}'
+
+
+class Variants:
+  """Each variant's base config: the file's get_config(ARG[,variant]) with the command line's
+  --config overrides, loaded once."""
+
+  def __init__(self, spec: str, config: ml_collections.ConfigDict, base_args: Sequence[str]):
+    self.spec, self.base_args, self.loaded = spec, list(base_args), {'': config}
+
+  def __call__(self, variant: str) -> ml_collections.ConfigDict:
+    if variant not in self.loaded:
+      if not isinstance(variant, str):
+        raise AelabError(f"sweep axis 'arg': a variant is the text after FILE.py:, e.g. "
+                         f"'model=wae'; got {variant!r}")
+      from aelab.config import files  # pylint: disable=import-outside-toplevel
+      config = files.load(with_variant(self.spec, variant))
+      changes = [a[len('--config.'):].split('=', 1) for a in self.base_args]
+      self.loaded[variant] = overrides.apply_args(config, [(k, v) for k, v in changes])
+    return self.loaded[variant]
 
 
 def combine(file_points: Sequence[dict] | None, cli_points: Sequence[dict]) -> list[dict]:
@@ -54,12 +92,16 @@ def combine(file_points: Sequence[dict] | None, cli_points: Sequence[dict]) -> l
 
 
 def build(config: ml_collections.ConfigDict, raw: Sequence[dict],
-          base_args: Sequence[str] = ()) -> list[Point]:
-  """Validated Points of the override dicts `raw` (a one-line AelabError otherwise)."""
+          base_args: Sequence[str] = (), variants: Variants | None = None) -> list[Point]:
+  """Validated Points of the override dicts `raw` (a one-line AelabError otherwise); a point's
+  'arg' (its variant) needs `variants`."""
   _check_duplicates(raw)
   _check_base(raw, base_args)
-  cache: dict[tuple[str, str], str] = {}  # each distinct (field, value) checked once
-  args = [tuple(_cached(cache, config, path, value) for path, value in point.items())
+  if variants is None and any(ARG in point for point in raw):
+    raise AelabError("sweep axis 'arg' (the config file's variants) needs the config file")
+  cache: dict[tuple, str] = {}  # each distinct (variant, field, value) checked once
+  args = [tuple(_cached(cache, variants(point[ARG]) if ARG in point else config, path, value,
+                        point.get(ARG, '')) for path, value in point.items() if path != ARG)
           for point in raw]
   return [Point(i, name, dict(point), a)
           for i, (name, point, a) in enumerate(zip(naming.names(raw), raw, args))]
@@ -73,8 +115,9 @@ def text(value: Any) -> str:
   return repr(value) if isinstance(value, float) else str(value)
 
 
-def _cached(cache: dict, config: ml_collections.ConfigDict, path: str, value: Any) -> str:
-  key = (path, f'{type(value).__name__}:{value!r}')
+def _cached(cache: dict, config: ml_collections.ConfigDict, path: str, value: Any,
+            variant: str = '') -> str:
+  key = (variant, path, f'{type(value).__name__}:{value!r}')
   if key not in cache:
     cache[key] = _arg(config, path, value)
   return cache[key]

@@ -7,6 +7,10 @@ path and writes the value as `--config.a.b=` takes it; the markdown table by its
 of the point's summary.json flattened as `val/mse`, `test/bce`, ... (val first, then test, then
 any other split), `wall_time_s` (of the run's last invocation) and `train_steps_per_s`; and, for a
 failed point, its one-line `error`. Empty cells where a point has no value.
+
+When the sweep has a `seed` axis, results.md also has a table over seeds: one row per setting
+(the points equal but for their seed), each metric's mean ± standard deviation over its finished
+seeds (and their number); the metrics of `--metric` when it names several, else every one.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from aelab.sweep import layout, naming, points as points_lib
 from aelab.sweep.points import Point
 
 _SPLITS = ('val', 'test')
+SEED = 'seed'
 TIMING = ('wall_time_s', 'train_steps_per_s')
 
 
@@ -53,14 +58,55 @@ def _metric_columns(table: list[dict]) -> list[str]:
   return sorted(names, key=order)
 
 
-def write(points: Sequence[Point], workdir: pathlib.Path, title: str) -> dict[str, Any]:
-  """Writes results.csv and results.md; returns {'columns', 'rows', 'counts'}."""
+def write(points: Sequence[Point], workdir: pathlib.Path, title: str,
+          chosen: Sequence[str] = ()) -> dict[str, Any]:
+  """Writes results.csv and results.md; returns {'columns', 'rows', 'counts'}. `chosen`: the
+  metrics of the table over seeds (all when fewer than two)."""
   metrics, table = rows(points, workdir)
   fields = naming.fields([p.overrides for p in points])
   files.write_text(workdir / 'results.csv', to_csv(table, fields, metrics))
   counts = {s: sum(r['status'] == s for r in table) for s in layout.STATUSES}
-  files.write_text(workdir / 'results.md', to_markdown(table, fields, metrics, counts, title))
+  text = to_markdown(table, fields, metrics, counts, title)
+  if SEED in fields:
+    shown = [m for m in chosen if m in metrics] if len(chosen) > 1 else metrics
+    text += over_seeds(table, fields, shown)
+  files.write_text(workdir / 'results.md', text)
   return {'metrics': metrics, 'rows': table, 'fields': fields, 'counts': counts}
+
+
+def over_seeds(table: list[dict], fields: list[str], metrics: list[str]) -> str:
+  """The markdown table of each setting's mean ± std over its finished seeds."""
+  rest = [f for f in fields if f != SEED]
+  settings: dict[tuple, list[dict]] = {}
+  for row in table:
+    key = tuple(naming.value_text(row['overrides'][f]) if f in row['overrides'] else ''
+                for f in rest)
+    settings.setdefault(key, []).append(row)
+  labels = naming.labels(fields)
+  header = [*(labels[f] for f in rest), 'seeds', *metrics, 'wall time (s)', 'steps/s']
+  lines = ['', '## Over seeds (mean ± standard deviation)', '', '| ' + ' | '.join(header) + ' |',
+           '| ' + ' | '.join('---' if i < len(rest) else '---:' for i in range(len(header)))
+           + ' |']
+  for key, members in settings.items():
+    done = [r for r in members if r['status'] == 'done']
+    cells = [*key, str(len(done)),
+             *(_spread([r['metrics'].get(m) for r in done]) for m in metrics),
+             _spread([r['wall_time_s'] for r in done], '.1f'),
+             _spread([r['train_steps_per_s'] for r in done], '.1f')]
+    lines.append('| ' + ' | '.join(c.replace('|', '\\|') for c in cells) + ' |')
+  return '\n'.join(lines) + '\n'
+
+
+def _spread(values: list, spec: str = '.4g') -> str:
+  """'mean ± std' of the numbers among `values` (the sample std), the value alone for one."""
+  numbers_ = [float(v) for v in values if _number(v)]
+  if not numbers_:
+    return ''
+  mean = sum(numbers_) / len(numbers_)
+  if len(numbers_) == 1:
+    return format(mean, spec)
+  std = (sum((v - mean) ** 2 for v in numbers_) / (len(numbers_) - 1)) ** 0.5
+  return f'{format(mean, spec)} ± {std:.2g}'
 
 
 def to_csv(table: list[dict], fields: list[str], metrics: list[str]) -> str:

@@ -14,15 +14,15 @@ import json
 import pathlib
 from collections.abc import Sequence
 
-import ml_collections
 
 from aelab.errors import AelabError
 from aelab.sweep import groups
 from aelab.sweep.points import Point
 
 
-def points(config: ml_collections.ConfigDict, pts: Sequence[Point], workdir: pathlib.Path) -> None:
-  """One-line AelabError for the first point whose config a run would refuse."""
+def points(config, pts: Sequence[Point], workdir: pathlib.Path) -> None:
+  """One-line AelabError for the first point whose config a run would refuse; `config` is the
+  base config, or each variant's (points.Variants)."""
   from aelab import data
   from aelab.trainer import setup
   datasets: dict[str, data.Dataset] = {}
