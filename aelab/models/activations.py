@@ -39,3 +39,12 @@ def per_layer(spec: str, depth: int, field: str = 'activation',
   for name in names:
     get(name)
   return names
+
+
+def through(layers, activation: str, h):
+  """h through each layer, each followed by `activation`: (the last output, every output)."""
+  act, hs = get(activation), []
+  for layer in layers:
+    h = act(layer(h))
+    hs.append(h)
+  return h, tuple(hs)

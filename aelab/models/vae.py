@@ -77,13 +77,8 @@ class VAE(base.Model):
 
   def _posterior(self, x: jax.Array):
     """x [B, *shape] -> (hidden activations, mean [B, L], logvar [B, L])."""
-    act = activations.get(self.activation)
     if self.body == 'dense':
-      h, hs = x.reshape(x.shape[0], -1), []
-      for layer in self.encoder_layers:
-        h = act(layer(h))
-        hs.append(h)
-      hs = tuple(hs)
+      h, hs = activations.through(self.encoder_layers, self.activation, x.reshape(x.shape[0], -1))
     else:
       hs, h = self.conv_encoder(x.reshape(x.shape[0], *self.input_shape))
     return hs, self.mean_layer(h), self.logvar_layer(h)
@@ -91,13 +86,8 @@ class VAE(base.Model):
   def _decode_logits(self, z: jax.Array):
     """z [N, L] -> (hidden activations, logits [N, *shape])."""
     if self.body == 'dense':
-      act = activations.get(self.activation)
-      h, hs = z, []
-      for layer in self.decoder_layers:
-        h = act(layer(h))
-        hs.append(h)
+      h, hs = activations.through(self.decoder_layers, self.activation, z)
       logits = self.output_layer(h)
-      hs = tuple(hs)
     else:
       hs, logits = self.conv_decoder(z)
     return hs, logits.reshape(z.shape[0], *self.input_shape)

@@ -114,13 +114,8 @@ class VQVAE(base.Model):
 
   def _encode_e(self, x: jax.Array):
     """x [B, *shape] -> (hidden activations, z_e [B, P, D])."""
-    act = activations.get(self.activation)
     if self.body == 'dense':
-      h, hs = x.reshape(x.shape[0], -1), []
-      for layer in self.encoder_layers:
-        h = act(layer(h))
-        hs.append(h)
-      hs = tuple(hs)
+      h, hs = activations.through(self.encoder_layers, self.activation, x.reshape(x.shape[0], -1))
     else:
       hs, _ = self.conv_encoder(x.reshape(x.shape[0], *self.input_shape))
       h = hs[-1]
@@ -139,12 +134,8 @@ class VQVAE(base.Model):
   def _decode_logits(self, code: jax.Array):
     """code [N, P*D] -> (hidden activations, logits [N, *shape])."""
     if self.body == 'dense':
-      act = activations.get(self.activation)
-      h, hs = code, []
-      for layer in self.decoder_layers:
-        h = act(layer(h))
-        hs.append(h)
-      logits, hs = self.output_layer(h), tuple(hs)
+      h, hs = activations.through(self.decoder_layers, self.activation, code)
+      logits = self.output_layer(h)
     else:
       hs, logits = self.conv_decoder(code)
     return hs, logits.reshape(code.shape[0], *self.input_shape)
