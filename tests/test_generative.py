@@ -14,6 +14,7 @@ from aelab import losses, models, preprocessing
 from aelab.config import defaults
 from aelab.errors import AelabError
 from aelab.losses import generative
+from aelab.models import likelihoods
 from aelab.trainer.forward import Forward
 
 pytestmark = pytest.mark.quick
@@ -241,3 +242,34 @@ def test_impossible_combinations_are_one_line_errors(name, fields, loss, message
 def test_bad_options_are_one_line_errors(loss, message):
   with pytest.raises(AelabError, match=message):
     losses.compose(defaults.loss(**loss))
+
+
+def test_the_discretized_logistic_puts_all_its_mass_on_the_256_levels():
+  levels = jnp.arange(256.0) / 255.0
+  for mean, log_scale in [(0.3, -2.0), (0.0, -5.0), (1.2, 0.5), (0.5, -9.0)]:
+    logp = likelihoods.discretized_logistic(jnp.float32(mean), jnp.float32(log_scale), levels)
+    assert np.all(np.isfinite(logp))
+    np.testing.assert_allclose(np.sum(np.exp(np.asarray(logp, np.float64))), 1.0, rtol=2e-4)
+  # an interior bin is the logistic CDF's difference over it
+  cdf = lambda v: 1 / (1 + np.exp(-(v - 0.3) / np.exp(-2.0)))  # noqa: E731
+  x = 100 / 255
+  want = np.log(cdf(x + 0.5 / 255) - cdf(x - 0.5 / 255))
+  got = likelihoods.discretized_logistic(jnp.float32(0.3), jnp.float32(-2.0), jnp.float32(x))
+  np.testing.assert_allclose(got, want, rtol=1e-4)
+
+
+def test_a_logistic_vae_scores_its_weights_with_the_logistic_likelihood():
+  model, p = _model('vae', hidden=(5,), latent=3, likelihood='logistic')
+  x = np.round(np.random.default_rng(3).uniform(size=(5, 6)) * 255) / 255
+  zs = model.apply({'params': p}, x, 4, method=model.posterior_sample,
+                   rngs={'noise': jax.random.PRNGKey(2)})
+  z = np.asarray(zs[0], np.float64)
+  mean = _dense(p['decoder_out'], np.tanh(_dense(p['decoder_1'], z)))
+  want = np.sum(np.asarray(likelihoods.discretized_logistic(
+      jnp.asarray(mean, jnp.float32), p['log_scale'], jnp.asarray(x, jnp.float32))), -1)
+  got = model.apply({'params': p}, x, zs, method=model.log_joint)
+  np.testing.assert_allclose(got, want + _log_normal(z, 0.0, 0.0), rtol=1e-5, atol=1e-3)
+  fwd = Forward(model, losses.compose(defaults.loss(
+      reconstruction=dict(weight=1.0, kind='logistic', reduction='sum'))))
+  terms = fwd(p, NONE, {'x': x}, jax.random.PRNGKey(0), True)[1][0]
+  assert np.isfinite(terms['reconstruction']) and terms['reconstruction'] > 0

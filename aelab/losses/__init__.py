@@ -83,9 +83,10 @@ def _check_applies(name: str, full: dict[str, Any], acts: dict[str, str],
           f'kl_sparsity needs activations in (0, 1) (rho_hat is a mean '
           f'firing rate), but layer {layer!r} uses activation {act!r}; use '
           f"sigmoid on that layer, or l1_activity instead")
-  if name == 'reconstruction' and full['kind'] == 'bce' and targets_in_unit_interval is False:
+  if name == 'reconstruction' and full['kind'] in ('bce', 'logistic') and \
+      targets_in_unit_interval is False:
     raise AelabError(
-        "reconstruction kind='bce' needs targets in [0, 1], but these "
+        f"reconstruction kind={full['kind']!r} needs targets in [0, 1], but these "
         "targets are not; use preprocessing 'none' on [0, 1] data, or "
         "kind='mse'")
 

@@ -16,6 +16,7 @@ import optax
 
 from aelab.config import checks
 from aelab.errors import AelabError
+from aelab.models import likelihoods
 
 
 @flax.struct.dataclass
@@ -53,7 +54,7 @@ def term(fn: Callable | None = None, *, check: Callable[..., None] | None = None
   return mark if fn is None else mark(fn)
 
 
-RECONSTRUCTION_KINDS = ('mse', 'bce', 'gaussian')
+RECONSTRUCTION_KINDS = ('mse', 'bce', 'gaussian', 'logistic')
 CONTRACTIVE_METHODS = ('exact', 'sigmoid_layer')
 REDUCTIONS = ('mean', 'sum')
 # Activations whose outputs lie in (0, 1), as KL sparsity needs.
@@ -117,7 +118,9 @@ def reconstruction(out: Outputs, kind: str = 'mse',
   kind: 'mse' squared error; 'bce' binary cross-entropy from aux['logits']
     (targets in [0, 1]; the Bernoulli negative log-likelihood); 'gaussian' the
     Gaussian negative log-likelihood 0.5 ((x - recon) / s)^2 + log s +
-    0.5 log(2 pi) with s = exp(aux['log_sigma']) (1 when the model has none).
+    0.5 log(2 pi) with s = exp(aux['log_sigma']) (1 when the model has none);
+    'logistic' the discretized logistic NLL of 8-bit targets in [0, 1] with mean aux['logits']
+    and log scale aux['log_scale'] (a VAE with likelihood 'logistic').
   reduction: 'mean' over every element (per pixel); 'sum' over each example's
     features, then mean over the batch (per example, as VAE papers report).
   """
@@ -137,6 +140,11 @@ def reconstruction(out: Outputs, kind: str = 'mse',
           "aux['logits']; this model's aux has "
           f'{", ".join(sorted(out.aux)) or "nothing"}')
     err = bce_from_logits(flat(out.aux['logits']), x)
+  elif kind == 'logistic':
+    if 'log_scale' not in out.aux:
+      raise AelabError("reconstruction kind='logistic' needs the model's aux['log_scale'] and "
+                       "aux['logits'] (a VAE with likelihood 'logistic')")
+    err = -likelihoods.discretized_logistic(flat(out.aux['logits']), out.aux['log_scale'], x)
   elif kind == 'gaussian':
     log_sigma = out.aux.get('log_sigma', 0.0)
     err = (0.5 * jnp.square((recon - x) * jnp.exp(-log_sigma)) + log_sigma

@@ -1,5 +1,6 @@
 """Variational autoencoder: Gaussian encoder q(z|x) = N(mean, diag exp(logvar)), prior N(0, I),
-Bernoulli (logits) or Gaussian decoder p(x|z), with a dense or convolutional body.
+Bernoulli (logits), Gaussian or discretized logistic decoder p(x|z), with a dense or
+convolutional body.
 
   body='dense': x -> hidden_1 .. hidden_K (activation) -> mean, logvar (linear, `latent` wide);
                 z -> hidden_K .. hidden_1 -> logits (the decoder mirrors the encoder).
@@ -9,8 +10,9 @@ Bernoulli (logits) or Gaussian decoder p(x|z), with a dense or convolutional bod
 eps ~ N(0, I) from the flax rng stream 'noise', and returns (recon, aux): recon is the decoder's
 mean (sigmoid(logits) for Bernoulli, the linear output for Gaussian); aux holds 'mean',
 'logvar', 'z', 'logits', 'encoder' (hidden activations), 'decoder', 'code' (= the posterior
-mean) and, for Gaussian, 'log_sigma' (one learned scalar: log of the output std).
-The loss is `reconstruction` (bce for Bernoulli / gaussian, reduction='sum') + `vae_kl`; with
+mean) and, for Gaussian, 'log_sigma' (one learned scalar: log of the output std); for the
+discretized logistic (8-bit data), 'log_scale' (one learned log scale per feature).
+The loss is `reconstruction` (bce / gaussian / logistic, reduction='sum') + `vae_kl`; with
 weights 1 and 1 it is the negative ELBO in nats per example.
 
 `encode(x)` returns the posterior mean; `encode(x, sample=True)` a sample (needs the 'noise'
@@ -32,7 +34,7 @@ import optax
 
 from aelab.config import checks
 from aelab.errors import AelabError
-from aelab.models import activations, base, conv, dense, gaussian
+from aelab.models import activations, base, conv, dense, gaussian, likelihoods
 
 OPTIONS = dict(
     body='dense',
@@ -41,11 +43,13 @@ OPTIONS = dict(
     kernel_size=3,           # conv body
     latent=50,               # width of z
     activation='tanh',
-    likelihood='bernoulli',  # 'bernoulli' (logits; data in [0, 1]) or 'gaussian' (learned
-                             # scalar std)
+    likelihood='bernoulli',  # 'bernoulli' (logits; data in [0, 1]), 'gaussian' (learned
+                             # scalar std) or 'logistic' (discretized, 8-bit data in [0, 1];
+                             # a learned scale per feature)
 )
 BODIES = ('dense', 'conv')
-LIKELIHOODS = ('bernoulli', 'gaussian')
+LIKELIHOODS = ('bernoulli', 'gaussian', 'logistic')
+LOG_SCALE_INIT = -2.0  # the logistic likelihood's initial log scale (a scale of 0.14)
 _LOG_2PI = math.log(2 * math.pi)
 
 
@@ -72,6 +76,9 @@ class VAE(base.Model):
     self.logvar_layer = nn.Dense(self.latent, name='logvar')
     if self.likelihood == 'gaussian':
       self.log_sigma = self.param('log_sigma', nn.initializers.zeros_init(), ())
+    if self.likelihood == 'logistic':
+      self.log_scale = self.param('log_scale', nn.initializers.constant(LOG_SCALE_INIT),
+                                  (self.features,))
 
   # --- building blocks --------------------------------------------------------------------------
 
@@ -93,12 +100,16 @@ class VAE(base.Model):
     return hs, logits.reshape(z.shape[0], *self.input_shape)
 
   def _mean_output(self, logits: jax.Array) -> jax.Array:
+    if self.likelihood == 'logistic':  # the logistic's mean, in the data's range
+      return jnp.clip(logits, 0.0, 1.0)
     return jax.nn.sigmoid(logits) if self.likelihood == 'bernoulli' else logits
 
   def _log_likelihood(self, logits: jax.Array, x: jax.Array) -> jax.Array:
     """log p(x | z) summed over the features of each row; logits and x [..., D]."""
     if self.likelihood == 'bernoulli':
       return -jnp.sum(optax.sigmoid_binary_cross_entropy(logits, x), axis=-1)
+    if self.likelihood == 'logistic':
+      return jnp.sum(likelihoods.discretized_logistic(logits, self.log_scale, x), axis=-1)
     log_sigma = self.log_sigma
     return -jnp.sum(0.5 * jnp.square((x - logits) * jnp.exp(-log_sigma)) + log_sigma
                     + 0.5 * _LOG_2PI, axis=-1)
@@ -127,6 +138,8 @@ class VAE(base.Model):
            'decoder': dec, 'logits': flat.reshape(x.shape)}
     if self.likelihood == 'gaussian':
       aux['log_sigma'] = self.log_sigma
+    if self.likelihood == 'logistic':
+      aux['log_scale'] = self.log_scale
     return self._mean_output(flat).reshape(x.shape), aux
 
   def log_weights(self, x: jax.Array, k: int) -> jax.Array:
