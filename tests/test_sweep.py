@@ -415,7 +415,8 @@ def test_a_failing_group_runs_its_points_one_by_one(tmp_path):
 
 def _reference(spec):
   spec = str(ROOT / 'experiments' / spec)
-  return points.build(files.load(spec), files.load_sweep(spec))
+  config = files.load(spec)
+  return points.build(config, files.load_sweep(spec), (), points.Variants(spec, config, ()))
 
 
 def test_reference_sweeps_validate_against_their_configs():
@@ -429,6 +430,13 @@ def test_reference_sweeps_validate_against_their_configs():
     assert 0 < level <= (1.0 if kind == 'gaussian' else 0.75)
   code = _reference('mnist_ae.py')
   assert [p.overrides for p in code] == [{'model.hidden': (256, c)} for c in (2, 8, 32, 128)]
+  table = _reference('generative_mnist.py')
+  counts = {}
+  for p in table:
+    counts[p.variant] = counts.get(p.variant, 0) + 1
+  assert len(counts) == 12 and counts['model=vae'] == counts['model=vampprior'] == 3
+  assert counts['model=iwae50'] == 1 and table[10].describe() == ':model=iwae50 --config.seed=0'
+  assert len(_reference('generative_mnist.py:fashion')) == 12
 
 
 def test_a_variant_axis_runs_each_point_as_its_variant_of_the_config_file(tmp_path):
