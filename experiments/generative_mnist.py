@@ -47,6 +47,10 @@ def get_config(arg=None):
   words = [w for w in (variant, 'fashion' if v.fashion else '', 'tiny' if v.tiny else '') if w]
   config = importlib.import_module(name).get_config(','.join(words))
   config.train.update(num_epochs=v.epochs, checkpoint_every=0)
+  steps = v.epochs * (54000 if v.fashion else 9000) // config.train.batch_size
+  for term in config.loss.values():  # a KL warm-up keeps its share of the budget: a third
+    if term.get('warmup_steps'):
+      term.warmup_steps = steps // 3
   config.evals.val.every = 0
   if 'iwae' in config.evals:
     config.evals.iwae.examples = v.nll_examples

@@ -4,7 +4,8 @@
   one layer   784-200-200-[50] tanh (the VAE of vae_mnist.py), trained on the iwae term: -L_k
               with k = 5 (`k=50` for 50; `k=1` is the VAE: reconstruction + the closed-form KL)
   :two_layer  Burda's 784-100-100-[100]-50-50-[50] (model hierarchical_vae), as an IWAE, or
-              with `k=1` as a VAE (reconstruction + kl_sample, the KL of one draw)
+              with `k=1` as a VAE (reconstruction + kl_sample, the KL of one draw, its weight
+              warmed up over the first third of training as Sønderby et al. 2016 do)
   :dreg       the DReG gradient estimator (Tucker et al. 2019) instead of the plain one
   :fashion    the full Fashion-MNIST, binarized the same way
 
@@ -33,13 +34,16 @@ def get_config(arg=None):
   if v.k > 1 or v.dreg:
     config.loss = defaults.loss(iwae=dict(weight=1.0, samples=v.k,
                                           estimator='dreg' if v.dreg else 'iwae'))
-  elif v.two_layer:
+  elif v.two_layer:  # the KL warmed up over the first third (without it z_1 collapses too)
+    steps = config.train.num_epochs * (54000 if v.fashion else 9000) // config.train.batch_size
     config.loss = defaults.loss(reconstruction=dict(weight=1.0, kind='bce', reduction='sum'),
-                                kl_sample=dict(weight=1.0))
+                                kl_sample=dict(weight=1.0, warmup_steps=steps // 3))
   if v.tiny:
     defaults.tiny_images(config)
     if v.two_layer:
       config.model.update(hidden=((32,), (16,)), latents=(16, 8))
+      if 'kl_sample' in config.loss:
+        config.loss.kl_sample.warmup_steps = 20
     else:
       config.model.update(hidden=(64, 64), latent=8)
     config.evals.iwae.update(samples=20, examples=100)
