@@ -38,6 +38,7 @@ def test_a_resumed_run_ends_exactly_as_an_unbroken_one(name, arg, tmp_path):
 def test_an_iwae_trains_and_its_bound_is_tighter_than_its_elbo(arg, tmp_path):
   config = experiment('iwae_mnist', arg)
   config.train.progress = False
+  config.evals.plots.every = -1   # (samples of every model: tests/test_frechet.py)
   summary = train.train_and_evaluate(config, tmp_path / 'run')
   test = summary['test']
   # an untrained model is at about 543 nats; 60 steps take it below 350 (1 layer: 230, 2: 290)
@@ -45,4 +46,3 @@ def test_an_iwae_trains_and_its_bound_is_tighter_than_its_elbo(arg, tmp_path):
   # of the 8 code units: the one-layer model uses some; the two-layer model's top layer has not
   # yet left its prior after 60 steps (posterior collapse, which the metric shows)
   assert (1 if arg == 'tiny' else 0) <= test['active_units'] <= 8
-  assert (tmp_path / 'run' / 'plots' / 'samples.png').exists()

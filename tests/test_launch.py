@@ -31,7 +31,8 @@ def test_the_colab_notebook_trains_on_every_device_and_shows_its_plots(tmp_path)
   assert out.returncode == 0, out.stderr[-3000:]
   assert '2 CPU devices' in out.stdout
   assert '60 steps on 2 devices' in out.stdout
-  assert 'PLOTS 5' in out.stdout  # reconstructions, filters, latent, train and val curves
+  # reconstructions, filters, latent, train and val curves, samples and traversals (ex post)
+  assert 'PLOTS 7' in out.stdout
   summary = json.loads((tmp_path / 'run' / 'summary.json').read_text())
   assert summary['devices'] == 2 and summary['step'] == 60
 

@@ -22,7 +22,7 @@ import functools
 import math
 
 import numpy as np
-from scipy import linalg, special
+from scipy import special
 
 from aelab.config import checks
 from aelab.errors import AelabError
@@ -167,7 +167,7 @@ def _cholesky_all(covs: np.ndarray) -> np.ndarray:
   diagonal ones."""
   if covs.ndim == 2:
     return np.sqrt(covs)
-  return np.stack([linalg.cholesky(c, lower=True) for c in covs])
+  return np.linalg.cholesky(covs)   # batched over the components (one call, not K)
 
 
 def _log_joint(x: np.ndarray, weights: np.ndarray, means: np.ndarray,
@@ -181,8 +181,7 @@ def _log_joint(x: np.ndarray, weights: np.ndarray, means: np.ndarray,
     maha = (x * x) @ inv.T - 2 * x @ (means * inv).T + (means * means * inv).sum(1)
     log_det = 2 * np.log(chol).sum(1)
   else:
-    eye = np.eye(d)
-    prec = np.stack([linalg.solve_triangular(l, eye, lower=True).T for l in chol])  # [K, d, d]
+    prec = np.linalg.inv(chol).transpose(0, 2, 1)   # L_k^-T [K, d, d], batched
     y = (x @ prec.transpose(1, 0, 2).reshape(d, k * d)).reshape(len(x), k, d)
     y -= np.einsum('kd,kde->ke', means, prec)[None]
     maha = np.square(y).sum(2)
