@@ -43,13 +43,18 @@ def _tiny(workdir, *overrides):
                                              'number > 0'),
     ('--config.evals.val.every=-5', 'evals.val.every = -5; it must be an integer >= -1 (N > 0'),
 ])
-def test_bad_config_is_one_clear_line_and_writes_nothing(tmp_path, override, message):
+def test_bad_config_is_one_clear_line_and_writes_nothing(tmp_path, capsys, override, message):
+  """In this process (the CLI's own path, without an interpreter and jax to start per case; the
+  tests below run the real command line)."""
+  from aelab import run
   workdir = tmp_path / 'run'
-  result = _run(*_tiny(workdir, override))
-  assert result.returncode == 2, result.stderr
-  assert 'Traceback' not in result.stderr
-  assert result.stderr.startswith('aelab: error: ') and message in result.stderr
-  assert len(result.stderr.strip().splitlines()) == 1
+  with pytest.raises(SystemExit) as exited:
+    run.run(list(_tiny(workdir, override)))
+  err = capsys.readouterr().err
+  assert exited.value.code == 2, err
+  assert 'Traceback' not in err
+  assert err.startswith('aelab: error: ') and message in err
+  assert len(err.strip().splitlines()) == 1
   assert not workdir.exists()
 
 

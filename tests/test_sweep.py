@@ -446,11 +446,14 @@ def test_a_variant_axis_runs_each_point_as_its_variant_of_the_config_file(tmp_pa
   args = ('--config.train.num_steps=10', '--config.evals.plots.every=-1')
   listed = _sweep(tmp_path / 'v', *args, '--list', spec=spec)
   assert listed.stdout.splitlines()[1].split()[1:] == ['arg=model_rae_l2', ':model=rae_l2']
-  result = _sweep(tmp_path / 'v', *args, '--parallel=2', spec=spec)
-  assert result.returncode == 0, result.stderr
+  for index in (0, 2):  # two of the four points (WAE and RAE-GP), as tasks of a job array
+    result = _sweep(tmp_path / 'v', *args, f'--index={index}', spec=spec)
+    assert result.returncode == 0, result.stderr
+  assert _sweep(tmp_path / 'v', *args, '--summarize', spec=spec).returncode == 0
   rows = _csv(tmp_path / 'v')
   assert [r['arg'] for r in rows] == [f'model={m}' for m in ('wae', 'rae_l2', 'rae_gp', 'ae')]
-  for row in rows:
+  assert [r['status'] for r in rows] == ['done', 'pending', 'done', 'pending']
+  for row in rows[::2]:
     point = json.loads((tmp_path / 'v' / row['name'] / 'sweep_point.json').read_text())
     assert point['command'][3] == f'--config={spec},{row["arg"]}'
     loss = json.loads((tmp_path / 'v' / row['name'] / 'config.json').read_text())['loss']
