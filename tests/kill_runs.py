@@ -3,6 +3,7 @@
     python tests/kill_runs.py --kills=20 --checkpoint_every=10 [--seed=0] [--dir=/tmp/kill_runs]
         [--config=experiments/vae_mnist.py:tiny]   (any tiny config; a stacked one compares
                                                     every run of the stack)
+        [--writers=tensorboard,wandb,mlflow]       (train.writers; each tracker's history too)
 
 Each trial starts `python -m aelab.run` on the config (mnist_ae:tiny by default; tests/data),
 with its steps, logging and checkpoints set by the flags (a stacked config as it is), kills it
@@ -11,7 +12,8 @@ a random delay drawn uniformly from [0, 1.1 x the reference run's duration] (so 
 during start-up, some during checkpoint writes, some after the final checkpoint or the run's
 end), then reruns the same command to completion. A trial passes when the rerun exits 0 and its
 final parameters (and optimizer state, step and RNG), metrics.jsonl (wall-clock fields aside)
-and TensorBoard scalars equal the unbroken run's exactly. tests/test_faults.py runs a few kills;
+and TensorBoard scalars equal the unbroken run's exactly (with --writers, also each tracker's
+history: every (metric, step) of metrics.jsonl once). tests/test_faults.py runs a few kills;
 the full count is for a release note.
 """
 
@@ -34,11 +36,13 @@ DATA = ROOT / 'tests' / 'data'
 
 
 CONFIG = 'experiments/mnist_ae.py:tiny'
+WRITERS: list[str] = []  # --writers, as overrides
 
 
 def command(workdir: pathlib.Path, checkpoint_every: int, num_steps: int,
             config: str = CONFIG) -> list[str]:
-  run = [sys.executable, '-m', 'aelab.run', f'--config={config}', f'--workdir={workdir}']
+  run = [sys.executable, '-m', 'aelab.run', f'--config={config}', f'--workdir={workdir}',
+         *WRITERS]
   if 'stacked' in config:  # its runs' cadences are the config's own
     return run
   return run + [f'--config.train.num_steps={num_steps}', '--config.train.log_every=10',
@@ -84,7 +88,21 @@ def same_run(a: pathlib.Path, b: pathlib.Path) -> dict[str, bool]:
   sa, sb = final_state(a), final_state(b)
   arrays = sa.keys() == sb.keys() and all(np.array_equal(sa[k], sb[k]) for k in sa)
   return {'params': arrays, 'metrics': metric_rows(a) == metric_rows(b),
-          'tensorboard': tensorboard_scalars(a) == tensorboard_scalars(b)}
+          'tensorboard': tensorboard_scalars(a) == tensorboard_scalars(b), **trackers(a, b)}
+
+
+def trackers(a: pathlib.Path, b: pathlib.Path) -> dict[str, bool]:
+  """Whether each tracker of run b holds exactly run a's metrics.jsonl, each pair once."""
+  import tracker_history as history
+  ids = json.loads((b / 'trackers.json').read_text()) if (b / 'trackers.json').exists() else {}
+  rows, out = history.jsonl(a), {}
+  if 'mlflow' in ids:
+    metrics, points, _ = history.mlflow(b)
+    out['mlflow'] = points == len(metrics) and rows.keys() <= metrics.keys() and \
+        history.same({k: metrics[k] for k in rows}, rows)
+  if 'wandb' in ids:
+    out['wandb'] = history.same(history.wandb(b), rows)
+  return out
 
 
 def leftovers(workdir: pathlib.Path) -> str:
@@ -129,7 +147,10 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument('--seed', type=int, default=0)
   parser.add_argument('--dir', default='/tmp/aelab_kill_runs')
   parser.add_argument('--config', default=CONFIG)
+  parser.add_argument('--writers', default='', help='train.writers, comma-separated')
   args = parser.parse_args(argv)
+  if args.writers:
+    WRITERS[:] = [f'--config.train.writers={tuple(args.writers.split(","))!r}']
   name = pathlib.Path(args.config.split(':')[0]).stem
   base = pathlib.Path(args.dir) / f'{name}_every{args.checkpoint_every}'
   reference = base / 'reference'
@@ -145,7 +166,8 @@ def main(argv: list[str] | None = None) -> int:
                 args.num_steps, args.config)
     if out['rerun_exit'] == 0:
       out.update(same_run(reference, base / f'trial{i}'))
-    ok = out['rerun_exit'] == 0 and all(out.get(k) for k in ('params', 'metrics', 'tensorboard'))
+    ok = out['rerun_exit'] == 0 and all(out.get(k) for k in ('params', 'metrics', 'tensorboard')) \
+        and all(out.get(k, True) for k in ('mlflow', 'wandb'))
     passed += ok
     print(json.dumps({'trial': i, 'ok': ok, **out}), flush=True)
   print(f'{passed}/{args.kills} killed runs completed on rerun identical to the unbroken run')

@@ -40,6 +40,10 @@ TRAIN = dict(
                             # split over 'data', e.g. (('data', 4), ('model', 2))
     sharding=(('.*', 'replicate'),),  # (regex on a parameter's path, how): the first match places
                             # it; 'replicate', 'fsdp' (split over 'data') or 'model' (over 'model')
+    writers=('tensorboard',),  # where the scalars go besides metrics.jsonl: any of tensorboard,
+                            # wandb (offline unless $WANDB_MODE says otherwise), mlflow
+    mlflow_uri='',          # MLflow's store; '': $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in
+                            # the sweep's directory, or the run's
 )
 
 OPTIMIZER = dict(

@@ -17,7 +17,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from aelab import corruption, data, evaluators, losses, models, preprocessing
+from aelab import corruption, data, evaluators, losses, models, preprocessing, tracking
 from aelab.config import checks, defaults
 from aelab.errors import AelabError
 from aelab.trainer import optim, precision, sharding
@@ -102,6 +102,7 @@ def check_train(tc: ml_collections.ConfigDict) -> None:
   for key in (*positive, *at_least_zero):  # steps are int32 on the devices (TrainState.step)
     checks.integer(tc[key], f'train.{key}', low=1 if key in positive else 0, high=checks.INT32_MAX)
   checks.choice(tc.device_data, _DEVICE_DATA, 'train.device_data')
+  tracking.check(tc.writers)
 
 
 def _unit_interval(dataset: data.Dataset) -> bool:

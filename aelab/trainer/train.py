@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 import ml_collections
 
 from aelab.errors import AelabError
+from aelab import tracking
 from aelab.files import write_json
 from aelab.trainer import checkpoint, distributed, optim, replicas, signals
 from aelab.trainer import workdir as workdir_lib
@@ -70,14 +71,18 @@ def train_together(configs: Sequence[ml_collections.ConfigDict],
       if all(d is not None for d in done):
         return [{**d, 'already_complete': True} for d in done]
       main = distributed.is_main()
-      writers = [stack.enter_context(MetricWriter(w, workdir_lib.rows_to_keep(w, meta, start),
-                                                  enabled=main))
-                 for w, (_, _, meta) in zip(workdirs, got)]
+      writers = [stack.enter_context(MetricWriter(
+          w, workdir_lib.rows_to_keep(w, meta, start), enabled=main,
+          writers=tracking.open_all(c, w) if main else ()))
+                 for c, w, (_, _, meta) in zip(configs, workdirs, got)]
       if main:
         for c, w in zip(configs, workdirs):
           write_json(w / 'config.json', json.loads(c.to_json()))
       with distributed.exit_if_peer_lost():
         out = _train_and_finish(setups, got, start, ckpts, writers, should_stop, how, t_start)
+      for writer, w, summary in zip(writers, workdirs, out):
+        if 'interrupted' not in summary:
+          writer.finish(summary, sorted((w / 'plots').glob('*.png')))
   if distributed.is_main():
     for w, summary in zip(workdirs, out):
       if 'interrupted' not in summary:
