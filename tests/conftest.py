@@ -10,21 +10,6 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 DATA = ROOT / 'tests' / 'data'
 
 
-# The longest test files (measured with --durations=0 on 2 cores), started first: with --dist
-# loadfile a free worker takes the next file, so the long ones run early and the workers finish
-# together instead of one waiting on a long file collected last (longest first).
-LONGEST_FIRST = ('test_sweep.py', 'test_stacked.py', 'test_faults.py', 'test_multiprocess.py',
-                 'test_tracking.py', 'test_classification.py', 'test_sae.py',
-                 'test_generative_runs.py', 'test_sharding.py', 'test_inspect_sae.py',
-                 'test_checkpoint.py', 'test_vqvae.py', 'test_export.py', 'test_launch.py',
-                 'test_generative.py', 'test_zoo.py')
-
-
-def pytest_collection_modifyitems(items):
-  rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
-  items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest as collected
-
-
 @pytest.fixture(autouse=True)
 def _offline_data_env(monkeypatch, tmp_path_factory):
   """Tests read only tests/data and a per-session empty cache: never ~/.cache, never the network."""
