@@ -142,7 +142,11 @@ def _run(workdir, *extra, steps=60, checkpoint_every=30, env=None):
 @_extras
 def test_both_trackers_hold_every_row_of_metrics_jsonl_the_config_and_the_summary(tmp_path):
   workdir = tmp_path / 'run'
+  workdir.mkdir()
+  stale = workdir / '.mlflow.db.999999.tmp'  # a store a killed process was making: never used
+  stale.write_bytes(b'half-made')
   done = _run(workdir, '--config.evals.plots.every=0')
+  assert not stale.exists()
   assert done.returncode == 0 and 'warning' not in done.stderr, done.stderr[-2000:]
   rows = history.jsonl(workdir)
   assert {s for _, s in rows} == {10, 20, 30, 40, 50, 60}

@@ -37,6 +37,20 @@ def _locked(path: pathlib.Path):
     yield
 
 
+def _create(path: pathlib.Path) -> None:
+  """A new SQLite store, made whole: MLflow creates its tables in many steps, and a store left
+  half-made by a killed process cannot be opened again (`table ... already exists`). So it is
+  made under a temporary name and renamed into place."""
+  if path.exists():
+    return
+  from mlflow import MlflowClient
+  for stale in path.parent.glob(f'.{path.name}.*.tmp*'):  # of killed processes (under the lock)
+    stale.unlink(missing_ok=True)
+  tmp = path.with_name(f'.{path.name}.{os.getpid()}.tmp')
+  MlflowClient(f'sqlite:///{tmp}').search_experiments()
+  os.replace(tmp, path)
+
+
 class MlflowRun:
   def __init__(self, config, run):
     for var, value in _HTTP.items():
@@ -51,19 +65,28 @@ class MlflowRun:
     lock = _locked(run.root / '.mlflow.lock') if local else contextlib.nullcontext()
     name = run.group or os.environ.get('MLFLOW_EXPERIMENT_NAME') or 'aelab'
     with lock:
+      if local:
+        _create(run.root / 'mlflow.db')
       self.client = MlflowClient(uri)
       found = self.client.get_experiment_by_name(name)
       experiment = found.experiment_id if found else self.client.create_experiment(
           name, artifact_location=(run.root / 'mlartifacts').as_uri() if local else None)
     kept = run.ids().get('mlflow') or {}
-    self.id = kept.get('run_id') if kept.get('uri') == uri else None
+    self.id = kept.get('run_id') if kept.get('uri') == uri else self._made_before(experiment, run)
     if self.id is None:
       tags = {'aelab.workdir': str(run.workdir), **{f'sweep.{k}': v for k, v in run.swept.items()}}
       self.id = self.client.create_run(experiment, run_name=run.name, tags=tags).info.run_id
+    if kept.get('run_id') != self.id:
       run.keep_id('mlflow', {'uri': uri, 'run_id': self.id})
     else:
       self.client.update_run(self.id, status='RUNNING')
     self._params(_flat(config.to_dict()))
+
+  def _made_before(self, experiment: str, run) -> str | None:
+    """The run this workdir made in the store before a kill kept it from writing its id."""
+    found = self.client.search_runs(
+        [experiment], filter_string=f"tags.`aelab.workdir` = '{run.workdir}'", max_results=1)
+    return found[0].info.run_id if found else None
 
   def _params(self, params: dict[str, str]) -> None:
     """The config's fields the run lacks (MLflow keeps a param's first value: a field changed
