@@ -181,3 +181,16 @@ def test_a_run_from_before_new_config_fields_still_resumes(tmp_path):
   config.model.mirror = False  # a field that did change is still refused
   with pytest.raises(AelabError, match='differs in model'):
     train.train_and_evaluate(config, tmp_path)
+
+
+def test_a_run_without_a_log_step_before_its_end_still_reports_its_speed(tmp_path):
+  """97 steps, logging every 100, no checkpoint between: the clock starts after the first
+  (compiling) block, not at the first log step (there is none before the end)."""
+  config = experiment('mnist_ae')
+  config.train.update(progress=False, num_steps=97, log_every=100, checkpoint_every=0,
+                      steps_per_call=10)
+  config.evals = dict(test=dict(config.evals.test.to_dict(), every=0))
+  summary = train.train_and_evaluate(config, tmp_path / 'run')
+  assert summary['train_steps_per_s'] > 0
+  assert summary['train_examples_per_s'] == pytest.approx(
+      summary['train_steps_per_s'] * config.train.batch_size)

@@ -55,7 +55,7 @@ class Result:
   state: object
   step: int
   stopped_by: str | None   # 'SIGTERM', 'SIGINT', 'should_stop' or None
-  timed_steps: int         # steps timed (from the first sync after the first block)
+  timed_steps: int         # steps timed (after the first block; 0 for a run of one block)
   timed_s: float           # their seconds, boundary work (evaluations, checkpoints) excluded
 
 
@@ -174,6 +174,9 @@ class Loop:
       self.pending.add({key: v for key, v in out.items() if key not in _PER_BLOCK})
       last, step = out, step + k
       bar.update(k)
+      if clock is None and step < end:  # time from the end of the first (compiling) block
+        self._settle(None, unchecked, last, bar)
+        unchecked, clock, timed_from = [], time.time(), step
       stopping = should_stop(step)
       log_due = (self.log_every > 0 and step % self.log_every == 0) or step == self.total
       hook_due = any(step % n == 0 for n in periods if n > 0) or step == self.total
@@ -182,9 +185,6 @@ class Loop:
           self._settle(None, unchecked[:-1], last, bar)
           unchecked, next_check = unchecked[-1:], time.monotonic() + CHECK_EVERY_S
         continue
-      if clock is None:  # time from the first sync after the first (compiling) block
-        self._settle(None, unchecked, last, bar)
-        unchecked, clock, timed_from = [], time.time(), step
       if not (hook_due or stopping or step == end):
         deferred = step  # a log step alone: the device need not wait for the host
         continue
