@@ -4,8 +4,8 @@ store lacks, and W&B's record files are read back exactly. With the optional pac
 mlflow: `pip install 'aelab[wandb,mlflow]'`): a run, a run killed with SIGKILL and rerun, and a
 sweep, each read back from MLflow's store and W&B's offline files against metrics.jsonl."""
 
+import importlib.util
 import json
-import pathlib
 import shutil
 import struct
 import subprocess
@@ -25,7 +25,7 @@ from conftest import ROOT
 
 BOTH = "--config.train.writers=('tensorboard','wandb','mlflow')"
 _extras = pytest.mark.skipif(
-    any(__import__('importlib').util.find_spec(p) is None for p in ('wandb', 'mlflow')),
+    any(importlib.util.find_spec(p) is None for p in ('wandb', 'mlflow')),
     reason="the trackers' packages are not installed: pip install 'aelab[wandb,mlflow]'")
 
 
@@ -70,7 +70,7 @@ def test_a_resumed_writer_sends_only_what_its_store_lacks():
   w.replay([{'step': 10, 'time': 0.0, 'loss': 1.0}, {'step': 20, 'time': 0.0, 'loss': 'nan'}])
   w.write(20, 1.0, {'val/mse': 0.5, 'val/r2': 0.1})
   w.write(30, 2.0, {'loss': 0.25})
-  w.finish({'step': 30, 'test': {'mse': 0.2}, 'platform': 'cpu', 'flag': True}, [])
+  w.finish({'step': 30, 'loss': 0.25, 'test': {'mse': 0.2}, 'platform': 'cpu', 'flag': True}, [])
   assert store.pairs == [(20, {'val/r2': 0.1}), (30, {'loss': 0.25}),
                          ('summary', 30, {'test/mse': 0.2})]
 

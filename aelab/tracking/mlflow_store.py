@@ -13,20 +13,12 @@ import os
 import pathlib
 from collections.abc import Mapping
 
+from aelab.tracking.writer import flat
+
 _BATCH = 1000  # MLflow's limit of metrics per log_batch (100 for params)
 # A server that does not answer costs a warning within seconds, not MLflow's default of 7
 # retries with exponential backoff (minutes); the user's own settings win.
 _HTTP = {'MLFLOW_HTTP_REQUEST_MAX_RETRIES': '2', 'MLFLOW_HTTP_REQUEST_TIMEOUT': '15'}
-
-
-def _flat(tree: Mapping, prefix: str = '') -> dict[str, str]:
-  out = {}
-  for k, v in tree.items():
-    if isinstance(v, Mapping):
-      out.update(_flat(v, f'{prefix}{k}.'))
-    else:
-      out[f'{prefix}{k}'] = str(v)
-  return out
 
 
 @contextlib.contextmanager
@@ -58,10 +50,9 @@ class MlflowRun:
     from mlflow import MlflowClient
     logging.getLogger('mlflow').setLevel(logging.WARNING)
     logging.getLogger('urllib3.connectionpool').setLevel(logging.ERROR)  # its retries: one warning
-    uri = config.train.mlflow_uri or os.environ.get('MLFLOW_TRACKING_URI') or \
-        f'sqlite:///{run.root / "mlflow.db"}'
-    local = uri.startswith('sqlite:///') and not os.environ.get('MLFLOW_TRACKING_URI') and \
-        not config.train.mlflow_uri
+    given = config.train.mlflow_uri or os.environ.get('MLFLOW_TRACKING_URI')
+    local = not given  # aelab's own SQLite store, made and locked here
+    uri = given or f'sqlite:///{run.root / "mlflow.db"}'
     lock = _locked(run.root / '.mlflow.lock') if local else contextlib.nullcontext()
     name = run.group or os.environ.get('MLFLOW_EXPERIMENT_NAME') or 'aelab'
     with lock:
@@ -80,7 +71,7 @@ class MlflowRun:
       run.keep_id('mlflow', {'uri': uri, 'run_id': self.id})
     else:
       self.client.update_run(self.id, status='RUNNING')
-    self._params(_flat(config.to_dict()))
+    self._params({k: str(v) for k, v in flat(config.to_dict(), '.').items()})
 
   def _made_before(self, experiment: str, run) -> str | None:
     """The run this workdir made in the store before a kill kept it from writing its id."""
@@ -109,8 +100,7 @@ class MlflowRun:
 
   def finish(self, step: int, summary: Mapping[str, float], plots: list[pathlib.Path]) -> None:
     import time
-    held = self.held()
-    self.write(step, time.time(), {k: v for k, v in summary.items() if (k, step) not in held})
+    self.write(step, time.time(), summary)
     for p in plots:
       self.client.log_artifact(self.id, str(p), 'plots')
     self.client.set_terminated(self.id, 'FINISHED')

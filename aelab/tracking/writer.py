@@ -55,6 +55,7 @@ class Writer:
     new = {k: float(v) for k, v in scalars.items() if (k, step) not in self.held}
     if self.store is not None and new:
       self._guard(self.store.write, step, time, new)
+      self.held.update((k, step) for k in new)
 
   def replay(self, rows: Iterable[Mapping[str, Any]]) -> None:
     """The rows of metrics.jsonl kept from before a resume (those the store lacks are sent)."""
@@ -63,9 +64,14 @@ class Writer:
                  {k: v for k, v in r.items() if k not in ('step', 'time')})
 
   def finish(self, summary: Mapping[str, Any], plots: list[pathlib.Path]) -> None:
+    """summary.json's figures the store does not hold at the last step (the final evaluations'
+    are there already), and the plots."""
     if self.store is not None:
-      figures = {k: v for k, v in flat_numbers(summary).items() if k != 'step'}
-      self._guard(self.store.finish, int(summary['step']), figures, plots)
+      step = int(summary['step'])
+      figures = {k: float(v) for k, v in flat(summary).items() if k != 'step' and
+                 (k, step) not in self.held and isinstance(v, (int, float))
+                 and not isinstance(v, bool)}
+      self._guard(self.store.finish, step, figures, plots)
 
   def close(self) -> None:
     if self.store is not None:
@@ -73,12 +79,12 @@ class Writer:
       self.store = None
 
 
-def flat_numbers(tree: Mapping[str, Any], prefix: str = '') -> dict[str, float]:
-  """{'test': {'mse': 0.1}, 'step': 60} -> {'test/mse': 0.1, 'step': 60.0}: the numbers only."""
+def flat(tree: Mapping[str, Any], sep: str = '/', prefix: str = '') -> dict[str, Any]:
+  """{'test': {'mse': 0.1}, 'step': 60} -> {'test/mse': 0.1, 'step': 60}."""
   out = {}
   for k, v in tree.items():
     if isinstance(v, Mapping):
-      out.update(flat_numbers(v, f'{prefix}{k}/'))
-    elif isinstance(v, (int, float)) and not isinstance(v, bool):
-      out[f'{prefix}{k}'] = float(v)
+      out.update(flat(v, sep, f'{prefix}{k}{sep}'))
+    else:
+      out[f'{prefix}{k}'] = v
   return out
