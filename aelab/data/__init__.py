@@ -18,10 +18,10 @@ from typing import Any
 import ml_collections
 
 from aelab.config import catalog
-from aelab.data.dataset import Dataset, Split, epoch_permutation, split_off
+from aelab.data.dataset import Dataset, Split, Stream, epoch_permutation, split_off
 from aelab.errors import AelabError
 
-__all__ = ['Dataset', 'Split', 'epoch_permutation', 'load', 'split_off']
+__all__ = ['Dataset', 'Split', 'Stream', 'epoch_permutation', 'load', 'split_off']
 
 
 def load(cfg: ml_collections.ConfigDict | Mapping[str, Any], seed: int) -> Dataset:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -17,6 +18,9 @@ class Split:
   """One split: features `x` (float32, [N, *feature_shape]) and labels `y` (int32 [N] or None)."""
   x: np.ndarray
   y: np.ndarray | None
+  # Where the rows were generated from known features (Dataset.truth): each row's true feature
+  # activations, float32 [N, features] (0 where a feature is silent).
+  truth_codes: np.ndarray | None = None
 
   def __post_init__(self):
     if not isinstance(self.x, np.ndarray) or self.x.dtype != np.float32 or self.x.ndim < 2:
@@ -38,6 +42,35 @@ class Split:
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
+class Stream:
+  """Training rows generated on the devices inside the train step, never stored:
+  `sample(arrays, key, batch_size)` -> x float32 [batch_size, *feature_shape], a pure jax
+  function of the generator's `arrays` (numpy, placed on the devices once) and a step's key."""
+  arrays: dict[str, np.ndarray]
+  sample: Callable
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Shards:
+  """A training set too large to hold: the first `rows[i]` rows of each .npy file `paths[i]`
+  (float32 [n_i, *feature_shape], in name order), concatenated. It is read from disk in windows
+  of at least `shuffle_buffer` rows (aelab/trainer/shard_batches.py); the dataset's `train`
+  split then holds only the first shard's rows, a preview for fitting the preprocessing and
+  initialising from data."""
+  paths: tuple[str, ...]
+  rows: tuple[int, ...]
+  shuffle_buffer: int
+
+  def __post_init__(self):
+    if len(self.paths) != len(self.rows) or not self.paths or min(self.rows) <= 0:
+      raise AelabError(f'Shards needs one positive row count per file; got {len(self.paths)} '
+                       f'files and rows {self.rows}')
+
+  def __len__(self) -> int:
+    return int(sum(self.rows))
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
 class Dataset:
   """Train/val/test splits plus the metadata the rest of aelab needs."""
   name: str
@@ -52,6 +85,11 @@ class Dataset:
   # Ground truth where the data were generated from known features: their directions
   # [features, *feature_shape] (a sparse dictionary's evaluator scores its decoder against them).
   truth: np.ndarray | None = None
+  # A streamed training set (the `train` split then holds a sample of it, for fitting the
+  # preprocessing and initialising from data).
+  stream: Stream | None = None
+  # A training set read from .npy shards on disk (the `train` split then holds the first shard).
+  shards: Shards | None = None
 
   def __post_init__(self):
     if not math.prod(self.feature_shape):

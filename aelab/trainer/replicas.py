@@ -23,7 +23,7 @@ import numpy as np
 
 from aelab.errors import AelabError
 from aelab.trainer import sharding, workdir as workdir_lib
-from aelab.trainer.batches import Rows
+from aelab.trainer.batches import Keys, Rows, Streamed
 from aelab.trainer.setup import Setup
 from aelab.trainer.state import make_train_block
 
@@ -84,18 +84,26 @@ class Runs:
 
 
 class StackedBatches:
-  """Every replica's batches of a block, stacked: its own rows of its own training split."""
+  """Every replica's batches of a block, stacked: its own rows of its own training split (or its
+  own stream's generator and key)."""
 
   def __init__(self, setups: Sequence[Setup], mesh):
     self.batches = [s.batches for s in setups]
     self.on_device = self.batches[0].on_device
     self._spec = sharding.batch_sharding(mesh, 2)
-    self._device = sharding.put_tree(_stack([b.arrays for b in self.batches]),
-                                     sharding.replicated(mesh)) if self.on_device else None
+    self._streamed = isinstance(self.batches[0], Streamed)
+    arrays = [b.stream.arrays if self._streamed else b.arrays for b in self.batches]
+    self._device = sharding.put_tree(_stack(arrays), sharding.replicated(mesh)) \
+        if self.on_device else None
     self._rows_key, self._rows = None, None
+    if self._streamed:
+      self._keys = sharding.put(np.stack([np.asarray(b.key) for b in self.batches]),
+                                sharding.replicated(mesh))
 
   def block(self, start: int, k: int):
     first = self.batches[0]
+    if self._streamed:
+      return self._device, Keys(self._keys, k, first.batch_size, first.stream.sample)
     if self._device is not None:  # every replica's Rows, stacked [R, m * spe, B]: once an epoch
       key = first.epochs(start, k)
       if key != self._rows_key:

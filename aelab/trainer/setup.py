@@ -19,10 +19,12 @@ import optax
 
 from aelab import corruption, data, evaluators, losses, models, preprocessing, tracking
 from aelab.config import checks, defaults
+from aelab.data.dataset import Shards
 from aelab.errors import AelabError
 from aelab.trainer import optim, precision, sharding
-from aelab.trainer.batches import Batches
+from aelab.trainer.batches import Batches, Streamed
 from aelab.trainer.forward import Forward
+from aelab.trainer.shard_batches import ShardBatches
 from aelab.trainer.state import TrainState, make_train_block
 
 GROUPS = ('seed', 'dataset', 'preprocessing', 'model', 'loss', 'optimizer', 'train', 'evals',
@@ -40,7 +42,7 @@ class Setup:
   tx: optax.GradientTransformation
   mesh: Any
   rules: tuple                       # config.train.sharding, compiled (sharding.check_rules)
-  batches: Batches
+  batches: Batches | Streamed | ShardBatches
   total_steps: int
   evaluators: list
   init_rng: jax.Array
@@ -142,17 +144,8 @@ def build(config: ml_collections.ConfigDict, workdir: str | pathlib.Path | None 
                            has_labels=dataset.train.y is not None)
   mesh = sharding.make_mesh(tc.mesh)
   rules = sharding.check_rules(tc.sharding, mesh)
-  batch_size = tc.batch_size or len(dataset.train)  # 0: the whole split (full-batch L-BFGS)
-  if tc.batch_size == 0:
-    batch_size -= batch_size % sharding.data_size(mesh)
-  sharding.check_batch_size(batch_size, mesh)
-  if len(dataset.train) < batch_size:
-    raise AelabError(f'train.batch_size = {batch_size} exceeds the {len(dataset.train)} training '
-                     'examples; lower it')
-  on_device = {'auto': dataset.train.x.nbytes <= _DEVICE_DATA_AUTO_BYTES, 'yes': True, 'no': False}
-  batches = Batches(dataset.train, batch_size, config.seed, mesh,
-                    place and on_device[tc.device_data])
-  total_steps = tc.num_steps or tc.num_epochs * batches.steps_per_epoch
+  batches = _batches(config, dataset, mesh, place)
+  total_steps = tc.num_steps or tc.num_epochs * (batches.steps_per_epoch or 0)
   if total_steps <= 0:
     raise AelabError('train.num_steps (or num_epochs) must be positive')
   if total_steps > checks.INT32_MAX:
@@ -169,6 +162,45 @@ def build(config: ml_collections.ConfigDict, workdir: str | pathlib.Path | None 
   return Setup(config=config, dataset=dataset, prep=prep, forward=forward, tx=tx, mesh=mesh,
                rules=rules, batches=batches, total_steps=total_steps, evaluators=evals,
                init_rng=init_rng, train_rng=train_rng)
+
+
+def _batches(config: ml_collections.ConfigDict, dataset: data.Dataset, mesh,
+             place: bool) -> Batches | Streamed | ShardBatches:
+  """The training batches: the training split's rows (on the devices or fed from the host),
+  for a streamed dataset rows generated on the devices at each step, or for a sharded one
+  (dataset npy with a directory) rows read from disk window by window and fed from the host."""
+  tc = config.train
+  if dataset.stream is not None:
+    if not tc.batch_size or not tc.num_steps:
+      raise AelabError(f'dataset {dataset.name!r} is streamed (each batch generated at its step): '
+                       'set train.batch_size and train.num_steps (it has no epochs)')
+    sharding.check_batch_size(tc.batch_size, mesh)
+    return Streamed(dataset.stream, tc.batch_size, config.seed, mesh, place)
+  if dataset.shards is not None:
+    return _shard_batches(config, dataset.shards, mesh)
+  batch_size = tc.batch_size or len(dataset.train)  # 0: the whole split (full-batch L-BFGS)
+  if tc.batch_size == 0:
+    batch_size -= batch_size % sharding.data_size(mesh)
+  sharding.check_batch_size(batch_size, mesh)
+  if len(dataset.train) < batch_size:
+    raise AelabError(f'train.batch_size = {batch_size} exceeds the {len(dataset.train)} training '
+                     'examples; lower it')
+  on_device = {'auto': dataset.train.x.nbytes <= _DEVICE_DATA_AUTO_BYTES, 'yes': True, 'no': False}
+  return Batches(dataset.train, batch_size, config.seed, mesh, place and on_device[tc.device_data])
+
+
+def _shard_batches(config: ml_collections.ConfigDict, shards: Shards,
+                   mesh) -> ShardBatches:
+  """A sharded training set's batches: read from disk, never on the devices whole."""
+  tc = config.train
+  if not tc.batch_size or tc.device_data == 'yes':
+    raise AelabError('a directory of .npy shards is read from disk a window at a time: set '
+                     "train.batch_size > 0 and train.device_data to 'auto' or 'no'")
+  sharding.check_batch_size(tc.batch_size, mesh)
+  if len(shards) < tc.batch_size:
+    raise AelabError(f'train.batch_size = {tc.batch_size} exceeds the {len(shards)} training '
+                     'examples; lower it')
+  return ShardBatches(shards, tc.batch_size, config.seed, mesh)
 
 
 def param_count(params) -> int:

@@ -41,13 +41,6 @@ def all_finite(tree) -> jax.Array:
   return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
 
 
-def _gather(source: dict, rows: jax.Array, spec) -> dict:
-  """Rows of the device-resident training set, gathered from a flat [N, D] view (XLA:CPU gathers
-  a trailing dimension of 1, as in [N, 28, 28, 1], several times slower)."""
-  return jax.tree.map(lambda a: jax.lax.with_sharding_constraint(
-      a.reshape(a.shape[0], -1)[rows].reshape(rows.shape + a.shape[1:]), spec), source)
-
-
 def make_train_block(forward, tx: optax.GradientTransformation, mesh, unroll: int | bool = 1,
                      replicas: str | None = None, state_sharding=None):
   """jit(lax.scan(step)) over a block of k batches: the state placed by `state_sharding`
@@ -64,12 +57,12 @@ def make_train_block(forward, tx: optax.GradientTransformation, mesh, unroll: in
 
   def block(state, prep, source, rows, check=True):
     """source: the training set on the devices and rows its row order (aelab/trainer/batches.py
-    Rows, read at state.step), or the batches [k, B, ...] themselves with rows None (fed from
-    the host)."""
+    Rows, read at state.step), or a streamed set's generator and its Keys; or the batches
+    [k, B, ...] themselves with rows None (fed from the host)."""
 
     def train_step(state, batch):
       """(new state, this step's terms and loss, its gradients)."""
-      batch = batch if rows is None else _gather(source, batch, batch_spec)
+      batch = batch if rows is None else rows.batch(source, batch, batch_spec)
       rng = jax.random.fold_in(state.rng, state.step)
       loss_of = lambda p: forward(p, prep, batch, rng, True, step=state.step,  # noqa: E731
                                   stats=state.stats)
@@ -88,7 +81,7 @@ def make_train_block(forward, tx: optax.GradientTransformation, mesh, unroll: in
 
     # Steps 1..k-1 in the scan, step k after it: its gradient norm is taken once per block,
     # where the loop asks for it (no branch inside the scan).
-    xs = source if rows is None else rows.at(state.step)  # [k, B] rows, gathered step by step
+    xs = source if rows is None else rows.at(state.step)  # [k, ...]: each step's rows or key
     k = jax.tree.leaves(xs)[0].shape[0]
     take = lambda j: jax.tree.map(lambda a: a[j], xs)  # noqa: E731  # batch j, not a copy of k-1
     state, out = jax.lax.scan(lambda s, j: train_step(s, take(j))[:2], state, jnp.arange(k - 1),
