@@ -6,8 +6,9 @@ independently or, with `correlation` rho > 0, through a one-factor Gaussian copu
 (u_i = sqrt(rho) g + sqrt(1 - rho) e_i, active where Phi(u_i) < p: features tend to fire
 together); an active feature's magnitude is `magnitude` x U(0.5, 1.5). Deterministic in the seed
 (the directions from one stream, the coefficients from another); splits: test, then val, as the
-other generated sets. A dictionary recovers feature i when one of its decoder directions has
-cosine similarity > 0.9 with f_i (aelab/evaluators/sae.py).
+other generated sets; each split holds its rows' true codes a (Split.truth_codes). A dictionary
+recovers feature i when one of its decoder directions has cosine similarity > 0.9 with f_i
+(aelab/evaluators/sae.py).
 """
 
 from __future__ import annotations
@@ -62,10 +63,12 @@ def load(cfg: Mapping[str, Any], seed: int) -> Dataset:
   x = a @ truth
   if noise:
     x = x + rng.normal(0.0, noise, size=x.shape).astype(np.float32)
-  (rest, _), (test_x, _) = split_off(x.astype(np.float32), None, test_fraction, seed)
-  (train_x, _), (val_x, _) = split_off(rest, None, val_fraction, seed)
+  both = np.concatenate([x.astype(np.float32), a], axis=1)  # rows and their true codes, split alike
+  (rest, _), (test, _) = split_off(both, None, test_fraction, seed)
+  (train, _), (val, _) = split_off(rest, None, val_fraction, seed)
+  part = lambda rows: Split(rows[:, :d].copy(), None, truth_codes=rows[:, d:].copy())  # noqa: E731
   return Dataset(
-      name=name, train=Split(train_x, None), val=Split(val_x, None), test=Split(test_x, None),
+      name=name, train=part(train), val=part(val), test=part(test),
       feature_shape=(d,), value_range=None, feature_names=None, num_classes=None, truth=truth,
       source={'name': name, 'generator': 'numpy.random.default_rng([seed, 1 | 2])',
               'seed': int(seed), 'mean_active': float((a > 0).sum(1).mean()), **dict(fields)})
