@@ -16,10 +16,13 @@ and the zero-ablated layer; aelab/evaluators/downstream.py).
 Variants (one activation each; the default sparsity gives an L0 near 20 on this layer):
 `:topk` (default; k = 20, AuxK with weight 1/32), `:batchtopk` (k = 20 x B over the batch; the
 inference threshold from training), `:jumprelu` (learned thresholds starting at 0.5, L0 penalty
-weight 0.0025), `:l1` (ReLU, L1 weighted by decoder norms with weight 0.02, free decoder norms);
-`:tiny` in seconds on whatever run dataset.run names (k = 8, 128 latents, 60 steps; the tests use
-a tiny mnist_ae run). 60 epochs of the 9k training rows (2100 steps of 256): 9-22 s a run on a
-2-core CPU (the run's wall_time_s).
+weight 0.0025), `:l1` (ReLU, L1 weighted by decoder norms with weight 0.02, free decoder norms),
+`:matryoshka` (BatchTopK k = 20 whose prefixes of 64, 128, 256, 512 and 1024 latents each
+reconstruct alone, with AuxK; measured L0 20.8, variance explained 0.911, fraction recovered
+0.943), `:gated` (gate and magnitude paths, `gated_l1` weight 0.025, `gated_aux` 1, unit-norm
+decoder; L0 20.1, 0.891, 0.918); `:tiny` in seconds on whatever run dataset.run names (k = 8, 128
+latents, 60 steps; the tests use a tiny mnist_ae run). 60 epochs of the 9k training rows (2100
+steps of 256): 9-22 s a run on a 2-core CPU (the run's wall_time_s).
 
 The reference sweep, `get_sweep`: the variant's sparsity knob (k, or the penalty weight) over four
 values, each a point of the L0 vs variance-explained frontier (python -m aelab.analysis.frontier;
@@ -38,7 +41,9 @@ from aelab.config.sweeps import sweep
 KNOBS = {'topk': ('model.k', 20, [5, 10, 20, 40]),
          'batchtopk': ('model.k', 20, [5, 10, 20, 40]),
          'jumprelu': ('loss.sae_l0.weight', 0.0025, [0.01, 0.0025, 0.001, 0.0004]),
-         'l1': ('loss.sae_l1.weight', 0.02, [0.04, 0.02, 0.01, 0.005])}
+         'l1': ('loss.sae_l1.weight', 0.02, [0.04, 0.02, 0.01, 0.005]),
+         'matryoshka': ('model.k', 20, [5, 10, 20, 40]),
+         'gated': ('loss.gated_l1.weight', 0.025, [0.08, 0.04, 0.02, 0.01])}
 
 
 def get_config(arg=None):

@@ -1,8 +1,10 @@
 """Sparse dictionaries (aelab/models/sae.py, aelab/losses/sae_terms.py): each activation, the
-decoder constraint, the STE, AuxK, the dead-latent statistics, training on toy ground truth."""
+decoder constraint, the STE, AuxK, the dead-latent statistics, gated and Matryoshka dictionaries,
+fractional BatchTopK k, training on toy ground truth."""
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -23,7 +25,8 @@ D, N = 8, 32
 
 
 def _model(activation='topk', **fields):
-  cfg = defaults.model('sae', latents=N, k=3, activation=activation, dead_steps=2, **fields)
+  cfg = defaults.model('sae', **{'latents': N, 'k': 3, 'activation': activation, 'dead_steps': 2,
+                                 **fields})
   return models.build(cfg, (D,))
 
 
@@ -169,14 +172,18 @@ def test_a_fresh_state_takes_b_dec_from_the_data_and_shapes_alone_do_not_compute
 
 @pytest.mark.parametrize('field,value,message', [
     ('activation', 'gelu', "model.activation of an sae 'gelu'"),
-    ('k', 0, 'model.k = 0; it must be an integer >= 1'),
+    ('k', 0, 'model.k = 0; it must be a number > 0'),
     ('k', 64, 'model.k = 64 exceeds model.latents = 32'),
+    ('k', 2.5, 'model.k = 2.5; topk keeps the k largest of each example, so k must be a whole'),
+    ('matryoshka_widths', (16, 8, 32), 'model.matryoshka_widths = (16, 8, 32); the prefix sizes '
+                                       'must be strictly increasing'),
+    ('matryoshka_widths', (8, 16), 'must be model.latents = 32, e.g. (8, 16, 32)'),
     ('top_k', 'fast', "model.top_k 'fast'"),
 ])
 def test_bad_sae_fields_are_one_line(field, value, message):
   cfg = defaults.model('sae', latents=N)
   cfg[field] = value
-  with pytest.raises(AelabError, match=message.replace('(', r'\(')):
+  with pytest.raises(AelabError, match=re.escape(message)):
     models.build(cfg, (D,))
 
 
@@ -185,6 +192,154 @@ def test_sae_terms_on_another_model_are_one_line(tmp_path):
   config.loss.sae_l1 = dict(weight=1.0)
   message = one_line_error(train.train_and_evaluate, config, tmp_path / 'run')
   assert 'loss term sae_l1 needs a sparse dictionary' in message
+
+
+def _outputs(model, params, x, **apply):
+  recon, aux = model.apply({'params': params}, x, **apply)
+  return losses.Outputs(x=x, recon=recon, aux=aux, params=params)
+
+
+def _gated():
+  """A gated dictionary with free decoder norms (rows of norm 1..N) and its gate, magnitude
+  biases and scales away from their zero start: (model, params)."""
+  model = _model('gated', normalize_decoder=False)
+  params = _init(model)
+  rng = np.random.default_rng(0)
+  return model, {**params, 'W_dec': params['W_dec'] * jnp.arange(1, N + 1)[:, None],
+                 **{k: jnp.asarray(rng.normal(scale=0.5, size=N), jnp.float32)
+                    for k in ('b_gate', 'r_mag', 'b_mag')}}
+
+
+def _numpy(params):
+  return {k: np.asarray(v, np.float64) for k, v in params.items()}
+
+
+@pytest.mark.quick
+def test_gated_forward_and_its_terms_match_numpy():
+  model, params = _gated()
+  x = _x()
+  out = _outputs(model, params, x)
+  p, z = _numpy(params), np.asarray(x, np.float64)
+  pi_gate = (z - p['b_dec']) @ p['W_enc'] + p['b_gate']
+  pi_mag = (z - p['b_dec']) @ (p['W_enc'] * np.exp(p['r_mag'])) + p['b_mag']
+  f = (pi_gate > 0) * np.maximum(pi_mag, 0)
+  assert 0 < (f > 0).sum() < (pi_gate > 0).sum()  # the gate opens, the magnitude cuts some
+  np.testing.assert_allclose(out.aux['code'], f, atol=1e-5)
+  np.testing.assert_allclose(out.recon, f @ p['W_dec'] + p['b_dec'], atol=1e-4)
+  gate, norms = np.maximum(pi_gate, 0), np.arange(1, N + 1)
+  assert float(sae_terms.gated_l1(out)) == pytest.approx((gate * norms).sum(1).mean(), rel=1e-5)
+  total = ((z - z.mean(0)) ** 2).sum()
+  assert float(sae_terms.gated_aux(out)) == pytest.approx(
+      ((gate @ p['W_dec'] + p['b_dec'] - z) ** 2).sum() / total, rel=1e-5)
+  assert model.layer_activations() == {'1': 'gated', 'code': 'gated'}
+
+
+@pytest.mark.quick
+def test_gated_aux_trains_the_gate_through_a_frozen_decoder():
+  model, params = _gated()
+  x = _x()
+
+  def grad(term):
+    return jax.grad(lambda p: term(_outputs(model, p, x)))(params)
+
+  g = grad(sae_terms.gated_aux)
+  assert np.abs(g['W_dec']).max() == 0 and np.abs(g['b_mag']).max() == 0
+  assert np.abs(g['b_gate']).max() > 0
+  # b_dec learns only as the encoder's centering, pi_gate = (x - b_dec) W_enc + b_gate: its
+  # gradient is -W_enc (dL/db_gate), nothing from the frozen output bias.
+  np.testing.assert_allclose(g['b_dec'], -params['W_enc'] @ g['b_gate'], rtol=1e-4, atol=1e-6)
+  g_l1 = grad(sae_terms.gated_l1)  # the decoder norms it weighs by are held fixed too
+  assert np.abs(g_l1['W_dec']).max() == 0 and np.abs(g_l1['b_gate']).max() > 0
+  # The Heaviside gate passes the reconstruction no gradient: those two terms are its teachers.
+  g_rec = grad(sae_terms.normalized_mse)
+  assert np.abs(g_rec['b_gate']).max() == 0 and np.abs(g_rec['b_mag']).max() > 0
+
+
+WIDTHS = (4, 12, N)
+
+
+@pytest.mark.quick
+def test_matryoshka_sums_its_prefixes_errors_and_a_prefix_trains_only_its_latents():
+  model = _model('batchtopk', matryoshka_widths=WIDTHS)
+  params, x = _init(model), _x()
+  stats = {'since_fired': jnp.array([0] * (N - 4) + [5] * 4, jnp.int32),
+           'threshold': jnp.zeros((), jnp.float32)}  # latents 28-31 dead
+  out = _outputs(model, params, x, train=True, stats=stats)
+  p, z, f = _numpy(params), np.asarray(x, np.float64), np.asarray(out.aux['code'], np.float64)
+  w = p['W_dec'] / np.linalg.norm(p['W_dec'], axis=1, keepdims=True)
+  total = ((z - z.mean(0)) ** 2).sum()
+  want = sum(((f[:, :m] @ w[:m] + p['b_dec'] - z) ** 2).sum() / total for m in WIDTHS)
+  assert float(sae_terms.matryoshka_mse(out)) == pytest.approx(want, rel=1e-5)
+  np.testing.assert_allclose(out.recon, f @ w + p['b_dec'], atol=1e-5)
+  assert float(sae_terms.auxk(out, k=2)) > 0  # AuxK revives its dead latents as any dictionary's
+
+  def first_prefix(q):  # the normalized error of the first 4 latents' reconstruction alone
+    o = _outputs(model, q, x, train=True, stats=stats)
+    return sae_terms.normalized_mse(o.replace(recon=o.aux['matryoshka'][0]))
+
+  g = jax.grad(first_prefix)(params)
+  m = WIDTHS[0]
+  assert np.abs(g['W_enc'][:, :m]).max() > 0 and np.abs(g['W_dec'][:m]).max() > 0
+  for name, beyond in (('W_enc', g['W_enc'][:, m:]), ('W_dec', g['W_dec'][m:]),
+                       ('b_enc', g['b_enc'][m:])):
+    assert np.abs(beyond).max() == 0, name
+
+
+@pytest.mark.quick
+def test_the_new_terms_on_other_dictionaries_are_one_line():
+  model = _model('topk')
+  out = _outputs(model, _init(model), _x())
+  for term in (sae_terms.gated_l1, sae_terms.gated_aux):
+    assert ("needs a gated dictionary (model sae with activation 'gated'); this model's aux has "
+            'code, dictionary') in one_line_error(term, out)
+  assert 'matryoshka_mse needs a Matryoshka dictionary (model sae with matryoshka_widths)' in (
+      one_line_error(sae_terms.matryoshka_mse, out))
+
+
+@pytest.mark.quick
+def test_batchtopk_takes_a_fractional_mean_k():
+  model = _model('batchtopk', k=2.5)
+  params, stats = _init(model), model.initial_stats()
+  _, aux = model.apply({'params': params}, _x(rows=4), train=True, stats=stats)
+  assert (np.asarray(aux['code']) > 0).sum() == 10  # 2.5 x 4 of the batch
+  assert 'model.k = 2.5 times the 3 rows of a training batch is 7.5, not a whole number' in (
+      one_line_error(model.apply, {'params': params}, _x(rows=3), train=True, stats=stats))
+  _, fallback = model.apply({'params': params}, _x(rows=4))  # no threshold: top ceil(k) per row
+  assert ((np.asarray(fallback['code']) > 0).sum(1) == 3).all()
+  config = experiment('sae_toy', 'tiny,batchtopk')
+  config.model.k = 2.5  # a float field: the experiment's k = 6 did not make it an int
+  assert models.build(config.model, (D,)).k == 2.5
+  config.model.k = 6.0
+  assert type(models.build(config.model, (D,)).k) is int  # where shapes need a whole k
+
+
+@pytest.mark.quick
+@pytest.mark.parametrize('kind', ['gated', 'matryoshka'])
+def test_gated_and_matryoshka_exports_give_the_latents_by_hand(kind):
+  if kind == 'gated':
+    (model, params), stats = _gated(), None
+  else:
+    model = _model('batchtopk', matryoshka_widths=WIDTHS)
+    params, stats = _init(model), {'since_fired': jnp.zeros(N, jnp.int32),
+                                   'threshold': jnp.float32(0.1)}
+  x = _x()
+  recon, aux = model.apply({'params': params}, x, stats=stats)
+  out = model.export(params, stats)
+  a, z = out.arrays, np.asarray(x, np.float64)
+  pre = (z - a['b_dec']) @ a['W_enc']
+  if kind == 'gated':
+    assert set(a) == {'W_enc', 'b_gate', 'r_mag', 'b_mag', 'W_dec', 'b_dec'}
+    f = (pre + a['b_gate'] > 0) * np.maximum(pre * np.exp(a['r_mag']) + a['b_mag'], 0)
+    assert 'b_gate' in out.steps[1].line and out.steps[1].layers == ('1', 'code')
+  else:
+    pre = pre + a['b_enc']
+    f = np.where(pre > a['batchtopk_threshold'], np.maximum(pre, 0), 0)
+    np.testing.assert_array_equal(out.extras['matryoshka_widths'], WIDTHS)
+    for m, level in zip(WIDTHS, aux['matryoshka']):
+      np.testing.assert_allclose(f[:, :m] @ a['W_dec'][:m] + a['b_dec'], level, atol=1e-5)
+  assert 0 < (f > 0).sum() < f.size
+  np.testing.assert_allclose(f, aux['code'], atol=1e-5)
+  np.testing.assert_allclose(f @ a['W_dec'] + a['b_dec'], recon, atol=1e-5)
 
 
 @pytest.fixture(scope='module')

@@ -11,15 +11,27 @@ W_enc [d, n], b_enc [n], W_dec [n, d] (row j: latent j's direction), b_dec [d]; 
   al. 2024); without stats (aelab.inspect), per-example top k;
 - 'jumprelu': f = z * H(z - theta) with a trained per-latent threshold theta = exp(log_theta);
   the gradient reaches theta through a straight-through estimator with a rectangle kernel of
-  width `bandwidth`; trained with the L0 term `sae_l0` (Rajamanoharan et al. 2024).
+  width `bandwidth`; trained with the L0 term `sae_l0` (Rajamanoharan et al. 2024);
+- 'gated': a gate decides which latents are on, a magnitude path (W_enc rescaled) how much:
+  f = 1[pre + b_gate > 0] relu(pre exp(r_mag) + b_mag), pre = (x - b_dec) W_enc, no b_enc;
+  trained with `gated_l1` and `gated_aux` (Rajamanoharan et al. 2024; aelab/models/sae_gated.py).
+`k` is a float: topk needs a whole number; batchtopk's is a mean, so 2.5 is fine where
+k x batch_size is whole (checked when the train step is traced); without stats, the per-example
+fallback keeps the ceil(k) largest.
+`matryoshka_widths` (cumulative prefix sizes, the last = latents, as SAELens's
+matryoshka_widths; () off): each prefix of the latents alone reconstructs x, f[:, :m] W_dec[:m] +
+b_dec, the nested dictionaries of Matryoshka SAEs (Bussmann et al. 2025, Nabeshima 2024), trained
+with `matryoshka_mse` (aux['matryoshka']: those reconstructions, [levels, B, d]; x_hat is the
+last).
 With `normalize_decoder`, the decoder rows are W_dec / ||W_dec|| in the forward pass: always
 unit norm, and the gradient reaching W_dec loses its component along each row (the Jacobian of
 w / ||w|| projects it out), which is what Gao et al. do after each step. W_enc starts as the
 decoder's transpose; b_dec at the training rows' mean or geometric median (`data_init`).
 
 The state's stats (TrainState.stats) hold each latent's steps since it last fired and the
-BatchTopK threshold; aux = {'code': f ('encoder': (f,), its one layer), 'pre': pre-activations,
-'dictionary': the decoder used,
+BatchTopK threshold; aux = {'code': f ('encoder': (f,), its one layer), 'pre': pre-activations
+(gated: pi_mag), 'dictionary': the decoder used, 'gate' and 'gate_recon' (gated: relu(pi_gate) and
+its reconstruction through the frozen decoder), 'matryoshka' (the prefixes' reconstructions),
 'dead': latents silent for `dead_steps` steps, 'l0': per-example active count (the STE one for
 JumpReLU), 'stats': their update when training}.
 """
@@ -28,6 +40,7 @@ from __future__ import annotations
 
 import functools
 import math
+import numbers
 from collections.abc import Sequence
 
 import flax.linen as nn
@@ -38,12 +51,14 @@ import numpy as np
 
 from aelab.config import checks
 from aelab.errors import AelabError
-from aelab.models import base
+from aelab.models import base, sae_gated
 
 OPTIONS = dict(                  # a sparse dictionary on activations
     latents=4096,                # dictionary width n
-    activation='topk',           # relu (+ sae_l1 term), topk, batchtopk, jumprelu (+ sae_l0)
-    k=32,                        # topk / batchtopk: active latents per example
+    activation='topk',           # relu (+ sae_l1), topk, batchtopk, jumprelu (+ sae_l0),
+                                 # gated (+ gated_l1, gated_aux)
+    k=32.0,                      # topk: active latents per example (whole); batchtopk: their mean
+    matryoshka_widths=(),        # nested prefix sizes, the last = latents (+ matryoshka_mse)
     normalize_decoder=True,      # unit-norm decoder rows (gradient along them removed)
     b_dec_init='median',         # zeros, mean or median (geometric) of the training rows
     top_k='exact',               # exact (jax.lax.top_k) or approx (jax.lax.approx_max_k)
@@ -52,7 +67,7 @@ OPTIONS = dict(                  # a sparse dictionary on activations
     dead_steps=1000,             # a latent silent this many train steps is dead (AuxK, stats)
     threshold_decay=0.99,        # batchtopk: moving average of the inference threshold
 )
-ACTIVATIONS = ('relu', 'topk', 'batchtopk', 'jumprelu')
+ACTIVATIONS = ('relu', 'topk', 'batchtopk', 'jumprelu', 'gated')
 TOP_K = ('exact', 'approx')
 B_DEC_INIT = ('zeros', 'mean', 'median')
 
@@ -116,7 +131,8 @@ def keep_top_k(z: jax.Array, k: int, how: str = 'exact') -> jax.Array:
 class SparseAutoencoder(base.Model):
   latents: int
   activation: str
-  k: int
+  k: float                       # an int where whole (topk's always is)
+  matryoshka_widths: tuple[int, ...]
   normalize_decoder: bool
   top_k: str
   jumprelu_threshold: float
@@ -134,7 +150,11 @@ class SparseAutoencoder(base.Model):
 
     self.W_dec = self.param('W_dec', decoder_init, (n, d))
     self.W_enc = self.param('W_enc', lambda rng: jnp.asarray(self.W_dec).T)  # the transpose
-    self.b_enc = self.param('b_enc', nn.initializers.zeros, (n,))
+    if self.activation == 'gated':
+      self.b_gate, self.r_mag, self.b_mag = (
+          self.param(name, nn.initializers.zeros, (n,)) for name in sae_gated.PARAMS)
+    else:
+      self.b_enc = self.param('b_enc', nn.initializers.zeros, (n,))
     self.b_dec = self.param('b_dec', nn.initializers.zeros, (d,))
     if self.activation == 'jumprelu':
       self.log_threshold = self.param(
@@ -152,7 +172,20 @@ class SparseAutoencoder(base.Model):
     return w / jnp.linalg.norm(w, axis=1, keepdims=True) if self.normalize_decoder else w
 
   def _pre(self, x: jax.Array) -> jax.Array:
-    return (x.reshape(x.shape[0], -1) - self.b_dec) @ self.W_enc + self.b_enc
+    """(x - b_dec) @ W_enc + b_enc; gated: (x - b_dec) @ W_enc, what both its paths share."""
+    pre = (x.reshape(x.shape[0], -1) - self.b_dec) @ self.W_enc
+    return pre if self.activation == 'gated' else pre + self.b_enc
+
+  @nn.nowrap
+  def _batch_budget(self, rows: int) -> int:
+    """k x rows, the latents BatchTopK keeps of a training batch: a one-line error unless whole."""
+    count = self.k * rows
+    if abs(count - round(count)) > 1e-9 * max(count, 1.0) or round(count) < 1:
+      raise AelabError(f'model.k = {self.k} times the {rows} rows of a training batch is '
+                       f'{count:g}, not a whole number of latents; BatchTopK keeps k x batch_size '
+                       'of a batch: choose train.batch_size (or k) so that their product is an '
+                       'integer')
+    return int(round(count))
 
   def _sparse(self, pre: jax.Array, train: bool, stats) -> tuple[jax.Array, dict]:
     """(f, extra aux) for the configured activation."""
@@ -162,14 +195,16 @@ class SparseAutoencoder(base.Model):
       theta = jnp.exp(self.log_threshold)
       return jumprelu(pre, theta, self.bandwidth), {
           'l0': jnp.sum(step_ste(pre, theta, self.bandwidth), axis=-1)}
+    if self.activation == 'gated':
+      return sae_gated.encode(pre, self.b_gate, self.r_mag, self.b_mag)
     if self.activation == 'batchtopk' and (train or stats):
       positive = nn.relu(pre)
       if train:  # the k x B largest of the batch (ties at the threshold aside)
-        chosen, _ = _top_k(positive.reshape(-1), self.k * pre.shape[0], self.top_k)
+        chosen, _ = _top_k(positive.reshape(-1), self._batch_budget(pre.shape[0]), self.top_k)
         threshold = jnp.min(chosen)
         return jnp.where(positive >= threshold, positive, 0.0), {'threshold': threshold}
       return jnp.where(pre > stats['threshold'], positive, 0.0), {}
-    return nn.relu(keep_top_k(pre, self.k, self.top_k)), {}
+    return nn.relu(keep_top_k(pre, math.ceil(self.k), self.top_k)), {}
 
   def encode(self, x: jax.Array, stats=None) -> jax.Array:
     return self._sparse(self._pre(x), False, stats)[0]
@@ -177,14 +212,28 @@ class SparseAutoencoder(base.Model):
   def decode(self, f: jax.Array, shape: Sequence[int] | None = None) -> jax.Array:
     return (f @ self.decoder() + self.b_dec).reshape((f.shape[0], *(shape or (self.features,))))
 
+  def _prefixes(self, f: jax.Array, w_dec: jax.Array) -> jax.Array:
+    """[levels, B, d]: f[:, :m] @ W_dec[:m] + b_dec for each m of matryoshka_widths (cumulative
+    sums of the groups' parts); the last is the whole dictionary's reconstruction."""
+    bounds = (0, *self.matryoshka_widths)
+    parts = jnp.stack([f[:, a:b] @ w_dec[a:b] for a, b in zip(bounds, bounds[1:])])
+    return jnp.cumsum(parts, axis=0) + self.b_dec
+
   def __call__(self, x: jax.Array, *, train: bool = False, stats=None):
     pre = self._pre(x)
     f, extra = self._sparse(pre, train, stats)
     w_dec = self.decoder()
-    recon = (f @ w_dec + self.b_dec).reshape(x.shape)
     fired = f > 0
-    aux = {'code': f, 'encoder': (f,), 'pre': pre, 'dictionary': w_dec,
+    aux = {'code': f, 'encoder': (f,), 'pre': extra.get('pre', pre), 'dictionary': w_dec,
            'l0': extra.get('l0', jnp.sum(fired, axis=-1).astype(jnp.float32))}
+    if self.matryoshka_widths:
+      aux['matryoshka'] = self._prefixes(f, w_dec)
+      recon = aux['matryoshka'][-1].reshape(x.shape)
+    else:
+      recon = (f @ w_dec + self.b_dec).reshape(x.shape)
+    if 'gate' in extra:
+      aux['gate'] = extra['gate']
+      aux['gate_recon'] = sae_gated.frozen_reconstruction(extra['gate'], w_dec, self.b_dec)
     if stats:
       aux['dead'] = stats['since_fired'] >= self.dead_steps
       if train:
@@ -195,7 +244,6 @@ class SparseAutoencoder(base.Model):
                                        * stats['threshold'] + (1 - self.threshold_decay) * t)
         aux['stats'] = new
     return recon, aux
-
 
   def from_layer(self, f: jax.Array, layer: str):
     """(the reconstruction, {}) from the latents f (layer '1', the code)."""
@@ -246,11 +294,14 @@ class SparseAutoencoder(base.Model):
 
   @nn.nowrap
   def export(self, params, stats) -> base.Export:
-    """W_enc [d, n], b_enc [n], W_dec [n, d] as the forward pass uses it, b_dec [d]; JumpReLU's
-    threshold = exp(log_threshold) [n]; BatchTopK's trained inference threshold (the stats)."""
+    """W_enc [d, n], b_enc [n] (gated: b_gate, r_mag, b_mag [n]), W_dec [n, d] as the forward pass
+    uses it, b_dec [d]; JumpReLU's threshold = exp(log_threshold) [n]; BatchTopK's trained
+    inference threshold (the stats); extras: activation, k, normalize_decoder, matryoshka_widths."""
     p, d, n = params, self.features, self.latents
     w_dec = self.apply({'params': p}, method=lambda m: m.decoder())  # as the forward pass uses it
-    arrays = {'W_enc': np.asarray(p['W_enc']), 'b_enc': np.asarray(p['b_enc']),
+    gated = self.activation == 'gated'
+    arrays = {'W_enc': np.asarray(p['W_enc']),
+              **(sae_gated.export_arrays(p) if gated else {'b_enc': np.asarray(p['b_enc'])}),
               'W_dec': np.asarray(w_dec, np.float32), 'b_dec': np.asarray(p['b_dec'])}
     if self.activation == 'jumprelu':
       arrays['threshold'] = np.exp(np.asarray(p['log_threshold'])).astype(np.float32)
@@ -259,7 +310,7 @@ class SparseAutoencoder(base.Model):
     unit = ' (the parameter\'s rows divided by their norms)' if self.normalize_decoder else ''
     about = {
         'W_enc': f'W_enc, shape [{d}, {n}] = [input, latent]: column j holds latent j\'s encoder',
-        'b_enc': f'b_enc, shape [{n}]: one value per latent, one per line',
+        'b_enc': f'b_enc, shape [{n}]: one value per latent, one per line', **sae_gated.about(n),
         'W_dec': f'W_dec, shape [{n}, {d}] = [latent, input]: row j is latent j\'s direction, '
                  f'as the forward pass uses it{unit}',
         'b_dec': f'b_dec, shape [{d}]: one value per input feature, one per line',
@@ -269,18 +320,23 @@ class SparseAutoencoder(base.Model):
                                'pre > it (the inference threshold set in training)'}
     extras = {'activation': np.asarray(self.activation), 'k': np.asarray(self.k),
               'normalize_decoder': np.asarray(bool(self.normalize_decoder))}
+    if self.matryoshka_widths:
+      extras['matryoshka_widths'] = np.asarray(self.matryoshka_widths, np.int64)
+    encoder = (f'W_enc [{d}, {n}] = [input, latent], b_gate, r_mag, b_mag [{n}]' if gated else
+               f'W_enc [{d}, {n}] = [input, latent], b_enc [{n}]')
     return base.Export(arrays, {k: (v,) for k, v in about.items() if k in arrays},
                        self._steps(arrays), extras,
-                       f'W_enc [{d}, {n}] = [input, latent], b_enc [{n}], W_dec [{n}, {d}] (row '
-                       f'j: latent j\'s direction), b_dec [{d}]; rows are row vectors')
+                       f'{encoder}, W_dec [{n}, {d}] (row j: latent j\'s direction), b_dec [{d}]; '
+                       'rows are row vectors')
 
   @nn.nowrap
   def _steps(self, arrays: dict) -> list[base.Step]:
     """pre, f (the code) and z_hat, one line each."""
     d, n = self.features, self.latents
-    topk = (f'f = relu(pre) at the k = {self.k} largest entries of each row of pre'
+    kept = f'k = {self.k}' if isinstance(self.k, int) else f'ceil(k) = {math.ceil(self.k)}'
+    topk = (f'f = relu(pre) at the {kept} largest entries of each row of pre'
             f'{" (found by jax.lax.approx_max_k)" if self.top_k == "approx" else ""}, 0 elsewhere')
-    act = {'relu': 'f = relu(pre)', 'topk': topk,
+    act = {'relu': 'f = relu(pre)', 'topk': topk, 'gated': sae_gated.CODE,
            'jumprelu': 'f = pre * (pre > threshold), threshold = exp(log_threshold) per latent'}
     if self.activation == 'batchtopk':
       t = arrays.get('batchtopk_threshold')
@@ -290,25 +346,62 @@ class SparseAutoencoder(base.Model):
           'inference threshold set in training), 0 elsewhere')
     unit = (' (W_dec: the rows of the parameter W_dec divided by their norms, as the forward pass '
             'uses them)' if self.normalize_decoder else '')
-    return [base.Step(f'pre = (z - b_dec) @ W_enc + b_enc   [{d} -> {n}]'),
+    nested = (f'; each prefix m of matryoshka_widths = {tuple(self.matryoshka_widths)} alone '
+              'reconstructs z as f[:, :m] @ W_dec[:m] + b_dec (the nested dictionaries training '
+              'asked for)' if self.matryoshka_widths else '')
+    pre = sae_gated.PRE if self.activation == 'gated' else 'pre = (z - b_dec) @ W_enc + b_enc'
+    return [base.Step(f'{pre}   [{d} -> {n}]'),
             base.Step(f'{act[self.activation]}   [{n} latents, the code; latent j (from 0) is '
                       'f[:, j]]', ('1', 'code')),
-            base.Step(f'z_hat = f @ W_dec + b_dec   [{n} -> {d}]{unit}')]
+            base.Step(f'z_hat = f @ W_dec + b_dec   [{n} -> {d}]{unit}{nested}')]
+
+
+def _shown(v) -> str:
+  """100000 rather than 100000.0."""
+  return str(int(v)) if isinstance(v, float) and v.is_integer() else repr(v)
+
+
+def _k(cfg: ml_collections.ConfigDict) -> int | float:
+  """model.k as the module holds it: an int where whole (topk needs one), else a float (a mean,
+  batchtopk's alone)."""
+  k = cfg.k
+  if isinstance(k, bool) or not isinstance(k, numbers.Real) or not math.isfinite(k) or k <= 0:
+    raise AelabError(f'model.k = {_shown(k)}; it must be a number > 0 (active latents per example)')
+  if cfg.activation in ('topk', 'batchtopk') and k > cfg.latents:
+    raise AelabError(f'model.k = {_shown(k)} exceeds model.latents = {cfg.latents}')
+  whole = float(k).is_integer()
+  if cfg.activation == 'topk' and not whole:
+    raise AelabError(f'model.k = {k!r}; topk keeps the k largest of each example, so k must be a '
+                     'whole number (batchtopk takes a mean k such as 2.5)')
+  return int(k) if whole else float(k)
+
+
+def _widths(cfg: ml_collections.ConfigDict) -> tuple[int, ...]:
+  """model.matryoshka_widths: strictly increasing prefix sizes ending at model.latents, or ()."""
+  w, n = checks.widths(cfg.matryoshka_widths, 'model.matryoshka_widths', 'prefix size'), cfg.latents
+  if any(a >= b for a, b in zip(w, w[1:])):
+    raise AelabError(f'model.matryoshka_widths = {w}; the prefix sizes must be strictly '
+                     'increasing (cumulative: each prefix holds the ones before it), e.g. '
+                     f'{(n // 4, n // 2, n)}')
+  if w and w[-1] != n:
+    raise AelabError(f'model.matryoshka_widths = {w}; the last prefix is the whole dictionary: it '
+                     f'must be model.latents = {n}, e.g. {(*(m for m in w if m < n), n)}')
+  return w
 
 
 def build(cfg: ml_collections.ConfigDict, feature_shape: Sequence[int]) -> SparseAutoencoder:
   checks.choice(cfg.activation, ACTIVATIONS, 'model.activation of an sae')
   checks.choice(cfg.top_k, TOP_K, 'model.top_k')
   checks.choice(cfg.b_dec_init, B_DEC_INIT, 'model.b_dec_init')
-  for key in ('latents', 'k', 'dead_steps'):
+  for key in ('latents', 'dead_steps'):
     checks.integer(cfg[key], f'model.{key}', low=1, high=checks.INT32_MAX)
-  if cfg.activation in ('topk', 'batchtopk') and cfg.k > cfg.latents:
-    raise AelabError(f'model.k = {cfg.k} exceeds model.latents = {cfg.latents}')
+  k, widths = _k(cfg), _widths(cfg)
   for key in ('jumprelu_threshold', 'bandwidth'):
     checks.number(cfg[key], f'model.{key}', above=0)
   checks.number(cfg.threshold_decay, 'model.threshold_decay', low=0, below=1)
   return SparseAutoencoder(
       input_shape=tuple(int(d) for d in feature_shape), latents=cfg.latents,
-      activation=cfg.activation, k=cfg.k, normalize_decoder=cfg.normalize_decoder,
-      top_k=cfg.top_k, jumprelu_threshold=cfg.jumprelu_threshold, bandwidth=cfg.bandwidth,
+      activation=cfg.activation, k=k, matryoshka_widths=widths,
+      normalize_decoder=cfg.normalize_decoder, top_k=cfg.top_k,
+      jumprelu_threshold=cfg.jumprelu_threshold, bandwidth=cfg.bandwidth,
       dead_steps=cfg.dead_steps, threshold_decay=cfg.threshold_decay, b_dec_init=cfg.b_dec_init)
