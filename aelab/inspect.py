@@ -3,6 +3,8 @@ autoencoders) per-latent statistics of a trained run.
 
     python -m aelab.inspect features    --workdir=DIR --layer=1 --input=rows.csv --out=h1.csv
     python -m aelab.inspect weights     --workdir=DIR --out=weights.npz   (or --out=DIR: CSV files)
+    python -m aelab.inspect weights     --workdir=DIR --format=saelens --out=DIR   (an SAE for
+        SAELens: cfg.json, sae_weights.safetensors)
     python -m aelab.inspect reconstruct --workdir=DIR --split=test --out=recon.csv \\
         [--space=normalized]
     python -m aelab.inspect anomaly     --workdir=DIR --input=rows.csv --out=scores.csv \\
@@ -59,7 +61,11 @@ def _parser() -> argparse.ArgumentParser:
   p.add_argument('--out', required=True, help='output .csv or .npz')
   p = verb('weights', 'every kernel [in, out] and bias, and the preprocessing statistics',
            rows=False)
-  p.add_argument('--out', required=True, help='an .npz file, or a directory for one CSV per array')
+  p.add_argument('--out', required=True, help='an .npz file, or a directory for one CSV per array '
+                 '(--format=saelens: a directory)')
+  p.add_argument('--format', choices=('aelab', 'saelens'), default='aelab',
+                 help="aelab's arrays (default), or a sparse autoencoder as a SAELens directory "
+                      '(cfg.json, sae_weights.safetensors; docs/sae.md)')
   p = verb('reconstruct', 'reconstructions of every row, in input units by default')
   p.add_argument('--space', choices=('input', 'normalized'), default='input',
                  help='input units (preprocessing inverted) or the normalized network output')
@@ -255,6 +261,20 @@ def _write_latents(out: pathlib.Path, fmt: str, header: list, table: dict, top: 
   return written
 
 
+def _saelens(args: argparse.Namespace) -> str:
+  """weights --format=saelens: a sparse autoencoder as a SAELens directory."""
+  from aelab.analysis import runs, saelens
+  saelens.check_directory(args.out)
+  saelens.require_safetensors()  # before loading the run: one line if it is absent
+  run = runs.load(args.workdir, args.step)
+  path = saelens.write(run, args.out)
+  tensors, cfg = saelens.read(path)
+  folded = f', preprocessing {run.mode!r} folded in' if run.mode != 'none' else ''
+  return (f'wrote the {run.model.activation!r} sparse autoencoder as a SAELens '
+          f'{cfg["architecture"]!r} SAE ({", ".join(tensors)}; d_in {cfg["d_in"]}, d_sae '
+          f'{cfg["d_sae"]}{folded}) to {path}')
+
+
 def main(args: argparse.Namespace) -> str:
   """Runs one verb; returns the one-line summary to print."""
   from aelab import preprocessing  # after parsing: keeps --help fast
@@ -265,6 +285,8 @@ def main(args: argparse.Namespace) -> str:
   fmt = None if args.verb == 'weights' else export.format_of(args.out)
   if fmt is not None:
     files.check_writable(args.out)
+  if args.verb == 'weights' and args.format == 'saelens':
+    return _saelens(args)
   run = runs.load(args.workdir, args.step)
   if args.verb == 'weights':
     path = export.write_weights(run, args.out)
