@@ -40,8 +40,12 @@ VARIANTS = {  # every variant the experiments document (as /work/baseline/captur
                       'model=rae_gp,tiny'],
     'generative_mnist': ['', 'tiny', 'model=iwae50', 'model=vqvae', 'model=ae', 'fashion',
                          'model=vampprior,tiny', 'model=rae_gp,tiny'],
-    'sae_toy': ['', 'tiny', 'topk', 'batchtopk', 'jumprelu', 'l1', 'jumprelu,tiny', 'l1,tiny'],
-    'sae_mnist_layer': ['', 'tiny', 'batchtopk', 'jumprelu', 'l1', 'l1,tiny'],
+    'sae_toy': ['', 'tiny', 'topk', 'batchtopk', 'jumprelu', 'l1', 'matryoshka', 'gated',
+                'jumprelu,tiny', 'l1,tiny', 'matryoshka,tiny', 'gated,tiny'],
+    'sae_mnist_layer': ['', 'tiny', 'batchtopk', 'jumprelu', 'l1', 'matryoshka', 'gated',
+                        'l1,tiny'],
+    'sae_synth': ['', 'tiny', 'batchtopk', 'matryoshka', 'jumprelu', 'gated', 'l1', 'standard',
+                  'standard,batchtopk', 'samples=2000000', 'tiny,matryoshka', 'tiny,gated'],
     'bench_sae': ['', 'approx', 'tiny', 'approx,tiny', 'batch=4096'],
 }
 
