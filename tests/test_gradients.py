@@ -171,7 +171,7 @@ def _term_cases():
   # sparse-dictionary terms an sae (below), iwae and kl_sample a likelihood and the vq terms a
   # codebook (tests/test_generative.py, tests/test_vqvae.py).
   skip = ('reconstruction', 'vae_kl', 'softmax_cross_entropy', 'sae_l1', 'sae_l0', 'auxk',
-          'iwae', 'kl_sample', 'vq_commitment', 'vq_codebook')
+          'gated_l1', 'gated_aux', 'matryoshka_mse', 'iwae', 'kl_sample', 'vq_commitment', 'vq_codebook')
   return cases + [(name, {}) for name in catalog.names('term') if name not in skip]
 
 
@@ -202,15 +202,17 @@ def test_every_loss_term_through_the_dense_model_matches_finite_differences(x64,
 def test_sae_terms_through_the_sae_match_finite_differences(x64):
   """normalized_mse + sae_l1 through a ReLU dictionary with free decoder norms, normalized_mse
   through a TopK one with unit-norm decoder rows (smooth where no pre-activation sits at a kink
-  or a tie, which these inputs avoid), and AuxK, whose residual is held fixed by design: its
+  or a tie, which these inputs avoid), through a gated one (its gated_l1 and gated_aux hold
+  the decoder fixed by design: tests/test_sae.py), a Matryoshka TopK's nested reconstructions,
+  and AuxK, whose residual is held fixed by design: its
   gradient is that of the same loss with the residual a constant, checked against finite
   differences of that."""
   x = jnp.asarray(np.random.default_rng(3).normal(size=(6, 8)))
   stats = {'since_fired': jnp.array([0] * 10 + [5, 5], jnp.int32)}  # two dead latents
 
-  def setup(activation):
+  def setup(activation, widths=()):
     cfg = defaults.model('sae', latents=12, k=3, activation=activation, dead_steps=1,
-                         normalize_decoder=activation == 'topk')
+                         normalize_decoder=activation != 'relu', matryoshka_widths=widths)
     model = models.build(cfg, (8,))
     return model, _f64(model.init(jax.random.PRNGKey(4), x)['params'])
 
@@ -223,9 +225,12 @@ def test_sae_terms_through_the_sae_match_finite_differences(x64):
       return loss_fn(losses.Outputs(x=x, recon=recon, aux=aux, params=p))[0]
     return jax.jit(f)
 
-  for activation, terms in (('relu', {'normalized_mse': 1.0, 'sae_l1': 0.1}),
-                            ('topk', {'normalized_mse': 1.0})):
-    model, params = setup(activation)
+  for activation, widths, terms in (
+      ('relu', (), {'normalized_mse': 1.0, 'sae_l1': 0.1}),
+      ('topk', (), {'normalized_mse': 1.0}),
+      ('gated', (), {'normalized_mse': 1.0}),
+      ('topk', (4, 8, 12), {'matryoshka_mse': 1.0})):
+    model, params = setup(activation, widths)
     assert float(objective(model, terms)(params)) > 0
     check_grads(objective(model, terms), (params,), order=1, modes=['rev'], eps=1e-6)
   model, params = setup('topk')
