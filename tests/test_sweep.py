@@ -441,24 +441,21 @@ def test_reference_sweeps_validate_against_their_configs():
 
 def test_a_variant_axis_runs_each_point_as_its_variant_of_the_config_file(tmp_path):
   """wae_rae_mnist's sweep of its four models ('arg'): each point runs
-  --config=FILE:tiny,model=X, with its own loss."""
+  --config=FILE:tiny,model=X, with its own loss (one point run, as a task of a job array)."""
   spec = 'experiments/wae_rae_mnist.py:tiny'
   args = ('--config.train.num_steps=10', '--config.evals.plots.every=-1')
   listed = _sweep(tmp_path / 'v', *args, '--list', spec=spec)
   assert listed.stdout.splitlines()[1].split()[1:] == ['arg=model_rae_l2', ':model=rae_l2']
-  for index in (0, 2):  # two of the four points (WAE and RAE-GP), as tasks of a job array
-    result = _sweep(tmp_path / 'v', *args, f'--index={index}', spec=spec)
-    assert result.returncode == 0, result.stderr
+  result = _sweep(tmp_path / 'v', *args, '--index=2', spec=spec)   # RAE-GP
+  assert result.returncode == 0, result.stderr
   assert _sweep(tmp_path / 'v', *args, '--summarize', spec=spec).returncode == 0
   rows = _csv(tmp_path / 'v')
   assert [r['arg'] for r in rows] == [f'model={m}' for m in ('wae', 'rae_l2', 'rae_gp', 'ae')]
-  assert [r['status'] for r in rows] == ['done', 'pending', 'done', 'pending']
-  for row in rows[::2]:
-    point = json.loads((tmp_path / 'v' / row['name'] / 'sweep_point.json').read_text())
-    assert point['command'][3] == f'--config={spec},{row["arg"]}'
-    loss = json.loads((tmp_path / 'v' / row['name'] / 'config.json').read_text())['loss']
-    assert ('mmd' in loss) == (row['arg'] == 'model=wae')
-    assert ('decoder_gradient' in loss) == (row['arg'] == 'model=rae_gp')
+  assert [r['status'] for r in rows] == ['pending', 'pending', 'done', 'pending']
+  point = json.loads((tmp_path / 'v' / rows[2]['name'] / 'sweep_point.json').read_text())
+  assert point['command'][3] == f'--config={spec},model=rae_gp'
+  loss = json.loads((tmp_path / 'v' / rows[2]['name'] / 'config.json').read_text())['loss']
+  assert 'decoder_gradient' in loss and 'mmd' not in loss
   bad = _sweep(tmp_path / 'b', '--list', '--config.train.num_steps=10',
                spec='experiments/wae_rae_mnist.py:model=vae')
   assert "unknown variant model='vae'" in _one_line_error(bad)
