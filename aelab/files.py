@@ -4,6 +4,7 @@ previous file at that path; a process killed meanwhile leaves at most that one t
 which its next write of the same path replaces.
 
     with files.atomic('out.npz') as tmp: np.savez(tmp, ...)
+    with files.atomic_directory('out_dir') as tmp: ...   # a directory, whole or not at all
     files.write_text(path, text); files.write_json(path, obj)
 """
 
@@ -13,6 +14,8 @@ import contextlib
 import json
 import os
 import pathlib
+import shutil
+import tempfile
 from collections.abc import Iterator
 from typing import Any
 
@@ -32,6 +35,31 @@ def atomic(path: str | pathlib.Path) -> Iterator[pathlib.Path]:
     os.replace(tmp, path)
   finally:
     tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def atomic_directory(path: str | pathlib.Path) -> Iterator[pathlib.Path]:
+  """Yields a new temporary directory beside `path` to fill; when the block succeeds it takes
+  the umask's permissions and replaces `path` (a previous directory there is moved aside, then
+  removed), so a reader sees the old directory or the new one, never half of one."""
+  out = pathlib.Path(path)
+  out.parent.mkdir(parents=True, exist_ok=True)
+  tmp = pathlib.Path(tempfile.mkdtemp(prefix=f'.{out.name}.', suffix='.tmp', dir=out.parent))
+  try:
+    yield tmp
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(tmp, 0o777 & ~mask)
+    if out.exists():
+      old = out.with_name(f'.{out.name}.old')
+      shutil.rmtree(old, ignore_errors=True)
+      os.replace(out, old)
+      os.replace(tmp, out)
+      shutil.rmtree(old, ignore_errors=True)
+    else:
+      os.replace(tmp, out)
+  finally:
+    shutil.rmtree(tmp, ignore_errors=True)
 
 
 def check_writable(path: str | pathlib.Path, flag: str = '--out') -> pathlib.Path:

@@ -33,8 +33,8 @@ from aelab.config.sweeps import sweep
 VARIANTS = dict(**{k: False for k in KINDS}, standard=False, samples=0, tiny=False)
 # Each kind's sparsity on the CPU model, for an L0 near the source's 16 (k, or its penalty's
 # weight); the standard model's TopK kinds take k = 25, as SynthSAEBench's SAEs.
-SPARSITY = {'topk': 16, 'batchtopk': 16, 'matryoshka': 16, 'jumprelu': 0.002, 'gated': 0.02,
-            'l1': 0.02}
+SPARSITY = {'topk': 16, 'batchtopk': 16, 'matryoshka': 16, 'jumprelu': 0.002, 'gated': 0.015,
+            'l1': 0.008}
 BATCH = 1024
 
 
@@ -49,7 +49,7 @@ def get_config(arg=None):
                    orthogonalize_steps=10, train_preview=1024, val_rows=256, test_rows=512)
     latents, samples, sparsity = 64, 40 * 128, 8 if isinstance(sparsity, int) else sparsity
   config = sae_config(dataset, kind, sparsity, latents=latents, dead_steps=2000, auxk_k=256,
-                      threshold=0.1, epochs=0, eval_every=0, tiny=False)
+                      threshold=1.0, epochs=0, eval_every=0, tiny=False)
   batch = 128 if v.tiny else BATCH
   steps = (v.samples or samples) // batch
   config.train.update(batch_size=batch, num_epochs=0, num_steps=steps,

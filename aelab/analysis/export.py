@@ -9,10 +9,7 @@ Floats are written with 9 significant digits, which round-trips float32 exactly.
 
 from __future__ import annotations
 
-import os
 import pathlib
-import shutil
-import tempfile
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -123,28 +120,10 @@ def write_weights(run: runs.Run, out: str | pathlib.Path) -> pathlib.Path:
                                             and not (out / WEIGHTS_MANIFEST).is_file())):
     raise AelabError(f'--out={str(out)!r} exists and is not an aelab weights directory; '
                      'choose a new directory')
-  out.parent.mkdir(parents=True, exist_ok=True)
-  tmp = pathlib.Path(tempfile.mkdtemp(prefix=f'.{out.name}.', suffix='.tmp', dir=out.parent))
-  try:
+  with files.atomic_directory(out) as tmp:
     _weights_dir(run, tmp)
-    os.chmod(tmp, 0o777 & ~_umask())
-    if out.exists():
-      old = out.with_name(f'.{out.name}.old')
-      shutil.rmtree(old, ignore_errors=True)
-      os.replace(out, old)
-      os.replace(tmp, out)
-      shutil.rmtree(old, ignore_errors=True)
-    else:
-      os.replace(tmp, out)
-  finally:
-    shutil.rmtree(tmp, ignore_errors=True)
   return out
 
-
-def _umask() -> int:
-  mask = os.umask(0)
-  os.umask(mask)
-  return mask
 
 
 def _weights_dir(run: runs.Run, d: pathlib.Path) -> None:

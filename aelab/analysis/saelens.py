@@ -15,16 +15,14 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import pathlib
-import shutil
-import tempfile
 import types
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
+from aelab import files
 from aelab.errors import AelabError
 from aelab.models import sae_saelens
 
@@ -86,25 +84,10 @@ def write_tensors(tensors: Mapping[str, np.ndarray], cfg: Mapping[str, Any],
   place (a reader never sees half a directory)."""
   st = require_safetensors()
   out = check_directory(directory)
-  out.parent.mkdir(parents=True, exist_ok=True)
-  tmp = pathlib.Path(tempfile.mkdtemp(prefix=f'.{out.name}.', suffix='.tmp', dir=out.parent))
-  try:
+  with files.atomic_directory(out) as tmp:
     st.save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()},
                  str(tmp / WEIGHTS_FILE))
     (tmp / CFG_FILE).write_text(json.dumps(cfg))
-    mask = os.umask(0)
-    os.umask(mask)
-    os.chmod(tmp, 0o777 & ~mask)
-    if out.exists():
-      old = out.with_name(f'.{out.name}.old')
-      shutil.rmtree(old, ignore_errors=True)
-      os.replace(out, old)
-      os.replace(tmp, out)
-      shutil.rmtree(old, ignore_errors=True)
-    else:
-      os.replace(tmp, out)
-  finally:
-    shutil.rmtree(tmp, ignore_errors=True)
   return out
 
 
