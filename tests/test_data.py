@@ -468,8 +468,8 @@ def test_blobs_labels():
 
 def test_registry_names_and_defaults():
   assert catalog.names('source') == ('activations', 'blobs', 'codes', 'csv', 'fashion_mnist',
-                                     'lowvar', 'mnist', 'npy', 'npz', 'synth_sae', 'synth_sae_16k',
-                                     'toy_features')
+                                     'lowvar', 'mnist', 'npy', 'npz', 'sprites', 'sprites32',
+                                     'synth_sae', 'synth_sae_16k', 'toy_features')
   cfg = defaults.dataset('mnist')
   assert cfg.name == 'mnist' and cfg.path is None and cfg.val_fraction == 0.1
   cfg.path = '/somewhere'  # a None default is a str placeholder, so it can be overridden
