@@ -382,8 +382,9 @@ sys.path.insert(0, 'tests')
 from conftest import experiment
 from aelab.trainer import train
 config = experiment('sae_toy', 'tiny')
-config.train.update(mesh=(('data', 2), ('model', 4)), sharding=(('.*', 'model'),))
-config.evals.plots.every = -1
+config.train.update(mesh=(('data', 2), ('model', 4)), sharding=(('.*', 'model'),), num_steps=20,
+                    checkpoint_every=20)
+config.evals = {}
 s = train.train_and_evaluate(config, sys.argv[1])
 print(json.dumps({k: s[k] for k in ('param_bytes_per_device', 'mesh', 'devices')}))
 """
@@ -398,10 +399,11 @@ def test_a_dictionary_split_over_model_on_8_devices_trains_as_on_one(tmp_path):
   split = json.loads(out.stdout.strip().splitlines()[-1])
   assert split['mesh'] == {'data': 2, 'model': 4} and split['devices'] == 8
   config = experiment('sae_toy', 'tiny')
-  config.evals.plots.every = -1
+  config.train.update(num_steps=20, checkpoint_every=20)
+  config.evals = {}
   one = train.train_and_evaluate(config, tmp_path / 'one')
   assert one['devices'] == 1
-  a, b = (checkpoint.Checkpoints(tmp_path / d).restore_raw(60)[1]['state']
+  a, b = (checkpoint.Checkpoints(tmp_path / d).restore_raw(20)[1]['state']
           for d in ('one', 'split'))
   jax.tree.map(lambda u, v: np.testing.assert_allclose(u, v, rtol=1e-4, atol=1e-6),
                a['params'], b['params'])

@@ -181,14 +181,14 @@ def test_an_unused_code_restarts_at_one_of_the_batchs_vectors():
 
 def test_a_resumed_vqvae_run_ends_exactly_as_an_unbroken_one(tmp_path):
   config = experiment('vqvae_mnist', 'tiny')
-  config.train.update(progress=False, checkpoint_every=30)
+  config.train.update(progress=False, checkpoint_every=20, num_steps=40)
   config.model.restart_steps = 5   # restarts happen (randomness in the resumed part too)
   config.evals = dict(test=defaults.evaluator('codebook', split='test'))
   whole = train.train_and_evaluate(config, tmp_path / 'a')
-  stopped = train.train_and_evaluate(config, tmp_path / 'b', should_stop=lambda s: s >= 30)
-  assert stopped['interrupted'] == 'should_stop' and stopped['step'] == 30
+  stopped = train.train_and_evaluate(config, tmp_path / 'b', should_stop=lambda s: s >= 20)
+  assert stopped['interrupted'] == 'should_stop' and stopped['step'] == 20
   resumed = train.train_and_evaluate(config, tmp_path / 'b')
-  a, b = (checkpoint.Checkpoints(tmp_path / w).restore_raw(60)[1]['state'] for w in 'ab')
+  a, b = (checkpoint.Checkpoints(tmp_path / w).restore_raw(40)[1]['state'] for w in 'ab')
   assert set(a) == {'step', 'params', 'opt_state', 'rng', 'stats'}
   assert set(a['stats']) == {'since_used', 'cluster_size', 'sums'}
   jax.tree.map(np.testing.assert_array_equal, a, b)
