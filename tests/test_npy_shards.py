@@ -189,3 +189,8 @@ def test_training_on_shards_lowers_the_loss_and_a_resumed_run_is_bit_identical(t
   assert resumed['resumed_from_step'] == 20 and resumed['step'] == 60
   jax.tree.map(np.testing.assert_array_equal, _state(tmp_path / 'full'),
                _state(tmp_path / 'resumed'))
+  configs = [config, config.copy_and_resolve_references()]
+  configs[1].seed = 1
+  dirs = [tmp_path / 'together0', tmp_path / 'together1']
+  assert 'train these runs one by one' in one_line_error(train.train_together, configs, dirs)
+  assert not any(d.exists() for d in dirs)

@@ -131,8 +131,9 @@ def build(directory: str | pathlib.Path):
 
 def evaluate(directory: str | pathlib.Path, dataset, split: str = 'test',
              batch_size: int = 1000) -> dict[str, float]:
-  """aelab's `sae` evaluator (l0, variance_explained, dense_fraction, never_fired; recovered and
-  mean_max_cosine on a dataset with ground truth) of a SAELens SAE on `split` of `dataset`
+  """aelab's `sae` evaluator (l0, variance_explained, dense_fraction, never_fired; with ground
+  truth recovered, mean_max_cosine, mcc, uniqueness and, where the split has its true codes,
+  precision, recall, f1, shrinkage) of a SAELens SAE on `split` of `dataset`
   (config.dataset, e.g. defaults.dataset('npy') with its path), without preprocessing."""
   import ml_collections
 

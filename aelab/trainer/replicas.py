@@ -145,6 +145,10 @@ def check_together(configs, workdirs, how: str, init_params) -> None:
 def check_setups(setups: list[Setup]) -> None:
   """The seeds must give runs of the same length, training split size and input noise."""
   first = setups[0]
+  if len(setups) > 1 and first.dataset.shards is not None:
+    raise AelabError('runs trained together (--seeds_together) stack their training sets in '
+                     'memory; a directory of .npy shards is read from disk: train these runs one '
+                     'by one')
   for s in setups[1:]:
     if s.total_steps != first.total_steps or s.forward.noise != first.forward.noise or \
         len(s.dataset.train) != len(first.dataset.train):

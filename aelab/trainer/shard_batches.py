@@ -104,12 +104,6 @@ class ShardBatches:
     self._perms: dict[tuple[int, int], np.ndarray] = {}
     self._free: list[np.ndarray] = []   # buffers of windows no longer in use, to read into again
 
-  @property
-  def arrays(self):
-    """Runs trained together stack their training sets in memory; a sharded one is not."""
-    raise AelabError('runs trained together (--seeds_together) need their training sets in '
-                     'memory; a directory of .npy shards trains one run per process')
-
   def _map(self, shard: int) -> np.ndarray:
     """The shard's memory map (kept: its header is read once)."""
     if shard not in self._maps:
