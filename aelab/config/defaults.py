@@ -60,6 +60,11 @@ OPTIMIZER = dict(
     lbfgs_linesearch='zoom',  # lbfgs only: 'zoom' (strong Wolfe; learning_rate unused) or 'none'
                               # (fixed step learning_rate along the L-BFGS direction)
     frozen='',           # parameters kept unchanged: top-level names or groups, e.g. 'encoder'
+    b1=0.9,              # adam / adamw: decay of the first moment
+    b2=0.999,            # adam / adamw: decay of the second moment
+    groups={},           # a parameter group with its own optimizer: {group: {field: value}}, the
+                         # fields overriding these, e.g. FactorVAE's discriminator=dict(
+                         # learning_rate=1e-4, b1=0.5, b2=0.9) (aelab/trainer/optim.py)
 )
 
 # Options every loss term takes besides its own (a term's own: its keyword defaults, read by

@@ -57,14 +57,65 @@ def make(cfg: ml_collections.ConfigDict, total_steps: int,
          param_names: Sequence[str] | None = None,
          groups: Mapping[str, Sequence[str]] | None = None) -> optax.GradientTransformation:
   """The optimizer of `cfg`; `param_names`: the model's top-level parameters, against which
-  `optimizer.frozen` is checked (unchecked when None), `groups` the model's named groups of
-  them (base.Model.param_groups: 'encoder', 'decoder', 'head')."""
+  `optimizer.frozen` and `optimizer.groups` are checked (unchecked when None), `groups` the
+  model's named groups of them (base.Model.param_groups: 'encoder', 'decoder', 'head', a
+  FactorVAE's 'discriminator').
+
+  With `optimizer.groups` ({group: {field: value}}), each named group's parameters train with
+  their own optimizer (the fields of `cfg` with the group's overriding them) and their own
+  optimizer state, in the same update (optax.multi_transform); the rest with `cfg`'s."""
   checks.fields(cfg, DEFAULTS, 'optimizer')
+  own = _own_groups(cfg)
+  main = _single(cfg, total_steps, param_names, groups)
+  if not own:
+    return main
+  if param_names is None or groups is None:
+    raise AelabError('optimizer.groups needs the model\'s parameter names and groups')
+  members = {}
+  for g in own:
+    if g not in groups:
+      raise AelabError(f'optimizer.groups names {g!r}, not a parameter group of this model; its '
+                       f'groups: {", ".join(groups) or "none"}')
+    members.update({n: g for n in groups[g]})
+  if cfg.name == 'lbfgs' or any(o.name == 'lbfgs' for o in own.values()):
+    raise AelabError('optimizer.groups does not combine with lbfgs (its line search moves every '
+                     'parameter along one direction); use a first-order optimizer')
+  if len(members) == len(param_names):
+    raise AelabError(f'optimizer.groups ({", ".join(own)}) take every parameter of this model; '
+                     'leave at least one to the main optimizer')
+  transforms = {'main': main, **{g: _single(o, total_steps) for g, o in own.items()}}
+  labels = lambda params: {n: jax.tree.map(lambda _: members.get(n, 'main'), sub)  # noqa: E731
+                           for n, sub in params.items()}
+  return optax.multi_transform(transforms, labels)
+
+
+def _own_groups(cfg: ml_collections.ConfigDict) -> dict[str, ml_collections.ConfigDict]:
+  """{group: its optimizer's fields} of optimizer.groups, each checked."""
+  given = cfg.get('groups') or {}
+  given = given.to_dict() if hasattr(given, 'to_dict') else dict(given)
+  base = {k: v for k, v in cfg.items() if k not in ('groups', 'frozen')}
+  base = {k: v.to_dict() if hasattr(v, 'to_dict') else v for k, v in base.items()}
+  out = {}
+  for g, fields in given.items():
+    if not isinstance(fields, Mapping):
+      raise AelabError(f'optimizer.groups.{g} must be a dict of optimizer fields, e.g. '
+                       f'dict(learning_rate=1e-4); got {fields!r}')
+    checks.fields(fields, [k for k in DEFAULTS if k not in ('groups', 'frozen')],
+                  f'optimizer.groups.{g}')
+    out[g] = ml_collections.ConfigDict({**base, **fields, 'frozen': '', 'groups': {}})
+  return out
+
+
+def _single(cfg: ml_collections.ConfigDict, total_steps: int,
+            param_names: Sequence[str] | None = None,
+            groups: Mapping[str, Sequence[str]] | None = None) -> optax.GradientTransformation:
   checks.choice(cfg.name, OPTIMIZERS, 'optimizer')
   lr = schedule(cfg, total_steps)
+  b1 = checks.number(cfg.get('b1', 0.9), 'optimizer.b1', low=0.0, below=1.0)
+  b2 = checks.number(cfg.get('b2', 0.999), 'optimizer.b2', low=0.0, below=1.0)
   tx = {
-      'adam': lambda: optax.adam(lr),
-      'adamw': lambda: optax.adamw(lr, weight_decay=cfg.weight_decay),
+      'adam': lambda: optax.adam(lr, b1=b1, b2=b2),
+      'adamw': lambda: optax.adamw(lr, b1=b1, b2=b2, weight_decay=cfg.weight_decay),
       'sgd': lambda: optax.sgd(lr, momentum=cfg.momentum or None),
       'rmsprop': lambda: optax.rmsprop(lr, momentum=cfg.momentum),
       'adadelta': lambda: optax.adadelta(lr, rho=cfg.adadelta_rho, eps=cfg.adadelta_eps),

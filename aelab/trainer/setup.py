@@ -151,7 +151,8 @@ def build(config: ml_collections.ConfigDict, workdir: str | pathlib.Path | None 
   if total_steps > checks.INT32_MAX:
     raise AelabError(f'train.num_epochs = {tc.num_epochs} makes {total_steps} steps, more than '
                      f'2**31 - 1 (the step is an int32 on the devices); set fewer epochs')
-  names = _param_names(model, prep, dataset) if config.optimizer.get('frozen') else None
+  names = (_param_names(model, prep, dataset)
+           if config.optimizer.get('frozen') or config.optimizer.get('groups') else None)
   tx = optim.make(config.optimizer, total_steps, param_names=names,
                   groups=model.param_groups(names) if names else None)
   forward = Forward(model, loss_fn, noise, precision.dtype(tc.compute_dtype))
