@@ -163,15 +163,20 @@ def test_aelab_dense_model_backprop_by_hand_equals_jax_grad(x64):
     np.testing.assert_allclose(grads[name]['bias'], db, rtol=1e-10, atol=1e-14)
 
 
+DISENTANGLING = ('kl_capacity', 'total_correlation', 'dip', 'factor_tc', 'discriminator')
+
+
 def _term_cases():
   cases = [('reconstruction', {'kind': kind, 'reduction': reduction})  # logistic needs a VAE
            for kind in term_fns.RECONSTRUCTION_KINDS if kind != 'logistic'
            for reduction in term_fns.REDUCTIONS]
   # vae_kl needs a VAE, softmax_cross_entropy a classifier (tests/test_classification.py), the
   # sparse-dictionary terms an sae (below), iwae and kl_sample a likelihood and the vq terms a
-  # codebook (tests/test_generative.py, tests/test_vqvae.py).
+  # codebook (tests/test_generative.py, tests/test_vqvae.py), the disentangling terms a VAE or a
+  # FactorVAE (below).
   skip = ('reconstruction', 'vae_kl', 'softmax_cross_entropy', 'sae_l1', 'sae_l0', 'auxk',
-          'gated_l1', 'gated_aux', 'matryoshka_mse', 'iwae', 'kl_sample', 'vq_commitment', 'vq_codebook')
+          'gated_l1', 'gated_aux', 'matryoshka_mse', 'iwae', 'kl_sample', 'vq_commitment',
+          'vq_codebook', *DISENTANGLING)
   return cases + [(name, {}) for name in catalog.names('term') if name not in skip]
 
 
@@ -239,6 +244,34 @@ def test_sae_terms_through_the_sae_match_finite_differences(x64):
   assert float(auxk(params)) > 0
   jax.tree.map(np.testing.assert_allclose, jax.grad(auxk)(params), jax.grad(fixed)(params))
   check_grads(fixed, (params,), order=1, modes=['rev'], eps=1e-6)
+
+
+@pytest.mark.parametrize('name', DISENTANGLING)
+def test_the_disentangling_terms_through_a_factor_vae_match_finite_differences(x64, name):
+  """Each term of aelab/losses/disentangle_terms.py through the FactorVAE (a VAE with a
+  discriminator), its sampling keys fixed; kl_capacity at a step where C = 1. factor_tc and
+  discriminator hold the other group's parameters (stop_gradient), so each is checked as a
+  function of the group it trains: the VAE's, and the discriminator's."""
+  model = models.build(defaults.model('factor_vae', hidden=(5,), latent=2, discriminator=(4,)),
+                       (8,))
+  x = jnp.asarray(np.random.default_rng(3).uniform(0.05, 0.95, size=(6, 8)))
+  key = jax.random.PRNGKey(4)
+  params = _f64(model.init({'params': jax.random.PRNGKey(3), 'noise': key}, x)['params'])
+  opts = {'capacity': 2.0, 'steps': 100} if name == 'kl_capacity' else {}
+  loss_fn = losses.compose({name: {'weight': 1.0, **opts}})
+
+  trains = {'discriminator': lambda n: n == 'discriminator'}.get(
+      name, lambda n: n != 'discriminator' or name != 'factor_tc')
+  own = {n: v for n, v in params.items() if trains(n)}
+  held = {n: v for n, v in params.items() if not trains(n)}
+
+  def objective(q):
+    p = {**held, **q}
+    recon, aux = model.apply({'params': p}, x, rngs={'noise': key})
+    return loss_fn(losses.Outputs(x=x, recon=recon, aux=aux, params=p, step=jnp.int32(50)))[0]
+
+  assert np.isfinite(jax.jit(objective)(own))
+  check_grads(jax.jit(objective), (own,), order=1, modes=['rev'])
 
 
 def test_vae_kl_through_the_vae_matches_finite_differences(x64):

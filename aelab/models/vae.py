@@ -40,6 +40,8 @@ OPTIONS = dict(
     body='dense',
     hidden=(200, 200),       # dense body: encoder widths; the decoder mirrors them
     channels=(32, 64),       # conv body: encoder conv widths (stride 2 each)
+    conv_hidden=(),          # conv body: dense widths between the convolutions and the code
+                             # (disentanglement_lib's (256,)); the decoder mirrors them
     kernel_size=3,           # conv body
     latent=50,               # width of z
     activation='tanh',
@@ -61,6 +63,7 @@ class VAE(base.Model):
   latent: int
   activation: str
   likelihood: str
+  conv_hidden: tuple[int, ...]
 
   def setup(self):
     if self.body == 'dense':
@@ -72,6 +75,10 @@ class VAE(base.Model):
       self.conv_encoder = conv.ConvEncoder(self.channels, self.kernel_size, self.activation)
       self.conv_decoder = conv.ConvDecoder(self.channels, self.kernel_size, self.activation,
                                            shape=self.input_shape)
+      self.encoder_dense = [nn.Dense(h, name=f'encoder_dense_{i + 1}')
+                            for i, h in enumerate(self.conv_hidden)]
+      self.decoder_dense = [nn.Dense(h, name=f'decoder_dense_{i + 1}')
+                            for i, h in enumerate(reversed(self.conv_hidden))]
     self.mean_layer = nn.Dense(self.latent, name='mean')
     self.logvar_layer = nn.Dense(self.latent, name='logvar')
     if self.likelihood == 'gaussian':
@@ -88,6 +95,8 @@ class VAE(base.Model):
       h, hs = activations.through(self.encoder_layers, self.activation, x.reshape(x.shape[0], -1))
     else:
       hs, h = self.conv_encoder(x.reshape(x.shape[0], *self.input_shape))
+      h, dense_hs = activations.through(self.encoder_dense, self.activation, h)
+      hs = (*hs, *dense_hs)
     return hs, self.mean_layer(h), self.logvar_layer(h)
 
   def _decode_logits(self, z: jax.Array):
@@ -96,7 +105,9 @@ class VAE(base.Model):
       h, hs = activations.through(self.decoder_layers, self.activation, z)
       logits = self.output_layer(h)
     else:
-      hs, logits = self.conv_decoder(z)
+      h, dense_hs = activations.through(self.decoder_dense, self.activation, z)
+      hs, logits = self.conv_decoder(h)
+      hs = (*dense_hs, *hs)
     return hs, logits.reshape(z.shape[0], *self.input_shape)
 
   def _mean_output(self, logits: jax.Array) -> jax.Array:
@@ -194,7 +205,7 @@ class VAE(base.Model):
 
   @nn.nowrap
   def layer_activations(self) -> dict[str, str]:
-    depth = len(self.hidden) if self.body == 'dense' else len(self.channels)
+    depth = len(self.hidden) if self.body == 'dense' else len(self.channels) + len(self.conv_hidden)
     return {**{str(i + 1): self.activation for i in range(depth)}, 'code': 'linear'}
 
   @nn.nowrap
@@ -212,6 +223,9 @@ class VAE(base.Model):
   def export(self, params, stats) -> base.Export:
     del stats
     if self.body == 'conv':
+      if self.conv_hidden:
+        raise AelabError('a conv VAE with dense layers after its convolutions (model.conv_hidden) '
+                         'does not export its arrays yet; use conv_hidden=()')
       return conv.conv_export(params, self.channels, self.activation, 'conv_encoder',
                               'conv_decoder', [
           f'mean = flatten(m{len(self.channels)}) @ mean/kernel + mean/bias   [the code]',
@@ -271,6 +285,7 @@ def fields(cfg: ml_collections.ConfigDict, feature_shape: Sequence[int]) -> dict
     hidden = tuple(cfg.hidden)
     conv.check_image_shape(feature_shape, "model 'vae' with body 'conv'")
     channels = conv.check_conv_fields(cfg)
+  conv_hidden = checks.widths(cfg.get('conv_hidden', ()), 'model.conv_hidden', 'dense width')
   return dict(input_shape=shape, body=cfg.body, hidden=hidden, channels=channels,
               kernel_size=int(cfg.kernel_size), latent=int(cfg.latent),
-              activation=cfg.activation, likelihood=cfg.likelihood)
+              activation=cfg.activation, likelihood=cfg.likelihood, conv_hidden=conv_hidden)

@@ -110,7 +110,10 @@ class Forward:
         x=p.z, recon=p.recon, aux=p.aux, params=params, inputs=p.inputs, step=step,
         labels=batch.get('y'), encode=encode, weights=lambda m: self.weights(params, m),
         apply=apply, rng=jax.random.fold_in(rng, TERMS_STREAM)))
-    return total, ({**terms, **code_statistics(p.aux['code'])}, p.recon, p.ctx, p.aux)
+    # What a model reports of itself (aux['metrics'], e.g. a FactorVAE's discriminator accuracy)
+    # is logged with the terms.
+    return total, ({**terms, **code_statistics(p.aux['code']), **p.aux.get('metrics', {})},
+                   p.recon, p.ctx, p.aux)
 
   def encode(self, params, prep: Preprocessor, x: jax.Array) -> jax.Array:
     """The code of raw rows x (for a VAE: the posterior mean)."""
