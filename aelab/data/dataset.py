@@ -1,4 +1,5 @@
-"""The arrays every data source returns: `Split`, `Dataset`, and deterministic shuffling."""
+"""The arrays every data source returns: `Split`, `Dataset` (with its ground truth, where known:
+`Factors`), and deterministic shuffling."""
 
 from __future__ import annotations
 
@@ -71,6 +72,23 @@ class Shards:
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
+class Factors:
+  """A dataset's known factors of variation, all discrete: factor i takes the value indices
+  0 .. counts[i] - 1 (uniformly, independently, as the data were generated), and
+  `observe(factors int32 [n, k]) -> float32 [n, *feature_shape]` renders the observations of
+  given factor indices in input units (the disentanglement metrics' sampling,
+  aelab/evaluators/disentanglement.py)."""
+  names: tuple[str, ...]
+  counts: tuple[int, ...]
+  observe: Callable
+
+  def __post_init__(self):
+    if not self.names or len(self.names) != len(self.counts) or min(self.counts) < 1:
+      raise AelabError(f'Factors needs one name and one positive value count per factor; got '
+                       f'names {tuple(self.names)} and counts {tuple(self.counts)}')
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
 class Dataset:
   """Train/val/test splits plus the metadata the rest of aelab needs."""
   name: str
@@ -90,6 +108,9 @@ class Dataset:
   stream: Stream | None = None
   # A training set read from .npy shards on disk (the `train` split then holds the first shard).
   shards: Shards | None = None
+  # Known factors of variation that render observations (sprites: shape, scale, orientation,
+  # x, y), for the disentanglement metrics.
+  factors: Factors | None = None
 
   def __post_init__(self):
     if not math.prod(self.feature_shape):

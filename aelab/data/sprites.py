@@ -70,8 +70,9 @@ aelab/trainer/batches.py); the train split holds `train_preview` rows of the sam
 fitting the preprocessing and initialising from data), val and test `val_rows` / `test_rows`,
 each with its factors. As in aelab/data/synth_features.py, they are drawn in jitted chunks of
 CHUNK rows, chunk i of a split from fold_in(fold_in(PRNGKey(seed), SPLIT_KEYS[split]), i), keys
-distinct from the train steps'. `by_factor` draws rows with some factors held fixed (the
-disentanglement metrics' sampling); `draw` any number of rows from a key.
+distinct from the train steps'. `by_factor` draws rows with some factors held fixed; `draw`
+any number of rows from a key; `observe` renders given factor indices, the dataset's
+`Factors.observe` (the disentanglement metrics' sampling, aelab/evaluators/disentanglement.py).
 
 Memory: nothing but the tables (~1 KB) is kept for the stream; the stored splits are float32
 (64 x 64: 16 KB a row, 50 MB for the default 1024 + 1024 + 1024 rows; 32 x 32: 34 MB for 4096 +
@@ -90,7 +91,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from aelab.data import options
-from aelab.data.dataset import Dataset, Split, Stream
+from aelab.data.dataset import Dataset, Factors, Split, Stream
 from aelab.errors import AelabError
 
 SOURCES: dict[str, dict[str, Any]] = {
@@ -249,6 +250,28 @@ def draw(size: int, key: jax.Array, rows: int,
   return np.concatenate(xs), np.concatenate(fs)
 
 
+_images = jax.jit(images)
+
+
+def observe(factors: np.ndarray, size: int) -> np.ndarray:
+  """float32 [n, size, size, 1] as numpy: the sprites of factor indices `factors` int [n, 5]
+  (FACTORS order; checked, one-line AelabError), rendered in jitted chunks of CHUNK rows (the
+  last one padded, so one compiled shape serves every n)."""
+  f = np.asarray(factors)
+  if f.ndim != 2 or f.shape[1] != len(COUNTS) or not np.issubdtype(f.dtype, np.integer):
+    raise AelabError(f'sprites factors must be integer indices [n, {len(COUNTS)}] '
+                     f'({", ".join(FACTORS)}); got {f.dtype} {f.shape}')
+  if len(f) and ((f < 0).any() or (f >= np.asarray(COUNTS)).any()):
+    raise AelabError(f'sprites factor indices out of range: each column must lie in 0 .. '
+                     f'count - 1, counts {COUNTS}')
+  arrays, out = tables(size), np.empty((len(f), size, size, 1), np.float32)
+  for start in range(0, len(f), CHUNK):
+    rows = f[start:start + CHUNK].astype(np.int32)
+    padded = np.concatenate([rows, np.repeat(rows[-1:], CHUNK - len(rows), axis=0)])
+    out[start:start + len(rows)] = np.asarray(_images(arrays, padded))[:len(rows)]
+  return out
+
+
 def by_factor(fixed: Mapping[int | str, int], n: int, key: jax.Array,
               size: int = 64) -> tuple[np.ndarray, np.ndarray]:
   """(x [n, size, size, 1], factors int32 [n, 5]): n rows drawn uniformly with the factors of
@@ -302,6 +325,7 @@ def load(cfg: Mapping[str, Any], seed: int) -> Dataset:
   return Dataset(
       name=name, **splits, feature_shape=(size, size, 1), value_range=(0.0, 1.0),
       feature_names=None, num_classes=None, stream=Stream(tables(size), sample),
+      factors=Factors(FACTORS, COUNTS, functools.partial(observe, size=size)),
       source={'name': name, 'seed': int(seed), 'generator': NOTE, 'factors': FACTORS,
               'shapes': SHAPES, 'factor_counts': counts, 'combinations': total,
               'truth_codes': 'factor indices (shape, scale, orientation, x, y), float32',
