@@ -229,14 +229,18 @@ def sweep_metric(series: Sequence[dict], path: str | pathlib.Path, xlabel: str, 
                  categories: Sequence[str] | None = None, log_x: bool = False,
                  title: str = '') -> pathlib.Path:
   """A metric against one swept field: one line per series {'label', 'x', 'mean', 'low',
-  'high'} (error bars from low to high where they differ from the mean). `categories`: x holds
-  positions into these tick labels (a field whose values are not numbers)."""
+  'high'} (error bars from low to high where they differ from the mean) and, with 'points'
+  [(x, value)], a dot per run where a point has several. `categories`: x holds positions into
+  these tick labels (a field whose values are not numbers)."""
   fig, ax = _one(figsize=(6.5, 4.2))
   for s in series:
     mean = np.asarray(s['mean'], np.float64)
     spread = np.stack([mean - np.asarray(s['low']), np.asarray(s['high']) - mean])
-    ax.errorbar(s['x'], mean, yerr=spread if spread.any() else None, marker='o', ms=4, lw=1.2,
-                capsize=3, label=s.get('label') or None)
+    line = ax.errorbar(s['x'], mean, yerr=spread if spread.any() else None, marker='o', ms=4,
+                       lw=1.2, capsize=3, label=s.get('label') or None)
+    if spread.any() and s.get('points'):
+      px, py = zip(*s['points'])
+      ax.scatter(px, py, s=9, color=line[0].get_color(), alpha=0.6, zorder=3)
   if categories is not None:
     ax.set_xticks(range(len(categories)), categories)
   elif log_x:
@@ -310,4 +314,36 @@ def traversals(images: np.ndarray, row_labels: Sequence[str], steps: Sequence[fl
     ax.set_xlabel(xlabel, fontsize=8)
   if title:
     ax.set_title(title, fontsize=9)
+  return _save(fig, path)
+
+
+def factor_response(codes: np.ndarray, factors: np.ndarray, names: Sequence[str],
+                    counts: Sequence[int], path: str | pathlib.Path,
+                    title: str = '') -> pathlib.Path:
+  """The code's response to each factor: a grid with a row per code unit (codes [n, D]) and a
+  column per factor (factors int [n, K], `names`, `counts` values each), each cell the unit's
+  mean over the rows at each value of the factor (the other factors uniform), with its
+  mean +- sd band; a row shares one y range. A disentangled unit moves in one column only."""
+  codes, factors = np.asarray(codes, np.float64), np.asarray(factors)
+  d, k = codes.shape[1], len(names)
+  fig, axes = _subplots(d, k, figsize=(1.7 * k + 0.8, 0.9 * d + 1.0), sharey='row')
+  for j in range(k):
+    values = np.arange(counts[j])
+    onehot = factors[:, j][:, None] == values[None, :]                     # [n, V]
+    n = np.maximum(onehot.sum(0), 1)
+    mean = codes.T @ onehot / n                                            # [D, V]
+    sd = np.sqrt(np.maximum((codes.T ** 2) @ onehot / n - mean ** 2, 0.0))
+    for i in range(d):
+      ax = axes[i, j]
+      ax.fill_between(values, mean[i] - sd[i], mean[i] + sd[i], alpha=0.25, lw=0)
+      ax.plot(values, mean[i], lw=1.2)
+      ax.tick_params(labelsize=6)
+      if i == d - 1:
+        ax.set_xlabel(names[j], fontsize=8)
+      else:
+        ax.set_xticklabels([])
+      if j == 0:
+        ax.set_ylabel(f'z{i}', fontsize=8, rotation=0, labelpad=12)
+  if title:
+    fig.suptitle(title, fontsize=9)
   return _save(fig, path)

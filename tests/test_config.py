@@ -47,6 +47,10 @@ VARIANTS = {  # every variant the experiments document (as /work/baseline/captur
     'sae_synth': ['', 'tiny', 'batchtopk', 'matryoshka', 'jumprelu', 'gated', 'l1', 'standard',
                   'standard,batchtopk', 'samples=2000000', 'tiny,matryoshka', 'tiny,gated'],
     'bench_sae': ['', 'approx', 'tiny', 'approx,tiny', 'batch=4096'],
+    'disentangle_sprites': ['', 'tiny', 'model=beta_vae', 'model=annealed_vae', 'model=beta_tcvae',
+                            'model=factor_vae', 'model=dip_vae_i', 'model=dip_vae_ii',
+                            'model=beta_vae,strength=16', 'size64', 'steps=5000,metric_points=2000',
+                            'tiny,model=factor_vae', 'tiny,model=beta_tcvae'],
 }
 
 
@@ -232,8 +236,8 @@ def test_loss_defaults_fill_every_option_with_float_weights():
 def test_group_builders_check_their_fields():
   assert defaults.model('conv', latent=8).to_dict() == {
       'name': 'conv', **catalog.options('model', 'conv'), 'latent': 8}
-  assert ('valid choices: classifier, conv, dense, hierarchical_vae, sae, vae, vampprior, vqvae'
-          in _error(defaults.model, 'mlp'))
+  assert ('valid choices: classifier, conv, dense, factor_vae, hierarchical_vae, sae, vae, '
+          'vampprior, vqvae' in _error(defaults.model, 'mlp'))
   assert 'unknown field widths in model' in _error(defaults.model, 'dense', widths=(3,))
   assert 'unknown field eval_every in train' in _error(defaults.train, eval_every=10)
   for gone in ('eval_every', 'eval_batch_size', 'plots'):
@@ -279,7 +283,7 @@ def test_each_kind_is_declared_once_beside_its_code():
       declared = getattr(module, variable)
       assert catalog.options(kind, name) == (declared[name] if kind == 'source' else declared)
   assert set(catalog.names('model')) == {'classifier', 'conv', 'dense', 'hierarchical_vae', 'sae',
-                                         'vae', 'vampprior', 'vqvae'}
+                                         'vae', 'vampprior', 'vqvae', 'factor_vae'}
   assert 'activations' in catalog.names('source') and 'sae' in catalog.names('evaluator')
   for gone in ('MODELS', 'LOSS_TERMS', 'EVALUATORS'):
     assert not hasattr(defaults, gone)
