@@ -48,6 +48,8 @@ def get_config(arg=None):
       vae_kl=dict(weight=4.0 if v.beta4 else 1.0, warmup_steps=0))
   config.train.update(batch_size=100, num_epochs=20 if v.fashion else 150, log_every=200,
                       checkpoint_every=2000)
+  if v.conv and not v.tiny:
+    config.train.scan_unroll = 10  # XLA:CPU convs in a rolled scan run several times slower
   config.evals.val.every = 2000
   config.evals.iwae = defaults.evaluator('iwae', samples=5000, batch_size=100)
   if v.tiny:
