@@ -27,6 +27,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Callable, Sequence
 
 import tqdm
@@ -140,9 +141,13 @@ class Runner:
     log = self.dir(job.points[0]) / layout.LOG_FILE
     with open(log, 'ab') as out:
       job.offset = out.tell()
-      job.proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out,
-                                  stderr=subprocess.STDOUT, start_new_session=True,
-                                  pass_fds=job.locks, preexec_fn=_die_with_parent())
+      with warnings.catch_warnings():
+        # jax (imported here to check the points) warns at every fork; this child only sets its
+        # parent-death signal (one prctl call, no lock taken) and execs.
+        warnings.filterwarnings('ignore', r'os\.fork\(\) was called', RuntimeWarning)
+        job.proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out,
+                                    stderr=subprocess.STDOUT, start_new_session=True,
+                                    pass_fds=job.locks, preexec_fn=_die_with_parent())
 
   def _finish(self, job: _Job) -> list[_Job]:
     """Records each point's status; returns the jobs to run next: the points of a group that
