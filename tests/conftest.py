@@ -9,6 +9,32 @@ from aelab import config as config_lib
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 DATA = ROOT / 'tests' / 'data'
 
+# The files that take longest (serial seconds on a 2-core machine, most first; test_tracking's
+# only with the trackers' extras installed). Under xdist's --dist loadfile a worker takes a whole
+# file at a time: these go out first and the many short files fill in at the end (queued last, a
+# heavy file would leave one worker alone with it while the other idles).
+HEAVY = ('test_sweep.py', 'test_stacked.py', 'test_faults.py', 'test_multiprocess.py',
+         'test_tracking.py', 'test_classification.py', 'test_generative_runs.py', 'test_sae.py',
+         'test_disentangle_models.py', 'test_vqvae.py', 'test_export.py', 'test_sharding.py',
+         'test_zoo.py', 'test_streamed.py', 'test_generative.py', 'test_frechet.py',
+         'test_train.py')
+
+
+def pytest_configure(config):
+  """xdist would queue the files by their number of tests (--loadscope-reorder, its default),
+  which puts the heavy files above, most of which hold few tests, last: keep the collection
+  order that pytest_collection_modifyitems below sets."""
+  if hasattr(config.option, 'loadscopereorder'):
+    config.option.loadscopereorder = False
+
+
+def pytest_collection_modifyitems(config, items):
+  """The HEAVY files first, in that order; the others after them, as collected. The order of the
+  tests within a file stays as written (module fixtures, and tests that read what earlier ones
+  left, rely on it)."""
+  rank = {name: i for i, name in enumerate(HEAVY)}
+  items.sort(key=lambda item: rank.get(item.path.name, len(HEAVY)))  # stable
+
 
 @pytest.fixture(autouse=True)
 def _offline_data_env(monkeypatch, tmp_path_factory):

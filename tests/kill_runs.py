@@ -124,10 +124,16 @@ def leftovers(workdir: pathlib.Path) -> str:
 
 
 def trial(workdir: pathlib.Path, delay: float, checkpoint_every: int, num_steps: int,
-          config: str = CONFIG) -> dict:
+          config: str = CONFIG, after: str | None = None) -> dict:
+  """Kills the run `delay` seconds after it starts or, with `after` (a path in the workdir, e.g.
+  'checkpoints/10'), `delay` seconds after that path appears; then reruns it to the end."""
   shutil.rmtree(workdir, ignore_errors=True)
   proc = subprocess.Popen(command(workdir, checkpoint_every, num_steps, config), cwd=ROOT,
                           env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  if after is not None:
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None and not (workdir / after).exists():
+      time.sleep(0.02)
   time.sleep(delay)
   finished = proc.poll() is not None
   proc.kill()

@@ -332,29 +332,45 @@ def test_lbfgs_option_errors_are_one_line():
 # -- frozen parameters -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize('name, batch_size', [('adam', 50), ('lbfgs', 900)])
-def test_frozen_parameters_stay_bit_identical(tmp_path, name, batch_size):
+def _frozen_config(name, batch_size):
   config = _classifier_config(steps=20, name=name, frozen='encoder_1')
   config.train.batch_size = batch_size
   config.evals = {}
+  return config
+
+
+@pytest.fixture(scope='module')
+def frozen_lbfgs(tmp_path_factory):
+  """Full-batch L-BFGS, 20 steps (two blocks of 10), encoder_1 frozen, trained once: its workdir.
+  Two tests read it: the frozen layer stays bit-identical; a resumed run ends as it does."""
+  workdir = tmp_path_factory.mktemp('frozen_lbfgs') / 'unbroken'
+  train.train_and_evaluate(_frozen_config('lbfgs', 900), workdir)
+  return workdir
+
+
+@pytest.mark.parametrize('name, batch_size', [('adam', 50), ('lbfgs', 900)])
+def test_frozen_parameters_stay_bit_identical(tmp_path, name, batch_size, request):
+  config = _frozen_config(name, batch_size)
   setup = build(config)
   initial = jax.tree.map(np.asarray, setup.init(setup.init_rng).params)
-  train.train_and_evaluate(config, tmp_path)
-  final = _final_params(tmp_path)
+  if name == 'lbfgs':
+    workdir = request.getfixturevalue('frozen_lbfgs')
+  else:
+    workdir = tmp_path
+    train.train_and_evaluate(config, workdir)
+  final = _final_params(workdir)
   for leaf in ('kernel', 'bias'):
     assert final['encoder_1'][leaf].tobytes() == initial['encoder_1'][leaf].tobytes()
     assert np.abs(final['head'][leaf] - initial['head'][leaf]).max() > 1e-3
 
 
-def test_a_resumed_lbfgs_run_with_frozen_layers_ends_exactly_as_an_unbroken_one(tmp_path):
+def test_a_resumed_lbfgs_run_with_frozen_layers_ends_exactly_as_an_unbroken_one(frozen_lbfgs,
+                                                                                tmp_path):
   """The line search's state (last value, gradient, step) and the L-BFGS memory travel through
-  the checkpoint."""
-  config = _classifier_config(hidden=(16,), steps=12, name='lbfgs', frozen='encoder_1')
-  config.train.update(batch_size=900, steps_per_call=4, log_every=4)
-  config.evals = {}
-  train.train_and_evaluate(config, tmp_path / 'unbroken')
-  out = train.train_and_evaluate(config, tmp_path / 'resumed', should_stop=lambda step: step == 8)
-  assert out['checkpoint_step'] == 8
-  assert train.train_and_evaluate(config, tmp_path / 'resumed')['resumed_from_step'] == 8
-  jax.tree.map(np.testing.assert_array_equal, _final_state(tmp_path / 'unbroken'),
+  the checkpoint (stopped after the first block of 10 steps, the memory of 10 updates full)."""
+  config = _frozen_config('lbfgs', 900)
+  out = train.train_and_evaluate(config, tmp_path / 'resumed', should_stop=lambda step: step == 10)
+  assert out['checkpoint_step'] == 10
+  assert train.train_and_evaluate(config, tmp_path / 'resumed')['resumed_from_step'] == 10
+  jax.tree.map(np.testing.assert_array_equal, _final_state(frozen_lbfgs),
                _final_state(tmp_path / 'resumed'))

@@ -31,14 +31,30 @@ def _env(devices: int) -> dict:
               JAX_PLATFORMS='cpu', AELAB_DATA_DIR=str(DATA))
 
 
+_STARTED: list[subprocess.Popen] = []  # killed at the end of each test if still running
+
+
+@pytest.fixture(autouse=True)
+def _no_process_left_behind():
+  """A failed test leaves no process waiting on a peer (they would run on into the next tests)."""
+  yield
+  while _STARTED:
+    p = _STARTED.pop()
+    if p.poll() is None:
+      p.kill()
+      p.communicate()
+
+
 def _start(workdir, *extra, processes=2, devices=8):
   port = _port()
-  return [subprocess.Popen(
+  procs = [subprocess.Popen(
       [sys.executable, '-m', 'aelab.run', *ARGS, f'--workdir={workdir}', *extra,
        f'--coordinator_address=localhost:{port}', f'--num_processes={processes}',
        f'--process_id={i}', f'--peer_timeout={PEER_TIMEOUT}'],
       cwd=ROOT, env=_env(devices // processes), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
       text=True) for i in range(processes)]
+  _STARTED.extend(procs)
+  return procs
 
 
 def _finish(procs, timeout=300):
@@ -80,22 +96,36 @@ def _checkpoints(workdir) -> list[int]:
   return sorted(int(p.name) for p in (workdir / 'checkpoints').glob('*') if p.name.isdigit())
 
 
-def _wait_for_checkpoint(workdir, after: int, timeout: float = 120) -> None:
+def _wait_for_checkpoint(procs, workdir, after: int, timeout: float = 120) -> None:
+  """Until a checkpoint after step `after` is written; a process that exits first, or the
+  timeout, fails the test at once with every process's exit code and last lines."""
   deadline = time.time() + timeout
-  while time.time() < deadline and not any(s > after for s in _checkpoints(workdir)):
+  while not any(s > after for s in _checkpoints(workdir)):
+    exited = [p.poll() is not None for p in procs]
+    if any(exited) or time.time() > deadline:
+      for p in procs:
+        if p.poll() is None:
+          p.kill()
+      said = [f'process {i}: exit {rc}: ' + ' | '.join(err.strip().splitlines()[-3:])
+              for i, (rc, _, err) in enumerate(_finish(procs, timeout=30))]
+      raise AssertionError(
+          f'no checkpoint after step {after} in {workdir} (steps {_checkpoints(workdir)}) '
+          f'{"and a process exited" if any(exited) else f"after {timeout:.0f} s"}: ' +
+          '; '.join(said))
     time.sleep(0.2)
-  assert any(s > after for s in _checkpoints(workdir)), f'no checkpoint after step {after}'
 
 
 def test_a_killed_process_stops_the_other_and_the_rerun_resumes(tmp_path):
   # One device per process, as on a CPU cluster: with several, the survivor's own devices talk
   # over gloo too, and gloo may abort it (SIGABRT, its own message) before aelab's line.
   workdir = tmp_path / 'run'
-  # Enough steps that the signals below land before the run ends, even on a fast machine.
-  steps = ('--config.train.num_steps=1500', '--config.train.checkpoint_every=50')
+  # Enough steps that the signals below land before the run ends, even on a fast machine; no
+  # plots (the first test makes them).
+  steps = ('--config.train.num_steps=1500', '--config.train.checkpoint_every=50',
+           '--config.evals.plots.every=-1')
   start = lambda: _start(workdir, *steps, devices=2)  # noqa: E731
   procs = start()
-  _wait_for_checkpoint(workdir, after=50)
+  _wait_for_checkpoint(procs, workdir, after=0)  # training, with a checkpoint to resume from
   procs[1].send_signal(signal.SIGKILL)
   killed = time.time()
   (rc, _, stderr), _ = _finish(procs, timeout=120)
@@ -108,7 +138,7 @@ def test_a_killed_process_stops_the_other_and_the_rerun_resumes(tmp_path):
   # The rerun resumes; SIGTERM to process 1 alone stops both at the same step, with a checkpoint.
   stopped_at = _checkpoints(workdir)[-1]
   procs = start()
-  _wait_for_checkpoint(workdir, after=stopped_at)
+  _wait_for_checkpoint(procs, workdir, after=stopped_at)
   procs[1].send_signal(signal.SIGTERM)
   results = _finish(procs, timeout=120)
   assert [rc for rc, _, _ in results] == [75, 75], [(o, e[-2000:]) for _, o, e in results]
@@ -116,11 +146,12 @@ def test_a_killed_process_stops_the_other_and_the_rerun_resumes(tmp_path):
   assert len(said) == 1, said  # the same step on both processes
   step = int(said.pop())
   assert step == _checkpoints(workdir)[-1] and stopped_at < step < 1500
-  # The rerun resumes there and finishes (50 steps more: train.num_steps may change on resume).
-  results = _finish(_start(workdir, steps[1], f'--config.train.num_steps={step + 50}', devices=2))
+  # The rerun resumes there and finishes (one block more: train.num_steps may change on resume).
+  results = _finish(_start(workdir, *steps[1:], f'--config.train.num_steps={step + 10}',
+                           devices=2))
   assert [rc for rc, _, _ in results] == [0, 0], [e[-2000:] for _, _, e in results]
   summary = json.loads((workdir / 'summary.json').read_text())
-  assert (summary['step'], summary['resumed_from_step']) == (step + 50, step)
+  assert (summary['step'], summary['resumed_from_step']) == (step + 10, step)
 
 
 def test_the_multi_process_flags_are_checked_in_one_line():

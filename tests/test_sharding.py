@@ -13,38 +13,30 @@ from aelab.trainer import checkpoint, sharding, train
 from aelab.errors import AelabError
 from conftest import DATA, ROOT, experiment
 
-_SCRIPT = """
-import json, sys, jax
-sys.path.insert(0, 'tests')
-from conftest import experiment
-from aelab.trainer import train
-config = experiment('mnist_ae')
-config.train.update(batch_size=40, num_steps=20, progress=False)
-config.evals.plots.every = -1
-summary = train.train_and_evaluate(config, sys.argv[1])
-print(json.dumps({'devices': jax.device_count(), 'summary_devices': summary['devices'],
-                  'test': summary['test']}))
-"""
 
-
-def test_eight_devices_match_one(tmp_path):
-  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=8', JAX_PLATFORMS='cpu',
-             AELAB_DATA_DIR=str(DATA))
-  out = subprocess.run([sys.executable, '-c', _SCRIPT, str(tmp_path / 'eight')], cwd=ROOT, env=env,
-                       capture_output=True, text=True, timeout=300)
-  assert out.returncode == 0, out.stderr[-3000:]
-  eight = json.loads(out.stdout.strip().splitlines()[-1])
-  assert eight['devices'] == 8 and eight['summary_devices'] == 8
-
+def _one_device_config():
+  """mnist_ae:tiny, batch 40, 20 steps: the run that 8 devices must reproduce."""
   config = experiment('mnist_ae')
   config.train.update(batch_size=40, num_steps=20, progress=False)
   config.evals.plots.every = -1
-  one = train.train_and_evaluate(config, tmp_path / 'one')
+  return config
+
+
+def test_eight_devices_match_one(eight_devices, tmp_path):
+  """The 8-device run is the placements script's 'replicated' one (train.mesh and train.sharding
+  at their defaults, the config above with a checkpoint every 10 steps)."""
+  from aelab.config import defaults
+  base, got = eight_devices
+  assert (defaults.TRAIN['mesh'], defaults.TRAIN['sharding']) == (
+      (('data', -1),), (('.*', 'replicate'),))   # the 'replicated' placement's
+  eight = got['replicated']
+  assert eight['devices'] == 8 and eight['summary_devices'] == 8
+  one = train.train_and_evaluate(_one_device_config(), tmp_path / 'one')
   assert one['devices'] == 1
   for key in ('bce', 'mse', 'loss'):
     assert eight['test'][key] == pytest.approx(one['test'][key], rel=1e-4)
-  params = [checkpoint.Checkpoints(tmp_path / d).restore_raw(20)[1]['state']['params']
-            for d in ('eight', 'one')]
+  params = [checkpoint.Checkpoints(d).restore_raw(20)[1]['state']['params']
+            for d in (base / 'replicated', tmp_path / 'one')]
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), *params)
 
 
@@ -59,7 +51,7 @@ import json, sys, jax
 sys.path.insert(0, 'tests')
 from conftest import experiment
 from aelab.trainer import train
-PLACED = {'replicated': ((('data', -1),), (('.*', 'replicate'),)),
+PLACED = {'replicated': ((('data', -1),), (('.*', 'replicate'),)),   # the defaults
           'fsdp': ((('data', -1),), (('.*', 'fsdp'),)),
           'model': ((('data', 4), ('model', 2)), (('.*', 'model'),))}
 
@@ -73,7 +65,9 @@ def config(name, steps):
 out = {}
 for name in PLACED:
   s = train.train_and_evaluate(config(name, 20), f'{sys.argv[1]}/{name}')
-  out[name] = {k: s[k] for k in ('param_bytes_per_device', 'opt_state_bytes_per_device', 'mesh')}
+  out[name] = {k: s[k] for k in ('param_bytes_per_device', 'opt_state_bytes_per_device', 'mesh',
+                                 'test')}
+  out[name].update(devices=jax.device_count(), summary_devices=s['devices'])
 # Written under one mesh and placement, resumed under another.
 train.train_and_evaluate(config('fsdp', 20), f'{sys.argv[1]}/moved', should_stop=lambda s: s >= 10)
 s = train.train_and_evaluate(config('model', 20), f'{sys.argv[1]}/moved')
@@ -82,13 +76,21 @@ print(json.dumps(out))
 """
 
 
-def test_fsdp_and_model_placements_train_the_same_parameters_on_less_memory(tmp_path):
+@pytest.fixture(scope='module')
+def eight_devices(tmp_path_factory):
+  """mnist_ae:tiny on 8 fake CPU devices (a subprocess), replicated, fsdp, split over 'model', and
+  one run moved from fsdp to 'model' at step 10: (its directory, what the script printed)."""
+  base = tmp_path_factory.mktemp('placements')
   env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=8', JAX_PLATFORMS='cpu',
              AELAB_DATA_DIR=str(DATA))
-  out = subprocess.run([sys.executable, '-c', _PLACEMENTS, str(tmp_path)], cwd=ROOT, env=env,
+  out = subprocess.run([sys.executable, '-c', _PLACEMENTS, str(base)], cwd=ROOT, env=env,
                        capture_output=True, text=True, timeout=600)
   assert out.returncode == 0, out.stderr[-3000:]
-  got = json.loads(out.stdout.strip().splitlines()[-1])
+  return base, json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_fsdp_and_model_placements_train_the_same_parameters_on_less_memory(eight_devices):
+  base, got = eight_devices
   assert got['model']['mesh'] == {'data': 4, 'model': 2} and got['fsdp']['mesh'] == {'data': 8}
   full = got['replicated']['param_bytes_per_device']
   # mnist_ae:tiny: every kernel splits 8 (or 2) ways; the biases of 256/64/784 units too.
@@ -96,7 +98,7 @@ def test_fsdp_and_model_placements_train_the_same_parameters_on_less_memory(tmp_
   assert got['model']['param_bytes_per_device'] == full // 2
   assert got['fsdp']['opt_state_bytes_per_device'] < got['replicated']['opt_state_bytes_per_device'] / 7
   assert got['moved'] == {'resumed_from_step': 10, 'mesh': {'data': 4, 'model': 2}}
-  params = {name: checkpoint.Checkpoints(tmp_path / name).restore_raw(20)[1]['state']['params']
+  params = {name: checkpoint.Checkpoints(base / name).restore_raw(20)[1]['state']['params']
             for name in ('replicated', 'fsdp', 'model', 'moved')}
   for name in ('fsdp', 'model', 'moved'):
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),

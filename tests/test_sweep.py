@@ -57,6 +57,23 @@ def _one_line_error(result) -> str:
   return lines[0][len('aelab: error: '):]
 
 
+@pytest.fixture
+def refused(capsys, monkeypatch):
+  """refused(workdir, *args, spec=...): the one-line error (after 'aelab: error: ') of a sweep
+  that stops with exit code 2 before any point runs, through the sweep CLI's own path in this
+  process (as tests/test_fuzz.py does): a subprocess would add only Python's and jax's start-up."""
+  from aelab.sweep import __main__ as sweep_cli
+  monkeypatch.chdir(ROOT)  # the config path as the subprocesses give it
+
+  def run(workdir, *args, spec=SPARSE):
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exited:
+      sweep_cli.run([f'--config={spec}', f'--workdir={workdir}', *args])
+    out = capsys.readouterr()
+    return _one_line_error(subprocess.CompletedProcess([], exited.value.code, out.out, out.err))
+  return run
+
+
 @pytest.fixture(scope='module')
 def swept(tmp_path_factory):
   """One unbroken 2 x 2 sweep, two points at a time; many tests read it."""
@@ -234,14 +251,14 @@ def test_results_md_is_a_rounded_table(swept):
   assert lines[2] == '4 points: 4 done'
 
 
-def test_rerunning_a_finished_sweep_runs_nothing(swept):
+def test_rerunning_a_finished_sweep_runs_nothing(swept, refused):
   workdir = swept[0]
   before = {n: (workdir / n / 'summary.json').stat().st_mtime_ns for n in NAMES}
   result = _sweep(workdir, *AXES, '--parallel=2')
   assert result.returncode == 0, result.stderr
   assert {n: (workdir / n / 'summary.json').stat().st_mtime_ns for n in NAMES} == before
-  other = _sweep(workdir, *AXES[:-2], '--config.train.num_steps=21', '--index=0')
-  assert 'holds a sweep with the --config.* overrides' in _one_line_error(other)
+  other = refused(workdir, *AXES[:-2], '--config.train.num_steps=21', '--index=0')
+  assert 'holds a sweep with the --config.* overrides' in other
 
 
 def test_a_failing_point_fails_alone_with_its_one_line_error(tmp_path):
@@ -263,7 +280,7 @@ def test_a_failing_point_fails_alone_with_its_one_line_error(tmp_path):
   assert (workdir / 'learning_rate=0.001' / 'summary.json').stat().st_mtime_ns == done
 
 
-def test_a_point_a_run_would_refuse_stops_the_sweep_before_anything_is_written(tmp_path):
+def test_a_point_a_run_would_refuse_stops_the_sweep_before_anything_is_written(tmp_path, refused):
   """Every point's config is checked as its run will check it, before any point runs."""
   workdir = tmp_path / 'bad'
   for axis, message in (('train.batch_size=50,-1', 'point 1 (batch_size=-1): train.batch_size = '
@@ -272,17 +289,16 @@ def test_a_point_a_run_would_refuse_stops_the_sweep_before_anything_is_written(t
                          'model.hidden[1] = 0; it must be an integer >= 1'),
                         ('optimizer.name=adam,adamm', "point 1 (name=adamm): unknown optimizer "
                          "'adamm'")):
-    result = _sweep(workdir, '--file_sweep=false', f'--sweep={axis}', *AXES[3:])
-    assert message in _one_line_error(result)
+    assert message in refused(workdir, '--file_sweep=false', f'--sweep={axis}', *AXES[3:])
     assert not workdir.exists()
 
 
-def test_a_sweep_will_not_write_into_a_runs_workdir(tmp_path):
+def test_a_sweep_will_not_write_into_a_runs_workdir(tmp_path, refused):
   run = tmp_path / 'run'
   run.mkdir()
   (run / 'config.json').write_text('{}')
-  result = _sweep(run, '--file_sweep=false', '--sweep=seed=0,1', *AXES[3:])
-  assert 'holds a run (config.json, checkpoints/), not a sweep' in _one_line_error(result)
+  result = refused(run, '--file_sweep=false', '--sweep=seed=0,1', *AXES[3:])
+  assert 'holds a run (config.json, checkpoints/), not a sweep' in result
   assert sorted(p.name for p in run.iterdir()) == ['config.json']
 
 
@@ -312,7 +328,7 @@ def test_kill_9_of_the_sweep_then_rerun_finishes_only_what_was_missing(swept, tm
 
 def test_sigterm_to_the_sweep_reaches_its_runs_once_and_exits_75(tmp_path):
   workdir = tmp_path / 'stopped'
-  steps = 3000  # long enough that the signal lands in training (about 2 s here)
+  steps = 1000  # about 3 s of training here: the signal comes as the progress bar first shows
   args = (*AXES[:3], f'--config.train.num_steps={steps}', '--config.train.checkpoint_every=0',
           *AXES[4:], '--index=2')
   proc = subprocess.Popen(_argv(workdir, *args), cwd=ROOT, env=_env(),
@@ -334,7 +350,8 @@ def test_sigterm_to_the_sweep_reaches_its_runs_once_and_exits_75(tmp_path):
   assert (summary['step'], summary['resumed_from_step']) == (steps, stopped)
 
 
-def test_index_tasks_in_two_processes_then_summarize_give_the_same_table(swept, tmp_path):
+def test_index_tasks_in_two_processes_then_summarize_give_the_same_table(swept, tmp_path,
+                                                                        refused):
   workdir = tmp_path / 'array'
   plain = subprocess.Popen(_argv(workdir, *AXES, '--index=0'), cwd=ROOT, env=_env(),
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -350,8 +367,7 @@ def test_index_tasks_in_two_processes_then_summarize_give_the_same_table(swept, 
   rows, reference = _metrics_only(_csv(workdir)), _metrics_only(_csv(swept[0]))
   assert [rows[0], rows[3]] == [reference[0], reference[3]]
   assert [r['status'] for r in rows] == ['done', 'pending', 'pending', 'done']
-  assert _sweep(workdir, *AXES, '--index=4').stderr.startswith(
-      'aelab: error: --index=4: the sweep has 4 points (0-3)')
+  assert refused(workdir, *AXES, '--index=4').startswith('--index=4: the sweep has 4 points (0-3)')
 
 
 def test_the_slurm_script_needs_a_task_id(tmp_path):
@@ -371,7 +387,9 @@ def test_plots_average_over_seeds_with_the_min_max_spread():
   assert categories is None and seeds == 3
   assert [s['label'] for s in series] == ['rho=1', 'rho=2']
   assert series[0] == {'label': 'rho=1', 'x': [0.1, 10.0], 'mean': [3.0, 102.0],
-                       'low': [2.0, 101.0], 'high': [4.0, 103.0]}
+                       'low': [2.0, 101.0], 'high': [4.0, 103.0],
+                       'points': [(0.1, 2.0), (0.1, 3.0), (0.1, 4.0), (10.0, 101.0),
+                                  (10.0, 102.0), (10.0, 103.0)]}   # each run, for its dot
   assert summary.flatten({'step': 3, 'test': {'mse': 0.5, 'note': 'x'}}) == {'test/mse': 0.5}
 
 
@@ -384,13 +402,20 @@ def test_seed_groups_hold_points_equal_but_for_the_seed():
 
 
 def test_seeds_together_trains_a_group_as_separate_runs_would(swept, tmp_path):
+  """The swept sweep's first group (weight 0.3, seeds 0 and 1) in one process: each point's
+  figures are those of its separate run. (Which points form a group: the test above.)"""
   workdir = tmp_path / 'together'
-  result = _sweep(workdir, *AXES, '--seeds_together')
+  result = _sweep(workdir, '--file_sweep=false', '--sweep=loss.kl_sparsity.weight=0.3', *AXES[2:],
+                  '--seeds_together')
   assert result.returncode == 0, result.stderr
-  assert json.loads((workdir / NAMES[0] / 'sweep_point.json').read_text())['group'] == [0, 1]
-  for got, want in zip(_metrics_only(_csv(workdir)), _metrics_only(_csv(swept[0]))):
+  rows, reference = _metrics_only(_csv(workdir)), _metrics_only(_csv(swept[0]))[:2]
+  assert [(r['loss.kl_sparsity.weight'], r['seed'], r['status']) for r in rows] == [
+      ('0.3', '0', 'done'), ('0.3', '1', 'done')]
+  assert json.loads((workdir / rows[0]['name'] / 'sweep_point.json').read_text())['group'] == [0, 1]
+  for got, want in zip(rows, reference):
     for key, value in want.items():
-      assert got[key] == value or float(got[key]) == pytest.approx(float(value), rel=1e-5)
+      if '/' in key:  # every metric
+        assert got[key] == value or float(got[key]) == pytest.approx(float(value), rel=1e-5), key
 
 
 @pytest.mark.filterwarnings('ignore:os.fork:RuntimeWarning')  # this test process imported jax
@@ -439,7 +464,7 @@ def test_reference_sweeps_validate_against_their_configs():
   assert len(_reference('generative_mnist.py:fashion')) == 12
 
 
-def test_a_variant_axis_runs_each_point_as_its_variant_of_the_config_file(tmp_path):
+def test_a_variant_axis_runs_each_point_as_its_variant_of_the_config_file(tmp_path, refused):
   """wae_rae_mnist's sweep of its four models ('arg'): each point runs
   --config=FILE:tiny,model=X, with its own loss (one point run, as a task of a job array)."""
   spec = 'experiments/wae_rae_mnist.py:tiny'
@@ -456,9 +481,9 @@ def test_a_variant_axis_runs_each_point_as_its_variant_of_the_config_file(tmp_pa
   assert point['command'][3] == f'--config={spec},model=rae_gp'
   loss = json.loads((tmp_path / 'v' / rows[2]['name'] / 'config.json').read_text())['loss']
   assert 'decoder_gradient' in loss and 'mmd' not in loss
-  bad = _sweep(tmp_path / 'b', '--list', '--config.train.num_steps=10',
-               spec='experiments/wae_rae_mnist.py:model=vae')
-  assert "unknown variant model='vae'" in _one_line_error(bad)
+  bad = refused(tmp_path / 'b', '--list', '--config.train.num_steps=10',
+                spec='experiments/wae_rae_mnist.py:model=vae')
+  assert "unknown variant model='vae'" in bad
 
 
 def test_the_table_over_seeds_has_each_settings_mean_and_spread():
