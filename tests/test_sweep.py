@@ -496,7 +496,8 @@ def test_the_table_over_seeds_has_each_settings_mean_and_spread():
   text = summary.over_seeds(table, ['arg', 'seed'], ['test/loss'])
   lines = text.strip().splitlines()
   assert lines[2] == '| arg | seeds | test/loss | wall time (s) | steps/s |'
-  assert lines[4] == f'| model=a | 2 | 1.5 ± {2 ** -0.5:.2g} | 10.5 ± 0.71 | 100.0 ± 0 |'
+  assert lines[4] == (f'| model=a | 2 | 1.5 ± {2 ** -0.5:.2g} [1, 2] | 10.5 ± 0.71 [10.0, 11.0] '
+                      '| 100.0 ± 0 [100.0, 100.0] |')
   assert lines[5] == '| model=b | 1 | 5 | 10.0 | 100.0 |'
 
 

@@ -10,7 +10,7 @@ failed point, its one-line `error`. Empty cells where a point has no value.
 
 When the sweep has a `seed` axis, results.md also has a table over seeds: one row per setting
 (the points equal but for their seed), each metric's mean ± standard deviation over its finished
-seeds (and their number); the metrics of `--metric` when it names several, else every one.
+seeds with their range, `mean ± std [min, max]` (and their number); the metrics of `--metric` when it names several, else every one.
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ def write(points: Sequence[Point], workdir: pathlib.Path, title: str,
 
 
 def over_seeds(table: list[dict], fields: list[str], metrics: list[str]) -> str:
-  """The markdown table of each setting's mean ± std over its finished seeds."""
+  """The markdown table of each setting's mean ± std [min, max] over its finished seeds."""
   rest = [f for f in fields if f != SEED]
   settings: dict[tuple, list[dict]] = {}
   for row in table:
@@ -84,7 +84,7 @@ def over_seeds(table: list[dict], fields: list[str], metrics: list[str]) -> str:
     settings.setdefault(key, []).append(row)
   labels = naming.labels(fields)
   header = [*(labels[f] for f in rest), 'seeds', *metrics, 'wall time (s)', 'steps/s']
-  lines = ['', '## Over seeds (mean ± standard deviation)', '', '| ' + ' | '.join(header) + ' |',
+  lines = ['', '## Over seeds (mean ± standard deviation [min, max])', '', '| ' + ' | '.join(header) + ' |',
            '| ' + ' | '.join('---' if i < len(rest) else '---:' for i in range(len(header)))
            + ' |']
   for key, members in settings.items():
@@ -98,7 +98,8 @@ def over_seeds(table: list[dict], fields: list[str], metrics: list[str]) -> str:
 
 
 def _spread(values: list, spec: str = '.4g') -> str:
-  """'mean ± std' of the numbers among `values` (the sample std), the value alone for one."""
+  """'mean ± std [min, max]' of the numbers among `values` (the sample std), the value alone for
+  one."""
   numbers_ = [float(v) for v in values if _number(v)]
   if not numbers_:
     return ''
@@ -106,7 +107,8 @@ def _spread(values: list, spec: str = '.4g') -> str:
   if len(numbers_) == 1:
     return format(mean, spec)
   std = (sum((v - mean) ** 2 for v in numbers_) / (len(numbers_) - 1)) ** 0.5
-  return f'{format(mean, spec)} ± {std:.2g}'
+  return (f'{format(mean, spec)} ± {std:.2g} '
+          f'[{format(min(numbers_), spec)}, {format(max(numbers_), spec)}]')
 
 
 def to_csv(table: list[dict], fields: list[str], metrics: list[str]) -> str:
