@@ -5,7 +5,9 @@ wae_rae_mnist) on the shared split (9k / 1k of the 10k training subset, the offi
 set), trained for the same number of epochs (`epochs`, 60 by default: 5400 steps of 100), then
 evaluated on the test split: the IWAE bound with k = 5000 on its first `nll_examples` digits
 (the models with a likelihood), the Fréchet distance, precision and recall of 10k samples and of
-the reconstructions (evaluator frechet), and the models' own metrics.
+the reconstructions (evaluator frechet), and the models' own metrics. Every model with a
+likelihood starts its decoder's output at the logits of the training digits' mean
+(`model.output_bias='data'`, as Burda et al.'s code).
 
   model=   vae, beta_vae, iwae5, iwae50, vae2 (two stochastic layers, trained as a VAE), iwae2
            (the same as an IWAE, k = 5), vampprior, vqvae, wae, rae_l2, rae_gp, ae (the plain
@@ -49,6 +51,8 @@ def get_config(arg=None):
   name, variant = MODELS[v.model]
   words = [w for w in (variant, 'fashion' if v.fashion else '', 'tiny' if v.tiny else '') if w]
   config = importlib.import_module(name).get_config(','.join(words))
+  if 'output_bias' in config.model:  # every model with a likelihood, as Burda et al.'s code
+    config.model.output_bias = 'data'
   config.train.update(num_epochs=v.epochs, checkpoint_every=0)
   steps = v.epochs * (54000 if v.fashion else 9000) // config.train.batch_size
   for term in config.loss.values():  # a KL warm-up keeps its share of the budget: a third

@@ -9,6 +9,11 @@
   :dreg       the DReG gradient estimator (Tucker et al. 2019) instead of the plain one
   :fashion    the full Fashion-MNIST, binarized the same way
 
+Both start the decoder's output bias at the logits of the training digits' mean
+(`model.output_bias='data'`), as Burda et al.'s code does: from zeros, the first steps push the
+whole network, the tanh encoder included, towards the data's mean, and the two-layer model's
+codes never recover (its test NLL at 60 epochs: 145.6 nats from zeros).
+
     AELAB_DATA_DIR=../shared/data/mnist python -m aelab.run \
         --config=experiments/iwae_mnist.py:k=50 --workdir=workdirs/iwae50
     python -m aelab.run --config=experiments/iwae_mnist.py:two_layer --workdir=workdirs/iwae2
@@ -28,9 +33,11 @@ VARIANTS = dict(tiny=False, k=5, two_layer=False, dreg=False, fashion=False)
 def get_config(arg=None):
   v = parse_arg(arg, **VARIANTS)
   config = vae_config('fashion' if v.fashion else None)
+  config.model.output_bias = 'data'   # Burda et al.'s code starts the output at the data's logits
   if v.two_layer:
     config.model = defaults.model('hierarchical_vae', hidden=((100, 100), (50, 50)),
-                                  latents=(100, 50), activation='tanh', likelihood='bernoulli')
+                                  latents=(100, 50), activation='tanh', likelihood='bernoulli',
+                                  output_bias='data')
   if v.k > 1 or v.dreg:
     config.loss = defaults.loss(iwae=dict(weight=1.0, samples=v.k,
                                           estimator='dreg' if v.dreg else 'iwae'))

@@ -274,3 +274,48 @@ def test_a_logistic_vae_scores_its_weights_with_the_logistic_likelihood():
       reconstruction=dict(weight=1.0, kind='logistic', reduction='sum'))))
   terms = fwd(p, NONE, {'x': x}, jax.random.PRNGKey(0), True)[1][0]
   assert np.isfinite(terms['reconstruction']) and terms['reconstruction'] > 0
+
+
+@pytest.mark.parametrize('name, fields, path', [
+    ('vae', dict(hidden=(4,), latent=2), ('decoder_out', 'bias')),
+    ('vampprior', dict(hidden=(4,), latent=2, pseudo_inputs=3), ('decoder_out', 'bias')),
+    ('hierarchical_vae', dict(hidden=((5,), (4,)), latents=(3, 2)), ('decoder_1', 'out', 'bias')),
+])
+def test_output_bias_data_starts_the_decoder_at_the_rows_mean_logits(name, fields, path):
+  rows = np.array([[0.0, 1.0, 0.5, 0.25, 0.5, 0.9], [0.0, 1.0, 0.5, 0.75, 0.1, 0.9]], np.float32)
+  model = models.build(defaults.model(name, output_bias='data', **fields), SHAPE)
+  got = model.data_init(lambda: rows)
+  for key in path:
+    got = got[key]
+  mean = np.clip(rows.astype(np.float64).mean(0), 0.001, 0.999)   # Burda et al.'s clipping of the empty pixels
+  np.testing.assert_allclose(got, np.log(mean / (1 - mean)), rtol=1e-6)
+  assert got[0] == pytest.approx(math.log(0.001 / 0.999)) and got[2] == 0.0
+  gaussian = models.build(defaults.model(name, output_bias='data', likelihood='gaussian',
+                                         **fields), SHAPE).data_init(lambda: rows)
+  for key in path:
+    gaussian = gaussian[key]
+  np.testing.assert_allclose(gaussian, rows.mean(0))
+  assert models.build(defaults.model(name, output_bias='zeros', **fields),
+                      SHAPE).data_init(lambda: rows) == {}
+
+
+def test_a_fresh_state_puts_the_data_bias_in_place_and_keeps_every_other_parameter():
+  from aelab.trainer.setup import build
+  from conftest import experiment
+  config = experiment('iwae_mnist', 'tiny,two_layer')
+  s = build(config)
+  data, zeros = s.init(s.init_rng), s.init(s.init_rng, from_data=False)
+  rows = np.asarray(s.prep.apply(s.dataset.train.x[:20000])[0], np.float64)
+  mean = np.clip(rows.reshape(len(rows), -1).mean(0), 0.001, 0.999)
+  np.testing.assert_allclose(data.params['decoder_1']['out']['bias'], np.log(mean / (1 - mean)),
+                             rtol=1e-5, atol=1e-5)
+  data.params['decoder_1']['out']['bias'] = zeros.params['decoder_1']['out']['bias']
+  assert jax.tree_util.tree_all(jax.tree_util.tree_map(np.array_equal, data.params, zeros.params))
+
+
+def test_output_bias_data_needs_a_dense_decoder():
+  with pytest.raises(AelabError, match="output_bias='data' needs body='dense'") as err:
+    models.build(defaults.model('vae', body='conv', output_bias='data'), (28, 28, 1))
+  assert '\n' not in str(err.value)
+  with pytest.raises(AelabError, match="unknown model.output_bias 'mean'"):
+    models.build(defaults.model('hierarchical_vae', output_bias='mean'), SHAPE)

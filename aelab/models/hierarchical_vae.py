@@ -27,13 +27,15 @@ import optax
 
 from aelab.config import checks
 from aelab.errors import AelabError
-from aelab.models import activations, base, gaussian
+from aelab.models import activations, base, gaussian, likelihoods
 
 OPTIONS = dict(
     hidden=((100, 100), (50, 50)),   # the deterministic widths below each stochastic layer
     latents=(100, 50),               # the stochastic layers' widths, bottom (z_1) to top (z_L)
     activation='tanh',
     likelihood='bernoulli',          # 'bernoulli' (logits; data in [0, 1]) or 'gaussian'
+    output_bias='data',              # 'data': the output starts at the training rows' mean
+                                     # (Bernoulli: its logits; Burda et al.'s code), or 'zeros'
 )
 LIKELIHOODS = ('bernoulli', 'gaussian')
 
@@ -61,6 +63,7 @@ class HierarchicalVAE(base.Model):
   latents: tuple[int, ...]
   activation: str
   likelihood: str
+  output_bias: str
 
   def setup(self):
     n = len(self.latents)
@@ -160,6 +163,13 @@ class HierarchicalVAE(base.Model):
     return self._mean_output(logits).reshape(x.shape), aux
 
   @nn.nowrap
+  def data_init(self, rows) -> dict:
+    """The output bias at the training rows' mean (output_bias 'data'), else nothing."""
+    if self.output_bias != 'data':
+      return {}
+    return {'decoder_1': {'out': {'bias': likelihoods.output_bias(rows(), self.likelihood)}}}
+
+  @nn.nowrap
   def layer_activations(self) -> dict[str, str]:
     depth = sum(len(h) for h in self.hidden)
     return {**{str(i + 1): self.activation for i in range(depth)}, 'code': 'linear'}
@@ -167,6 +177,8 @@ class HierarchicalVAE(base.Model):
 
 def build(cfg: ml_collections.ConfigDict, feature_shape: Sequence[int]) -> HierarchicalVAE:
   checks.choice(cfg.likelihood, LIKELIHOODS, 'model.likelihood')
+  output_bias = checks.choice(cfg.get('output_bias', 'zeros'), likelihoods.OUTPUT_BIASES,
+                              'model.output_bias')
   activations.get(cfg.activation)
   latents = checks.widths(cfg.latents, 'model.latents', 'latent width',
                           empty='give one width per stochastic layer, e.g. (100, 50)')
@@ -178,4 +190,5 @@ def build(cfg: ml_collections.ConfigDict, feature_shape: Sequence[int]) -> Hiera
                                empty='give one or more widths per layer, e.g. (100, 100)')
                  for i, h in enumerate(hidden))
   return HierarchicalVAE(input_shape=tuple(int(s) for s in feature_shape), hidden=hidden,
-                         latents=latents, activation=cfg.activation, likelihood=cfg.likelihood)
+                         latents=latents, activation=cfg.activation, likelihood=cfg.likelihood,
+                         output_bias=output_bias)

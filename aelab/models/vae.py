@@ -48,6 +48,8 @@ OPTIONS = dict(
     likelihood='bernoulli',  # 'bernoulli' (logits; data in [0, 1]), 'gaussian' (learned
                              # scalar std) or 'logistic' (discretized, 8-bit data in [0, 1];
                              # a learned scale per feature)
+    output_bias='zeros',     # dense body: 'zeros', or 'data': the output starts at the
+                             # training rows' mean (Bernoulli: its logits; Burda et al.'s code)
 )
 BODIES = ('dense', 'conv')
 LIKELIHOODS = ('bernoulli', 'gaussian', 'logistic')
@@ -64,6 +66,7 @@ class VAE(base.Model):
   activation: str
   likelihood: str
   conv_hidden: tuple[int, ...]
+  output_bias: str
 
   def setup(self):
     if self.body == 'dense':
@@ -204,6 +207,13 @@ class VAE(base.Model):
   # --- capabilities (see base.py) ----------------------------------------------------------------
 
   @nn.nowrap
+  def data_init(self, rows) -> dict:
+    """The output bias at the training rows' mean (output_bias 'data'), else nothing."""
+    if self.output_bias != 'data':
+      return {}
+    return {'decoder_out': {'bias': likelihoods.output_bias(rows(), self.likelihood)}}
+
+  @nn.nowrap
   def layer_activations(self) -> dict[str, str]:
     depth = len(self.hidden) if self.body == 'dense' else len(self.channels) + len(self.conv_hidden)
     return {**{str(i + 1): self.activation for i in range(depth)}, 'code': 'linear'}
@@ -274,6 +284,11 @@ def fields(cfg: ml_collections.ConfigDict, feature_shape: Sequence[int]) -> dict
   """The VAE's module fields from config.model, checked (one-line errors)."""
   checks.choice(cfg.body, BODIES, 'model.body')
   checks.choice(cfg.likelihood, LIKELIHOODS, 'model.likelihood')
+  output_bias = checks.choice(cfg.get('output_bias', 'zeros'), likelihoods.OUTPUT_BIASES,
+                              'model.output_bias')
+  if output_bias == 'data' and cfg.body != 'dense':
+    raise AelabError("model.output_bias='data' needs body='dense' (a conv decoder's output bias is "
+                     "one per channel); use 'zeros'")
   activations.get(cfg.activation)
   checks.integer(cfg.latent, 'model.latent', low=1, high=checks.INT32_MAX)
   shape = tuple(int(s) for s in feature_shape)
@@ -288,4 +303,5 @@ def fields(cfg: ml_collections.ConfigDict, feature_shape: Sequence[int]) -> dict
   conv_hidden = checks.widths(cfg.get('conv_hidden', ()), 'model.conv_hidden', 'dense width')
   return dict(input_shape=shape, body=cfg.body, hidden=hidden, channels=channels,
               kernel_size=int(cfg.kernel_size), latent=int(cfg.latent),
-              activation=cfg.activation, likelihood=cfg.likelihood, conv_hidden=conv_hidden)
+              activation=cfg.activation, likelihood=cfg.likelihood, conv_hidden=conv_hidden,
+              output_bias=output_bias)

@@ -33,6 +33,8 @@ OPTIONS = dict(
     latent=50,               # width of z
     activation='tanh',
     likelihood='bernoulli',  # 'bernoulli' or 'gaussian' (learned scalar std)
+    output_bias='zeros',     # dense body: 'zeros', or 'data': the output starts at the
+                             # training rows' mean (Bernoulli: its logits)
     pseudo_inputs=500,       # K, the mixture's components
 )
 

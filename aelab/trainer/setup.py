@@ -63,7 +63,7 @@ class Setup:
     0. Shapes alone (jax.eval_shape) need no `from_data`: it keeps the parameters' shapes."""
     example = jnp.asarray(self.prep.apply(self.dataset.train.x[:1])[0])
     params = self.forward.model.init(rng, example)['params']
-    params = {**params, **(self.from_data if from_data else {}), **(given or {})}
+    params = {**_merged(params, self.from_data if from_data else {}), **(given or {})}
     stats = self.forward.model.initial_stats()
     return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=self.tx.init(params),
                       rng=self.train_rng, stats=stats)
@@ -206,3 +206,12 @@ def _shard_batches(config: ml_collections.ConfigDict, shards: Shards,
 
 def param_count(params) -> int:
   return int(sum(np.prod(p.shape) for p in jax.tree.leaves(params)))
+
+
+def _merged(params: dict, update: dict) -> dict:
+  """params with update's leaves put in place (nested: {'decoder_out': {'bias': b}} replaces that
+  bias alone)."""
+  out = dict(params)
+  for k, v in update.items():
+    out[k] = _merged(params[k], v) if isinstance(v, dict) and k in params else v
+  return out
