@@ -98,6 +98,27 @@ def test_the_hierarchical_vae_densities_match_numpy():
                              want_joint, rtol=1e-5, atol=1e-4)
 
 
+def test_the_hierarchical_vae_samples_its_code_z1_ancestrally():
+  """prior_codes draws z_1 through p(z_1 | z_2) with z_2 ~ N(0, I): its mean and variance are
+  numpy's E[mu(z_2)] and E[sigma^2(z_2)] + Var[mu(z_2)], not the variance of the means alone."""
+  model, p = _model('hierarchical_vae', hidden=((5,), (4,)), latents=(3, 2))
+  n = 40000
+  z1 = np.asarray(model.apply({'params': p}, n, method=model.prior_codes,
+                              rngs={'noise': jax.random.PRNGKey(7)}), np.float64)
+  d2 = p['decoder_2']
+  h = np.tanh(_dense(d2['dense_1'], np.random.default_rng(0).standard_normal((400000, 2))))
+  mean, var = _dense(d2['mean'], h), np.exp(_dense(d2['logvar'], h))
+  want_var = var.mean(0) + mean.var(0)
+  assert z1.shape == (n, 3)
+  np.testing.assert_allclose(z1.mean(0), mean.mean(0), atol=4 * np.sqrt(want_var / n).max())
+  np.testing.assert_allclose(z1.var(0), want_var, rtol=0.05)
+  assert np.all(want_var > 1.5 * mean.var(0))   # the test tells ancestral draws from means
+  code = model.apply({'params': p}, X, method=model.encode)   # the code is q(z_1 | x)'s mean
+  e1 = p['encoder_1']
+  np.testing.assert_allclose(code, _dense(e1['mean'], np.tanh(_dense(e1['dense_1'], X))),
+                             rtol=1e-5, atol=1e-5)
+
+
 def _forward(name, loss, **fields):
   model, params = _model(name, **fields)
   return Forward(model, losses.compose(defaults.loss(**loss))), params

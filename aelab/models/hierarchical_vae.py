@@ -10,9 +10,10 @@
 `__call__(x, train)` draws one chain z_1 .. z_L from q (rng stream 'noise') and returns the
 decoder's mean at z_1 and aux with 'log_posterior' = log q(z|x) and 'log_prior' = log p(z_1..z_L)
 at that draw, so that reconstruction (bce, reduction 'sum') + kl_sample is the negative ELBO;
-the iwae term trains it as an IWAE. The code is the top layer: encode(x) is the mean of z_L
-along the chain of posterior means, decode(z_L) the decoder's mean along the chain of prior means
-(so decoded prior codes are samples whose lower layers are taken at their means).
+the iwae term trains it as an IWAE. The code is the bottom layer z_1, the one the decoder reads:
+encode(x) is the mean of q(z_1 | x), decode(z_1) the decoder's mean, and prior_codes draws z_1
+ancestrally (z_L ~ N(0, I), then each z_{l-1} ~ p(z_{l-1} | z_l)), so decoded prior codes are the
+samples of Burda et al.'s code (the pixels at their means).
 """
 
 from __future__ import annotations
@@ -124,21 +125,21 @@ class HierarchicalVAE(base.Model):
   # --- the model contract ----------------------------------------------------------------------
 
   def encode(self, x: jax.Array) -> jax.Array:
-    """The mean of z_L along the chain of posterior means."""
-    h = self._flat(x)
-    for layer in self.up:
-      h = layer(h)[1]
-    return h
+    """The mean of q(z_1 | x)."""
+    return self.up[0](self._flat(x))[1]
 
   def decode(self, z: jax.Array) -> jax.Array:
-    """The decoder's mean from top codes z_L, through the prior means of the layers below."""
-    for l in range(len(self.latents) - 1, 0, -1):
-      z = self.down[l](z)[1]
+    """The decoder's mean at bottom codes z_1."""
     logits = self.down[0](z)[1]
     return self._mean_output(logits).reshape(z.shape[0], *self.input_shape)
 
   def prior_codes(self, n: int):
-    return jax.random.normal(self.make_rng('noise'), (n, self.latents[-1]))
+    """n draws of z_1 from the generative chain: z_L ~ N(0, I), z_{l-1} ~ p(z_{l-1} | z_l)."""
+    z = jax.random.normal(self.make_rng('noise'), (n, self.latents[-1]))
+    for l in range(len(self.latents) - 1, 0, -1):
+      _, mean, logvar = self.down[l](z)
+      z = gaussian.draw(self.make_rng('noise'), mean, logvar)
+    return z
 
   def __call__(self, x: jax.Array, *, train: bool = False):
     del train  # sampling happens in training and evaluation alike
@@ -146,7 +147,7 @@ class HierarchicalVAE(base.Model):
     for layer in self.up:
       enc, mean, logvar = layer(h)
       h = gaussian.draw(self.make_rng('noise'), mean, logvar)
-      hs.extend(enc)
+      hs.append(enc)
       zs.append(h)
       stats.append((mean, logvar))
     log_q = sum(gaussian.log_normal(z, m, lv) for z, (m, lv) in zip(zs, stats))
@@ -155,8 +156,8 @@ class HierarchicalVAE(base.Model):
       _, mean, logvar = self.down[l](zs[l])
       log_p = log_p + gaussian.log_normal(zs[l - 1], mean, logvar)
     dec, logits, _ = self.down[0](zs[0])
-    aux = {'encoder': tuple(hs), 'code': stats[-1][0], 'mean': stats[-1][0],
-           'logvar': stats[-1][1], 'z': zs[-1], 'latents': tuple(zs), 'decoder': dec,
+    aux = {'encoder': hs[0], 'code': stats[0][0], 'mean': stats[0][0],
+           'logvar': stats[0][1], 'z': zs[0], 'latents': tuple(zs), 'decoder': dec,
            'logits': logits.reshape(x.shape), 'log_posterior': log_q, 'log_prior': log_p}
     if self.likelihood == 'gaussian':
       aux['log_sigma'] = self.log_sigma
@@ -171,8 +172,8 @@ class HierarchicalVAE(base.Model):
 
   @nn.nowrap
   def layer_activations(self) -> dict[str, str]:
-    depth = sum(len(h) for h in self.hidden)
-    return {**{str(i + 1): self.activation for i in range(depth)}, 'code': 'linear'}
+    """The layers from x to the code z_1: hidden[0], then its mean."""
+    return {**{str(i + 1): self.activation for i in range(len(self.hidden[0]))}, 'code': 'linear'}
 
 
 def build(cfg: ml_collections.ConfigDict, feature_shape: Sequence[int]) -> HierarchicalVAE:
