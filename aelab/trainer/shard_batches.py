@@ -32,6 +32,17 @@ from aelab.trainer import sharding
 SHARD_DRAW, WINDOW_DRAW = 1, 2  # the third word of the epoch's draws: shard order, window order
 
 
+def aligned_empty(shape: tuple[int, ...], alignment: int = 64) -> np.ndarray:
+  """An uninitialised float32 array whose data starts on an `alignment`-byte boundary. XLA:CPU
+  takes such an array as a device buffer as it is (make_array_from_callback aliases it); one
+  that is not aligned (numpy's large arrays start 16 bytes into a page) is copied into a new
+  buffer, a second pass over every block and fresh memory for it."""
+  nbytes = int(np.prod(shape)) * 4
+  raw = np.empty(nbytes + alignment, np.uint8)
+  start = -raw.ctypes.data % alignment
+  return raw[start:start + nbytes].view(np.float32).reshape(shape)
+
+
 def window_bounds(n: int, buffer: int) -> np.ndarray:
   """[m + 1] bounds of the m = max(1, n // buffer) windows of n positions, equal within a row."""
   m = max(1, n // buffer)
@@ -181,9 +192,10 @@ class ShardBatches:
   def _gather(self, epoch: np.ndarray, w: np.ndarray, j: np.ndarray) -> np.ndarray:
     """The rows at (epoch, window, row) from the windows in memory, read when first needed."""
     pairs = self._pairs(epoch, w)
-    if len(pairs) == 1:
-      return np.take(self._window(*pairs.pop()), j, axis=0)
-    out = np.empty(j.shape + self._row_shape(), np.float32)
+    out = aligned_empty(j.shape + self._row_shape())  # each block's own: the device may alias it
+    if len(pairs) == 1:  # mode='clip': the rows of a permutation, never out of range, and
+      # 'raise' would gather into a temporary and copy it to `out`
+      return np.take(self._window(*pairs.pop()), j, axis=0, out=out, mode='clip')
     for e, v in pairs:
       m = (epoch == e) & (w == v)
       out[m] = self._window(e, v)[j[m]]
