@@ -39,3 +39,15 @@ def test_the_figures_are_written_per_metric_and_together(tmp_path):
   assert {'test_mig+test_sap_vs_strength.png', 'test_mig_vs_strength.png',
           'test_sap_vs_model.png'} <= names
   assert all(p.stat().st_size > 1000 for p in paths)
+
+
+def test_many_metrics_share_a_figure_under_a_short_name(tmp_path):
+  """Eleven metrics' joined names (over 255 bytes) would be refused as a file name."""
+  metrics = [f'test/a_long_metric_name_{i}' for i in range(11)]
+  rows = [{'status': 'done', 'overrides': {'arg': f'model={m}', 'seed': seed},
+           'metrics': {k: float(i + seed) for i, k in enumerate(metrics)}}
+          for m in ('vae', 'beta_vae') for seed in (0, 1)]
+  paths = figures.plot_all(rows, ['arg', 'seed'], metrics, tmp_path)
+  names = {p.name for p in paths}
+  assert '11_metrics_vs_model.png' in names
+  assert 'test_a_long_metric_name_10_vs_model.png' in names and len(names) == 12

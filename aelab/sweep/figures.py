@@ -26,6 +26,8 @@ from aelab.sweep import naming, points
 
 SEED = 'seed'
 VARIANT = points.ARG   # the axis of an experiment's variants
+NAME_MAX = 120         # a file name's characters: several metrics' joined names above it are
+                       # 'N_metrics' (file systems refuse names over 255 bytes)
 
 
 def plot_all(table: Sequence[dict], fields: Sequence[str], metrics: Sequence[str],
@@ -46,7 +48,7 @@ def plot_all(table: Sequence[dict], fields: Sequence[str], metrics: Sequence[str
       xs = [x for s in series for x in s['x']]
       log_x = numeric and min(xs) > 0 and max(xs) > 10 * min(xs)
       spread = f'mean and min-max over {seeds} seeds (dots: each run)' if seeds > 1 else ''
-      name = _safe('+'.join(chosen)) + f'_vs_{_safe(labels[field])}.png'
+      name = _metrics_name(chosen) + f'_vs_{_safe(labels[field])}.png'
       paths.append(plots.sweep_metric(
           series, out / name, xlabel=labels[field], ylabel=', '.join(chosen),
           categories=categories, log_x=log_x, title=spread))
@@ -141,6 +143,12 @@ def _tied(rows: Sequence[dict], a: str, b: str) -> bool:
   """True when b's value is a function of a's and the other way round (zipped fields)."""
   pairs = {(repr(r['overrides'].get(a)), repr(r['overrides'].get(b))) for r in rows}
   return len(pairs) == len({p[0] for p in pairs}) == len({p[1] for p in pairs})
+
+
+def _metrics_name(metrics: Sequence[str]) -> str:
+  """'test_mig+test_sap' for a figure's metrics, or 'N_metrics' when that is too long a name."""
+  joined = _safe('+'.join(metrics))
+  return joined if len(joined) <= NAME_MAX else f'{len(metrics)}_metrics'
 
 
 def _safe(text: str) -> str:
