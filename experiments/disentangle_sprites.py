@@ -9,7 +9,8 @@ batches of 64, and one regulariser whose strength is `strength=`:
 
   model=vae           reconstruction + vae_kl
   model=beta_vae      beta x vae_kl                                  beta (default 4)
-  model=annealed_vae  gamma |KL - C(t)|, C to c_max over 100k steps  c_max (default 25), gamma 1000
+  model=annealed_vae  gamma |KL - C(t)|, C to c_max over the first third of the steps (100k of
+                      disentanglement_lib's 300k)                    c_max (default 25), gamma 1000
   model=beta_tcvae    vae_kl + (beta - 1) x total_correlation         beta (default 6)
   model=factor_vae    vae_kl + gamma x factor_tc, the discriminator trained by its own Adam
                       (1e-4, b1 0.5, b2 0.9)                          gamma (default 10)
@@ -43,8 +44,7 @@ from aelab.config.sweeps import chain, product, sweep
 MODELS = {
     'vae': (None, lambda s: dict(vae_kl=dict(weight=1.0))),
     'beta_vae': (4.0, lambda s: dict(vae_kl=dict(weight=s))),
-    'annealed_vae': (25.0, lambda s: dict(kl_capacity=dict(weight=1000.0, capacity=s,
-                                                           steps=100000))),
+    'annealed_vae': (25.0, lambda s: dict(kl_capacity=dict(weight=1000.0, capacity=s))),
     'beta_tcvae': (6.0, lambda s: dict(vae_kl=dict(weight=1.0),
                                        total_correlation=dict(weight=s - 1.0))),
     'factor_vae': (10.0, lambda s: dict(vae_kl=dict(weight=1.0), factor_tc=dict(weight=s),
@@ -98,6 +98,8 @@ def get_config(arg=None):
                         scan_unroll=1, progress=False)   # tiny convs: compile time dominates
     config.evals.val.every = 0
     config.evals.disentanglement.update(metric_counts(200))
+  if 'kl_capacity' in config.loss:  # C reaches c_max a third of the way, as disentanglement_lib's
+    config.loss.kl_capacity.steps = max(config.train.num_steps // 3, 1)   # 100k of its 300k
   return config
 
 
