@@ -320,20 +320,6 @@ def test_output_bias_data_starts_the_decoder_at_the_rows_mean_logits(name, field
                       SHAPE).data_init(lambda: rows) == {}
 
 
-def test_a_fresh_state_puts_the_data_bias_in_place_and_keeps_every_other_parameter():
-  from aelab.trainer.setup import build
-  from conftest import experiment
-  config = experiment('iwae_mnist', 'tiny,two_layer')
-  s = build(config)
-  data, zeros = s.init(s.init_rng), s.init(s.init_rng, from_data=False)
-  rows = np.asarray(s.prep.apply(s.dataset.train.x[:20000])[0], np.float64)
-  mean = np.clip(rows.reshape(len(rows), -1).mean(0), 0.001, 0.999)
-  np.testing.assert_allclose(data.params['decoder_1']['out']['bias'], np.log(mean / (1 - mean)),
-                             rtol=1e-5, atol=1e-5)
-  data.params['decoder_1']['out']['bias'] = zeros.params['decoder_1']['out']['bias']
-  assert jax.tree_util.tree_all(jax.tree_util.tree_map(np.array_equal, data.params, zeros.params))
-
-
 def test_output_bias_data_needs_a_dense_decoder():
   with pytest.raises(AelabError, match="output_bias='data' needs body='dense'") as err:
     models.build(defaults.model('vae', body='conv', output_bias='data'), (28, 28, 1))
