@@ -10,7 +10,8 @@ failed point, its one-line `error`. Empty cells where a point has no value.
 
 When the sweep has a `seed` axis, results.md also has a table over seeds: one row per setting
 (the points equal but for their seed), each metric's mean ± standard deviation over its finished
-seeds with their range, `mean ± std [min, max]` (and their number); the metrics of `--metric` when it names several, else every one.
+seeds with their range, `mean ± std [min, max]` (and their number); the metrics of `--metric`
+when it names several, else every one.
 """
 
 from __future__ import annotations
@@ -84,7 +85,8 @@ def over_seeds(table: list[dict], fields: list[str], metrics: list[str]) -> str:
     settings.setdefault(key, []).append(row)
   labels = naming.labels(fields)
   header = [*(labels[f] for f in rest), 'seeds', *metrics, 'wall time (s)', 'steps/s']
-  lines = ['', '## Over seeds (mean ± standard deviation [min, max])', '', '| ' + ' | '.join(header) + ' |',
+  lines = ['', '## Over seeds (mean ± standard deviation [min, max])', '',
+           '| ' + ' | '.join(header) + ' |',
            '| ' + ' | '.join('---' if i < len(rest) else '---:' for i in range(len(header)))
            + ' |']
   for key, members in settings.items():

@@ -17,23 +17,13 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 from aelab.errors import AelabError
 from aelab.trainer import sharding, workdir as workdir_lib
 from aelab.trainer.batches import Keys, Rows, Streamed
 from aelab.trainer.setup import Setup
-from aelab.trainer.state import make_train_block
-
-
-def _stack(trees):
-  return jax.tree.map(lambda *a: jnp.stack(a), *trees)
-
-
-def _take(tree, r: int):
-  return jax.tree.map(lambda a: a[r], tree)
+from aelab.trainer.state import make_train_block, stack as _stack, take as _take
 
 
 class Runs:
