@@ -69,6 +69,22 @@ def test_blocks_at_any_start_give_the_rows_of_the_unbroken_sequence(tmp_path):
     np.testing.assert_array_equal(np.asarray(source['x'])[..., 0], unbroken[start:start + k])
 
 
+def test_labelled_shards_give_each_row_its_own_label(tmp_path):
+  """Shards with labels (a `codes` directory's): y of every batch is the label of its x's row."""
+  import dataclasses
+  plain = _batches(tmp_path)
+  labels = (np.arange(sum(SIZES)) * 7 % 11).astype(np.int32)
+  shards = dataclasses.replace(_load(tmp_path / 'shards', shuffle_buffer=40, val_fraction=0.0,
+                                     test_fraction=0.0).shards, labels=labels)
+  batches = ShardBatches(shards, 8, 3, sharding.make_mesh())
+  for start, k in ((0, 4), (plain.steps_per_epoch - 1, 3)):
+    source, _ = batches.block(start, k)
+    rows = np.asarray(source['x'])[..., 0].astype(np.int64)
+    np.testing.assert_array_equal(rows, plain.row_ids(start, k))
+    np.testing.assert_array_equal(np.asarray(source['y']), labels[rows])
+  assert 'y' not in plain.block(0, 1)[0]
+
+
 @pytest.mark.quick
 def test_a_block_reads_at_most_two_windows_each_once_and_never_a_whole_shard(tmp_path):
   sizes = (300, 300, 300)

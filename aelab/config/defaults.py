@@ -183,6 +183,7 @@ STACK = dict(
     freeze_encoder=False,    # fine-tune the head only (the pretrained encoder stays as it is)
     scratch=True,            # also train the same network from random weights (the baseline)
     eval_every=100,          # fine-tuning steps between accuracy evaluations (the curves)
+    codes_in_memory_gib=1.0,  # a stage's training codes above this are written as .npy shards
 )
 
 

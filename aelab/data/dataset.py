@@ -61,14 +61,29 @@ class Shards:
   paths: tuple[str, ...]
   rows: tuple[int, ...]
   shuffle_buffer: int
+  labels: np.ndarray | None = None   # int32 [sum(rows)]: every row's label, held (they are small)
 
   def __post_init__(self):
     if len(self.paths) != len(self.rows) or not self.paths or min(self.rows) <= 0:
       raise AelabError(f'Shards needs one positive row count per file; got {len(self.paths)} '
                        f'files and rows {self.rows}')
+    if self.labels is not None and self.labels.shape != (sum(self.rows),):
+      raise AelabError(f'Shards has {sum(self.rows)} rows but labels of shape {self.labels.shape}')
 
   def __len__(self) -> int:
     return int(sum(self.rows))
+
+  def read(self, start: int, n: int) -> np.ndarray:
+    """Rows start .. start + n - 1 of the concatenation, through the shards' memory maps."""
+    ends = np.cumsum(self.rows)
+    out = []
+    while n > 0:
+      i = int(np.searchsorted(ends, start, side='right'))
+      at = start - int(ends[i] - self.rows[i])
+      take = min(n, self.rows[i] - at)
+      out.append(np.load(self.paths[i], mmap_mode='r')[at:at + take])
+      start, n = start + take, n - take
+    return np.concatenate(out)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

@@ -2,7 +2,8 @@
 (aelab/data/npy.py): `part-00000.npy`, `part-00001.npy`, ... each float32 [n_i, *row_shape] of
 at most `shard_bytes`, in row order.
 
-    shard_writer.write('acts/train', rows=N, row_shape=(d,), produce=lambda start, n: x[start:start + n])
+    shard_writer.write('acts/train', N, (d,), lambda start, n: x[start:start + n], per_shard,
+                       chunk)
 
 Each shard is written under a temporary name and renamed when whole, so an interrupted write
 leaves only whole shards, and writing again into the same directory keeps them and writes the

@@ -100,12 +100,13 @@ class ShardOrder:
 
 class ShardBatches:
   """Batches of a sharded training set, with the interface of aelab/trainer/batches.Batches:
-  `block(start, k)` -> ({'x': [k, B, ...] placed with the batch sharding}, None), fed from the
-  host, each process gathering only the rows its own devices take."""
+  `block(start, k)` -> ({'x': [k, B, ...] placed with the batch sharding, and 'y' [k, B] where
+  the shards have labels}, None), fed from the host, each process gathering only the rows its own
+  devices take."""
   on_device = False
 
   def __init__(self, shards: Shards, batch_size: int, seed: int, mesh):
-    self.paths = shards.paths
+    self.paths, self.labels = shards.paths, shards.labels
     self.order = ShardOrder(shards.rows, seed, shards.shuffle_buffer)
     self.n, self.batch_size = self.order.n, batch_size
     self.steps_per_epoch = self.n // batch_size
@@ -182,7 +183,9 @@ class ShardBatches:
 
   def row_ids(self, start: int, k: int) -> np.ndarray:
     """[k, B]: the rows (of the shards' concatenation in name order) of steps start..start+k-1."""
-    epoch, w, j = self.positions(start, k)
+    return self._ids(*self.positions(start, k))
+
+  def _ids(self, epoch: np.ndarray, w: np.ndarray, j: np.ndarray) -> np.ndarray:
     out = np.empty_like(j)
     for e in np.unique(epoch):
       m = epoch == e
@@ -202,7 +205,7 @@ class ShardBatches:
     return out
 
   def block(self, start: int, k: int) -> tuple[dict, None]:
-    """({'x': the batches of steps start .. start + k - 1, [k, B, ...]}, None)."""
+    """({'x': the batches of steps start .. start + k - 1, [k, B, ...], and their 'y'}, None)."""
     epoch, w, j = self.positions(start, k)
     used = self._pairs(epoch, w)
     done = [key for key in self._windows if key not in used]
@@ -213,7 +216,10 @@ class ShardBatches:
         shape, self._spec,
         lambda index: self._gather(epoch[index[:2]], w[index[:2]], j[index[:2]])[
             (slice(None),) * 2 + tuple(index[2:])])
-    return {'x': x}, None
+    if self.labels is None:
+      return {'x': x}, None
+    y = self.labels[self._ids(epoch, w, j)]
+    return {'x': x, 'y': jax.make_array_from_callback(y.shape, self._spec, lambda i: y[i])}, None
 
   def _row_shape(self) -> tuple[int, ...]:
     return tuple(self._map(0).shape[1:])
