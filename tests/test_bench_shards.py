@@ -56,7 +56,7 @@ def test_the_command_line_writes_the_table_and_every_json_field(tmp_path, capsys
   assert stream['rows'] == 81 * 100 and stream['rows_unused'] == 2 * ROWS - 8100
   assert stream['bytes'] == stream['rows'] * DIM * 4 and stream['blocks'] == 27
   memory = result['memory']
-  assert memory['bound_bytes'] == 4 * 1000 * DIM * 4
+  assert memory['bound_bytes'] == 6 * 1000 * DIM * 4
   assert memory['peak_rss_bytes'] >= memory['baseline_rss_bytes'] > 0
   assert set(result['cached']) == {'dd', 'preadv', 'stream'}
   dd = result['disk']['dd']['bytes_per_s']

@@ -1,7 +1,7 @@
 """Dataset `npy` with separate val/test files, and a directory of .npy shards read from disk in
 order with a shuffle buffer (aelab/data/npy.py, aelab/trainer/shard_batches.py): the order is a
-pure function of (seed, epoch, step), a block reads at most two windows, a shard is never read
-whole, a run on shards trains and resumes bit for bit."""
+pure function of (seed, epoch, step), a block uses at most two windows and reads the next one
+ahead, a shard is never read whole, a run on shards trains and resumes bit for bit."""
 
 import jax
 import numpy as np
@@ -86,24 +86,25 @@ def test_labelled_shards_give_each_row_its_own_label(tmp_path):
 
 
 @pytest.mark.quick
-def test_a_block_reads_at_most_two_windows_each_once_and_never_a_whole_shard(tmp_path):
+def test_a_block_uses_at_most_two_windows_reads_the_next_ahead_and_reads_each_once(tmp_path):
   sizes = (300, 300, 300)
   batches = _batches(tmp_path, buffer=40, batch=8, sizes=sizes)  # k * B = 32 <= W
   reads = []
   read = batches._read
   batches._read = lambda shard, a, b, out: reads.append((shard, a, b)) or read(shard, a, b, out)
-  windows_read = []
+  buffers, m = set(), len(batches.order.bounds) - 1
   for start in range(0, 3 * batches.steps_per_epoch, 4):  # 112 steps an epoch: 28 blocks
-    before = set(batches._windows)
     batches.block(start, 4)
-    touched = set(batches._windows)
-    assert len(touched) <= 2
-    windows_read.append(touched - before)
-  assert all(len(new) <= 2 for new in windows_read)
-  flat = [w for new in windows_read for w in new]
-  assert len(flat) == len(set(flat))  # each window of each epoch read once
+    used = set(batches._windows)
+    assert len(used) <= 2 and len(batches._ahead) == 1
+    e, w = max(used)
+    assert set(batches._ahead) == {(e, w + 1) if w + 1 < m else (e + 1, 0)}   # the next one
+    ahead = batches._ahead[next(iter(batches._ahead))].result()
+    buffers |= {id(x.base) for x in (*batches._windows.values(), ahead)}
+  assert len(buffers) <= 3   # memory: three windows at most, reused
   assert max(b - a for _, a, b in reads) < 80 < 300  # a piece of a window, never a shard
-  assert sum(b - a for _, a, b in reads) == 3 * sum(sizes)  # every row read once an epoch
+  ahead_rows = len(ahead)    # epoch 3's first window, read ahead
+  assert sum(b - a for _, a, b in reads) == 3 * sum(sizes) + ahead_rows  # every row read once
 
 
 @pytest.mark.quick

@@ -16,7 +16,7 @@ rate on the same files, measured in the same run.
    mesh, every block a jax array placed on the device and waited for. Reports the rows delivered
    per second (x row bytes), the process's peak RSS (VmHWM) beside its RSS after the same imports
    and the backend's start, before the first read (the baseline), and the reader's bound: at
-   most two windows, under 4 x shuffle_buffer rows.
+   most three windows (two in use, the next read ahead), under 6 x shuffle_buffer rows.
 
 The table goes to stdout, everything to `--out` as JSON. Only DIR/shardNNN.npy are read; other
 files in DIR are left alone.
@@ -199,7 +199,7 @@ def vm_hwm() -> int:
 def _check_block(batch: int, steps_per_call: int, shuffle_buffer: int) -> None:
   if steps_per_call * batch > shuffle_buffer:
     raise AelabError(f'--steps_per_call x --batch = {steps_per_call * batch} exceeds '
-                     f'--shuffle_buffer = {shuffle_buffer}: the reader holds at most two windows '
+                     f'--shuffle_buffer = {shuffle_buffer}: the reader holds at most three windows '
                      'only for blocks within one window; lower them or raise the buffer')
 
 
@@ -305,8 +305,8 @@ def benchmark(directory: str | pathlib.Path, *, shards: int = 3, gib: float = 1.
   st = stream_isolated(paths, batch, steps_per_call, shuffle_buffer, seed)
   peak, base = st.pop('peak_rss_bytes'), st.pop('baseline_rss_bytes')
   memory = {'peak_rss_bytes': peak, 'baseline_rss_bytes': base, 'increment_bytes': peak - base,
-            'bound_bytes': 4 * shuffle_buffer * dim * 4,
-            'two_windows_bytes': 2 * st['window_rows_max'] * dim * 4}
+            'bound_bytes': 6 * shuffle_buffer * dim * 4,
+            'three_windows_bytes': 3 * st['window_rows_max'] * dim * 4}
   notes = []
   for phase, fractions in cached.items():
     if any(f is None for f in fractions):
@@ -336,8 +336,8 @@ def table(result: dict) -> str:
       ('peak RSS of the streaming process', gib(mem['peak_rss_bytes'])),
       ('  its RSS before the first read', gib(mem['baseline_rss_bytes'])),
       ('  increment', gib(mem['increment_bytes'])),
-      ('  two windows as allocated', gib(mem['two_windows_bytes'])),
-      (f'bound: 4 x {s["shuffle_buffer"]:,} rows x {s["dim"]} x 4 B', gib(mem['bound_bytes'])),
+      ('  three windows as allocated', gib(mem['three_windows_bytes'])),
+      (f'bound: 6 x {s["shuffle_buffer"]:,} rows x {s["dim"]} x 4 B', gib(mem['bound_bytes'])),
   ]
   width = max(len(name) for name, _ in rows)
   title = (f'aelab.bench.shards: {s["shards"]} x {s["rows_per_shard"]:,} rows x {s["dim"]} '

@@ -14,11 +14,14 @@ The order of epoch e (seed s, N rows, B a batch, W = shuffle_buffer):
      the rows an unbroken one would.
 A block of k steps with k * B <= W touches at most two windows (the one it ends in is kept for
 the next block): each is read once, as contiguous ranges of its shards, and the block's batches
-are gathered from memory, so memory holds at most two windows (under 4W rows).
+are gathered from memory. The window after the block's last is read ahead by a thread of its own
+(the reads and the finite check release the GIL), so the disk works while the block is gathered
+and trained on; memory holds at most three windows (under 6W rows).
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 
 import jax
@@ -115,6 +118,8 @@ class ShardBatches:
     self._windows: dict[tuple[int, int], np.ndarray] = {}   # (epoch, w) -> its rows, as read
     self._perms: dict[tuple[int, int], np.ndarray] = {}
     self._free: list[np.ndarray] = []   # buffers of windows no longer in use, to read into again
+    self._ahead: dict[tuple[int, int], concurrent.futures.Future] = {}   # the window read ahead
+    self._reader = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix='aelab-shards')
 
   def _map(self, shard: int) -> np.ndarray:
     """The shard's memory map (kept: its header is read once)."""
@@ -140,16 +145,35 @@ class ShardBatches:
     check_finite(out, self.paths[shard], start)
 
   def _window(self, epoch: int, w: int) -> np.ndarray:
-    """Window w of the epoch, its rows as read (not yet shuffled), read once while in use."""
+    """Window w of the epoch, its rows as read (not yet shuffled), read once while in use (by
+    the thread that read it ahead, or now)."""
     if (epoch, w) not in self._windows:
-      pieces = self.order.pieces(epoch, w)
-      window = self._buffer()[:sum(b - a for _, a, b in pieces)]
-      at = 0
-      for shard, a, b in pieces:
-        self._read(shard, a, b, window[at:at + b - a])
-        at += b - a
-      self._windows[epoch, w] = window
+      ahead = self._ahead.pop((epoch, w), None)
+      self._windows[epoch, w] = ahead.result() if ahead is not None else \
+          self._fill(self.order.pieces(epoch, w), self._buffer())
     return self._windows[epoch, w]
+
+  def _fill(self, pieces: list[tuple[int, int, int]], buffer: np.ndarray) -> np.ndarray:
+    """The window of `pieces` read into the start of `buffer`."""
+    window = buffer[:sum(b - a for _, a, b in pieces)]
+    at = 0
+    for shard, a, b in pieces:
+      self._read(shard, a, b, window[at:at + b - a])
+      at += b - a
+    return window
+
+  def _read_ahead(self, epoch: int, w: int) -> None:
+    """Starts reading the window after (epoch, w) on the reader thread, unless it is in
+    memory or on its way. Its pieces are worked out here (the order's caches are this
+    thread's); a read's error is raised when the window is needed."""
+    key = (epoch, w + 1) if w + 1 < len(self.order.bounds) - 1 else (epoch + 1, 0)
+    if key in self._windows or key in self._ahead:
+      return
+    for old in [k for k in self._ahead if k != key]:  # a jump (a resumed run): not needed now
+      read = self._ahead.pop(old)
+      if read.exception() is None:
+        self._free.append(read.result().base)
+    self._ahead[key] = self._reader.submit(self._fill, self.order.pieces(*key), self._buffer())
 
   def _buffer(self) -> np.ndarray:
     """Room for the largest window: a freed one (its pages already mapped) or a new one."""
@@ -209,8 +233,12 @@ class ShardBatches:
     epoch, w, j = self.positions(start, k)
     used = self._pairs(epoch, w)
     done = [key for key in self._windows if key not in used]
-    self._free = (self._free + [self._windows.pop(key).base for key in done])[:2]
+    self._free += [self._windows.pop(key).base for key in done]
+    self._free = self._free[:max(0, 3 - len(self._windows) - len(self._ahead))]  # 3 at most
     self._perms = {key: v for key, v in self._perms.items() if key in used}
+    for key in sorted(used):
+      self._window(*key)
+    self._read_ahead(*max(used))
     shape = (k, self.batch_size) + self._row_shape()
     x = jax.make_array_from_callback(
         shape, self._spec,
