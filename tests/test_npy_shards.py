@@ -211,3 +211,27 @@ def test_training_on_shards_lowers_the_loss_and_a_resumed_run_is_bit_identical(t
   dirs = [tmp_path / 'together0', tmp_path / 'together1']
   assert 'train these runs one by one' in one_line_error(train.train_together, configs, dirs)
   assert not any(d.exists() for d in dirs)
+
+
+def test_block_buffers_are_reused_only_when_nothing_holds_them(tmp_path):
+  from aelab.trainer.shard_batches import BlockBuffers
+  pool = BlockBuffers(keep=2)
+  a = pool.get((100, 3))
+  b = pool.get((100, 3))
+  assert a.ctypes.data != b.ctypes.data and a.ctypes.data % 64 == 0 == b.ctypes.data % 64
+  where = a.ctypes.data
+  a_view = a[10:]                      # a view (as a device array aliasing it holds one)
+  del a
+  assert pool.get((100, 3)).ctypes.data not in (where, b.ctypes.data)   # beyond keep: its own
+  del a_view
+  assert pool.get((100, 3)).ctypes.data == where   # free again: reused, not new memory
+  # blocks held (large enough for XLA:CPU to alias them) are never written over by later ones
+  batches = _batches(tmp_path, buffer=4000, batch=256, sizes=(4000, 4000))
+  held = [batches.block(4 * i, 4)[0]['x'] for i in range(3)]
+  first = [np.asarray(x).copy() for x in held]
+  for i in range(3, 7):
+    batches.block(4 * i, 4)
+  for x, want in zip(held, first):
+    np.testing.assert_array_equal(np.asarray(x), want)
+  np.testing.assert_array_equal(np.asarray(batches.block(4, 4)[0]['x'])[..., 0],
+                                batches.row_ids(4, 4))

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import os
+import sys
 
 import jax
 import numpy as np
@@ -35,15 +36,38 @@ from aelab.trainer import sharding
 SHARD_DRAW, WINDOW_DRAW = 1, 2  # the third word of the epoch's draws: shard order, window order
 
 
-def aligned_empty(shape: tuple[int, ...], alignment: int = 64) -> np.ndarray:
-  """An uninitialised float32 array whose data starts on an `alignment`-byte boundary. XLA:CPU
-  takes such an array as a device buffer as it is (make_array_from_callback aliases it); one
-  that is not aligned (numpy's large arrays start 16 bytes into a page) is copied into a new
-  buffer, a second pass over every block and fresh memory for it."""
+def aligned_view(raw: np.ndarray, shape: tuple[int, ...], alignment: int = 64) -> np.ndarray:
+  """A float32 array of `shape` in the bytes `raw` (uint8, `alignment` bytes longer than it
+  needs), starting on an `alignment`-byte boundary. XLA:CPU takes such an array as a device buffer
+  as it is (make_array_from_callback aliases it, holding a reference to `raw` while the device
+  array lives); one that is not aligned (numpy's large arrays start 16 bytes into a page) is
+  copied into a new buffer, a second pass over every block and fresh memory for it."""
   nbytes = int(np.prod(shape)) * 4
-  raw = np.empty(nbytes + alignment, np.uint8)
   start = -raw.ctypes.data % alignment
   return raw[start:start + nbytes].view(np.float32).reshape(shape)
+
+
+class BlockBuffers:
+  """Memory for the blocks' batches, each buffer reused once nothing refers to it (the device
+  array that aliased it is gone, and with it the last block that used it). Fresh memory every
+  block would be touched for the first time every block, a page fault per 4 KiB page, which on
+  this project's VMs is at times slower than the disk (an epoch of aelab.bench.shards: 10.5 s of
+  system time with fresh memory, 3-4 s reused). At most `keep` buffers are kept; past that a
+  block gets memory of its own."""
+  ALIGNMENT = 64
+
+  def __init__(self, keep: int = 4):
+    self.keep, self._raws = keep, []
+
+  def get(self, shape: tuple[int, ...]) -> np.ndarray:
+    nbytes = int(np.prod(shape)) * 4 + self.ALIGNMENT
+    for raw in self._raws:
+      if raw.nbytes >= nbytes and sys.getrefcount(raw) == 3:   # the list, `raw`, the argument
+        return aligned_view(raw, shape, self.ALIGNMENT)
+    raw = np.empty(nbytes, np.uint8)
+    if len(self._raws) < self.keep:
+      self._raws.append(raw)
+    return aligned_view(raw, shape, self.ALIGNMENT)
 
 
 def window_bounds(n: int, buffer: int) -> np.ndarray:
@@ -120,6 +144,7 @@ class ShardBatches:
     self._free: list[np.ndarray] = []   # buffers of windows no longer in use, to read into again
     self._ahead: dict[tuple[int, int], concurrent.futures.Future] = {}   # the window read ahead
     self._reader = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix='aelab-shards')
+    self._outputs = BlockBuffers()
 
   def _map(self, shard: int) -> np.ndarray:
     """The shard's memory map (kept: its header is read once)."""
@@ -219,7 +244,7 @@ class ShardBatches:
   def _gather(self, epoch: np.ndarray, w: np.ndarray, j: np.ndarray) -> np.ndarray:
     """The rows at (epoch, window, row) from the windows in memory, read when first needed."""
     pairs = self._pairs(epoch, w)
-    out = aligned_empty(j.shape + self._row_shape())  # each block's own: the device may alias it
+    out = self._outputs.get(j.shape + self._row_shape())  # free: no device array aliases it
     if len(pairs) == 1:  # mode='clip': the rows of a permutation, never out of range, and
       # 'raise' would gather into a temporary and copy it to `out`
       return np.take(self._window(*pairs.pop()), j, axis=0, out=out, mode='clip')
