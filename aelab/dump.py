@@ -37,7 +37,7 @@ def main(config, flags, spec: str, overrides: list[str]) -> None:
 
   from aelab import data
   from aelab.data import shard_writer
-  from aelab.trainer.batches import STREAM
+  from aelab.trainer.batches import stream_key
 
   if flags.rows < 1 or flags.shard_gib <= 0:
     raise AelabError(f'--rows={flags.rows}, --shard_gib={flags.shard_gib}: give positive values')
@@ -57,16 +57,15 @@ def main(config, flags, spec: str, overrides: list[str]) -> None:
   _check_same(out / 'source.json', described)
   files.write_json(out / 'source.json', described)  # before any shard: a rerun checks against it
 
-  arrays = jax.device_put(ds.stream.arrays)
-  key = jax.random.fold_in(jax.random.PRNGKey(config.seed), STREAM)
+  arrays, key = jax.device_put(ds.stream.arrays), stream_key(config.seed)
 
   @jax.jit
-  def block(t0):  # batches t0 .. t0 + BLOCK - 1, as a streamed run draws them
+  def block(arrays, t0):  # batches t0 .. t0 + BLOCK - 1, as a streamed run draws them
     return jax.lax.map(lambda t: ds.stream.sample(arrays, jax.random.fold_in(key, t), batch),
                        t0 + jax.numpy.arange(BLOCK, dtype=jax.numpy.int32))
 
-  def produce(start: int, n: int) -> np.ndarray:
-    return np.asarray(block(start // batch)).reshape(-1, *ds.feature_shape)[:n]
+  def produce(start: int, n: int) -> np.ndarray:  # the arrays passed, not baked in as constants
+    return np.asarray(block(arrays, start // batch)).reshape(-1, *ds.feature_shape)[:n]
 
   t = time.time()
   with tqdm.tqdm(total=rows, unit='rows', unit_scale=True, desc='dump', file=sys.stderr) as bar:

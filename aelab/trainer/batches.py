@@ -111,6 +111,11 @@ class Batches:
 STREAM = 0x57ea  # fold_in(PRNGKey(seed), STREAM): a streamed training set's key
 
 
+def stream_key(seed: int) -> jax.Array:
+  """A streamed training set's key: batch t of the run is drawn from fold_in(it, t)."""
+  return jax.random.fold_in(jax.random.PRNGKey(seed), STREAM)
+
+
 class Streamed:
   """A streamed training set (data.Stream): its generator's arrays on the devices (replicated),
   each block's batches drawn there from the steps' keys (`Keys`). No epochs: a run's length is
@@ -120,7 +125,7 @@ class Streamed:
 
   def __init__(self, stream, batch_size: int, seed: int, mesh, place: bool = True):
     self.stream, self.batch_size = stream, batch_size
-    self.key = np.asarray(jax.random.fold_in(jax.random.PRNGKey(seed), STREAM))
+    self.key = np.asarray(stream_key(seed))
     self.arrays = stream.arrays
     if place:
       self.key = sharding.put(self.key, sharding.replicated(mesh))
