@@ -3,7 +3,7 @@ streamed by ShardBatches (aelab/trainer/shard_batches.py), against the disk's se
 rate on the same files, measured in the same run.
 
     python -m aelab.bench.shards --dir=DIR [--shards=3] [--gib=1.0] [--dim=768] [--batch=4096] \\
-        [--steps_per_call=8] [--shuffle_buffer=262144] [--out=FILE.json]
+        [--steps_per_call=8] [--shuffle_buffer=262144] [--epochs=3] [--out=FILE.json]
 
 1. Writes `--shards` float32 [n, dim] files DIR/shardNNN.npy of about `--gib` GiB each (random
    rows, a chunk at a time; files already there with that shape are kept), fsynced.
@@ -12,11 +12,17 @@ rate on the same files, measured in the same run.
    bs=8M` (its own bytes and seconds), evicts again and reads each with a plain loop of 8 MiB
    os.preadv calls: the disk's sequential read rate, two ways.
 3. Evicts again and, in a subprocess of its own (so the writing's memory does not count), streams
-   one epoch through ShardBatches.block(start, --steps_per_call) as training does: a 1-device CPU
-   mesh, every block a jax array placed on the device and waited for. Reports the rows delivered
-   per second (x row bytes), the process's peak RSS (VmHWM) beside its RSS after the same imports
-   and the backend's start, before the first read (the baseline), and the reader's bound: at
-   most three windows (two in use, the next read ahead), under 6 x shuffle_buffer rows.
+   `--epochs` epochs through one ShardBatches, block(start, --steps_per_call) as training does:
+   a 1-device CPU mesh, every block a jax array placed on the device and waited for, every range
+   the reader reads dropped from the page cache once read (so each epoch reads the disk, as an
+   epoch of data larger than memory would). Before each epoch after the first, the files are
+   read cold by dd and by the preadv loop again, outside the clock: this project's VMs' disks
+   swing 2-4x within a minute, so the disk is measured beside every epoch and pooled. The rate
+   reported is that of the epochs after the first (the steady state of training, the reader's
+   buffers its own from the first); the first epoch's is shown beside it. Also the process's
+   peak RSS (VmHWM) beside its RSS after the same imports and the backend's start, before the
+   first read (the baseline), and the reader's bound: at most three windows (two in use, the
+   next read ahead), under 6 x shuffle_buffer rows.
 
 The table goes to stdout, everything to `--out` as JSON. Only DIR/shardNNN.npy are read; other
 files in DIR are left alone.
@@ -203,20 +209,50 @@ def _check_block(batch: int, steps_per_call: int, shuffle_buffer: int) -> None:
                      'only for blocks within one window; lower them or raise the buffer')
 
 
+def _cold_reader():
+  """ShardBatches whose every read is dropped from the page cache once done (posix_fadvise
+  DONTNEED on the range), so that every epoch reads the disk, as an epoch of data larger than
+  memory does; with `settle`, which waits for the window being read ahead."""
+  from aelab.trainer.shard_batches import ShardBatches
+
+  class ColdReads(ShardBatches):
+
+    def _read(self, shard, start, stop, out):
+      super()._read(shard, start, stop, out)
+      row_bytes = out.nbytes // max(1, len(out))
+      fd = os.open(self.paths[shard], os.O_RDONLY)
+      try:
+        os.posix_fadvise(fd, int(self._map(shard).offset) + start * row_bytes,
+                         (stop - start) * row_bytes, os.POSIX_FADV_DONTNEED)
+      finally:
+        os.close(fd)
+
+    def settle(self):
+      for read in self._ahead.values():
+        read.result()
+
+  return ColdReads
+
+
 def stream(paths: Sequence[str | pathlib.Path], batch: int, steps_per_call: int,
-           shuffle_buffer: int, seed: int = 0,
+           shuffle_buffer: int, seed: int = 0, epochs: int = 1, disk_between: bool = False,
            visit: Callable[[int, np.ndarray], None] | None = None) -> dict:
-  """One epoch of the shards through ShardBatches, a block of `steps_per_call` steps at a time
-  (the last one shorter) on a 1-device CPU mesh, each block waited for; `visit(start, x)` sees
-  each block (for checks; outside the clock). Returns {rows, bytes, seconds, bytes_per_s, steps,
-  blocks, rows_per_epoch, rows_unused, window_rows_max, baseline_rss_bytes}: rows delivered and
-  their bytes, the reader's own and the RSS before the first read."""
+  """`epochs` epochs of the shards through one ShardBatches (every read cold: _cold_reader), a
+  block of `steps_per_call` steps at a time (the last of an epoch shorter) on a 1-device CPU mesh,
+  each block waited for; an epoch's clock also waits for the window read ahead for the next
+  (so each epoch is timed for reading one epoch's bytes). With `disk_between`, before every
+  epoch after the first the files are read cold by dd and by the preadv loop, outside the clock:
+  the disk's rate beside each epoch (this project's VMs' disks swing 2-4x within a minute). `visit(start, x)` sees each block (for checks; outside the clock). Returns {rows, bytes,
+  seconds, bytes_per_s: those of the steady state (the epochs after the first, whose buffers are
+  the reader's own from the first; the first alone where there is one), first_epoch_bytes_per_s,
+  per_epoch: [{seconds, bytes_per_s, dd_bytes_per_s, preadv_bytes_per_s}], disk_between:
+  [{dd, preadv}], steps, blocks,
+  rows_per_epoch, rows_unused, window_rows_max, baseline_rss_bytes}."""
   import jax
   from jax.sharding import Mesh
   from aelab.data import npy
   from aelab.data.dataset import Shards
   from aelab.trainer import sharding
-  from aelab.trainer.shard_batches import ShardBatches
   _check_block(batch, steps_per_call, shuffle_buffer)
   arrays = [npy.open_rows(pathlib.Path(p)) for p in paths]  # headers only: memory maps
   shards = Shards(paths=tuple(str(pathlib.Path(p).absolute()) for p in paths),
@@ -227,33 +263,51 @@ def stream(paths: Sequence[str | pathlib.Path], batch: int, steps_per_call: int,
   sharding.check_batch_size(batch, mesh)  # as trainer/setup.py's _shard_batches
   if len(shards) < batch:
     raise AelabError(f'--batch={batch} exceeds the {len(shards)} rows of the shards; lower it')
-  batches = ShardBatches(shards, batch, seed, mesh)
+  batches = _cold_reader()(shards, batch, seed, mesh)
   jax.block_until_ready(jax.device_put(np.zeros(1, np.float32), jax.devices('cpu')[0]))
   baseline = vm_hwm()
-  steps, blocks, seconds = batches.steps_per_epoch, 0, 0.0
-  for start in range(0, steps, steps_per_call):
-    t = time.perf_counter()
-    x = batches.block(start, min(steps_per_call, steps - start))[0]['x']
-    jax.block_until_ready(x)
-    seconds += time.perf_counter() - t
-    blocks += 1
-    if visit is not None:
-      visit(start, np.asarray(x))
-  rows = steps * batch
+  steps, blocks, per_epoch, disk = batches.steps_per_epoch, 0, [], []
+  for epoch in range(epochs):
+    if disk_between and epoch:
+      disk.append({})
+      for name, read in (('dd', dd_read), ('preadv', preadv_read)):
+        evict(paths)
+        disk[-1][name] = _rate([read(p) for p in paths])
+      evict(paths)
+    seconds, end = 0.0, (epoch + 1) * steps
+    for start in range(epoch * steps, end, steps_per_call):
+      t = time.perf_counter()
+      x = batches.block(start, min(steps_per_call, end - start))[0]['x']
+      jax.block_until_ready(x)
+      if start + steps_per_call >= end:
+        batches.settle()
+      seconds += time.perf_counter() - t
+      blocks += 1
+      if visit is not None:
+        visit(start, np.asarray(x))
+    per_epoch.append({'seconds': seconds, 'bytes_per_s': steps * batch * row_bytes / seconds,
+                      **{f'{name}_bytes_per_s': disk[-1][name]['bytes_per_s']
+                         if disk_between and epoch else None for name in ('dd', 'preadv')}})
+  steady = per_epoch[1:] or per_epoch
+  rows = len(steady) * steps * batch
+  seconds = sum(e['seconds'] for e in steady)
   return {'rows': rows, 'bytes': rows * row_bytes, 'seconds': seconds,
-          'bytes_per_s': rows * row_bytes / seconds, 'steps': steps, 'blocks': blocks,
-          'rows_per_epoch': len(shards), 'rows_unused': len(shards) - rows,
+          'bytes_per_s': rows * row_bytes / seconds,
+          'first_epoch_bytes_per_s': per_epoch[0]['bytes_per_s'], 'per_epoch': per_epoch,
+          'disk_between': disk, 'steps': steps, 'blocks': blocks, 'epochs': epochs,
+          'rows_per_epoch': len(shards), 'rows_unused': len(shards) - steps * batch,
           'window_rows_max': int(np.diff(batches.order.bounds).max()),
           'baseline_rss_bytes': baseline}
 
 
 def stream_isolated(paths: Sequence[str | pathlib.Path], batch: int, steps_per_call: int,
-                    shuffle_buffer: int, seed: int = 0) -> dict:
+                    shuffle_buffer: int, seed: int = 0, epochs: int = 1,
+                    disk_between: bool = False) -> dict:
   """`stream` in a fresh process (JAX on the CPU), so that only its own memory counts. Returns
-  stream's dict with peak_rss_bytes (the process's VmHWM after the epoch)."""
+  stream's dict with peak_rss_bytes (the process's VmHWM after the last epoch)."""
   spec = json.dumps({'paths': [str(p) for p in paths], 'batch': batch,
                      'steps_per_call': steps_per_call, 'shuffle_buffer': shuffle_buffer,
-                     'seed': seed})
+                     'seed': seed, 'epochs': epochs, 'disk_between': disk_between})
   done = subprocess.run([sys.executable, '-m', 'aelab.bench.shards', f'--stream_child={spec}'],
                         capture_output=True, text=True, env={**os.environ, 'JAX_PLATFORMS': 'cpu'})
   lines = done.stdout.strip().splitlines()
@@ -273,11 +327,15 @@ def _stream_child(spec: str) -> None:
 
 def benchmark(directory: str | pathlib.Path, *, shards: int = 3, gib: float = 1.0, dim: int = 768,
               batch: int = 4096, steps_per_call: int = 8, shuffle_buffer: int = 262144,
-              seed: int = 0, log: Callable[[str], None] = lambda msg: None) -> dict:
-  """The module doc's three phases. Returns {settings, files, cached, disk: {dd, preadv},
-  stream, memory, ratio, ratio_preadv, notes}: rates in bytes/s, memory in bytes, `cached` the
-  fraction of each file's pages cached before each cold read (None: not known)."""
-  for name, value in (('shards', shards), ('dim', dim), ('batch', batch),
+              seed: int = 0, epochs: int = 3,
+              log: Callable[[str], None] = lambda msg: None) -> dict:
+  """The module doc's three phases. Returns {settings, files, cached, disk: {dd, preadv, dd_all,
+  preadv_all}, stream, memory, ratio, ratio_preadv, ratio_by_epoch, notes}: rates in bytes/s,
+  memory in bytes, `cached` the fraction of each file's pages cached before each cold read (None:
+  not known); `ratio` (`ratio_preadv`) the steady stream's rate over every dd (preadv loop) read
+  of the run pooled; ratio_by_epoch: [stream / dd, stream / preadv] of each epoch after the
+  first, against the reads just before it."""
+  for name, value in (('shards', shards), ('dim', dim), ('batch', batch), ('epochs', epochs),
                       ('steps_per_call', steps_per_call), ('shuffle_buffer', shuffle_buffer)):
     if value < 1:
       raise AelabError(f'--{name}={value}; it must be at least 1')
@@ -301,8 +359,10 @@ def benchmark(directory: str | pathlib.Path, *, shards: int = 3, gib: float = 1.
   log('disk: preadv loop, cold')
   pread = _rate([preadv_read(p) for p in paths])
   cached['stream'] = evict(paths)
-  log('stream: one epoch through ShardBatches')
-  st = stream_isolated(paths, batch, steps_per_call, shuffle_buffer, seed)
+  log(f'stream: {epochs} epoch(s) through ShardBatches, every read cold; dd and preadv before '
+      'each after the first')
+  st = stream_isolated(paths, batch, steps_per_call, shuffle_buffer, seed, epochs,
+                       disk_between=True)
   peak, base = st.pop('peak_rss_bytes'), st.pop('baseline_rss_bytes')
   memory = {'peak_rss_bytes': peak, 'baseline_rss_bytes': base, 'increment_bytes': peak - base,
             'bound_bytes': 6 * shuffle_buffer * dim * 4,
@@ -314,25 +374,44 @@ def benchmark(directory: str | pathlib.Path, *, shards: int = 3, gib: float = 1.
     elif max(fractions) > CACHED_OK:
       notes.append(f'before {phase}: eviction incomplete, up to {max(fractions):.1%} of a file '
                    'still cached; that read is not cold')
+  every = {name: _rate([read for rate in [first] + [d[name] for d in st['disk_between']]
+                        for read in rate['per_file']])
+           for name, first in (('dd', dd), ('preadv', pread))}
   return {'settings': {'dir': str(directory.absolute()), 'shards': shards, 'gib': gib,
                        'dim': dim, 'batch': batch, 'steps_per_call': steps_per_call,
-                       'shuffle_buffer': shuffle_buffer, 'seed': seed, 'rows_per_shard': rows},
-          'files': written, 'cached': cached, 'disk': {'dd': dd, 'preadv': pread}, 'stream': st,
-          'memory': memory, 'ratio': st['bytes_per_s'] / dd['bytes_per_s'],
-          'ratio_preadv': st['bytes_per_s'] / pread['bytes_per_s'], 'notes': notes}
+                       'shuffle_buffer': shuffle_buffer, 'seed': seed, 'epochs': epochs,
+                       'rows_per_shard': rows},
+          'files': written, 'cached': cached,
+          'disk': {'dd': dd, 'preadv': pread, 'dd_all': every['dd'],
+                   'preadv_all': every['preadv']}, 'stream': st, 'memory': memory,
+          'ratio': st['bytes_per_s'] / every['dd']['bytes_per_s'],
+          'ratio_preadv': st['bytes_per_s'] / every['preadv']['bytes_per_s'],
+          'ratio_by_epoch': [[e['bytes_per_s'] / e['dd_bytes_per_s'],
+                              e['bytes_per_s'] / e['preadv_bytes_per_s']]
+                             for e in st['per_epoch'] if e['dd_bytes_per_s']],
+          'notes': notes}
 
 
 def table(result: dict) -> str:
   """The fixed-width summary of `benchmark`'s result."""
   mb, gib = lambda b: f'{b / 1e6:,.0f} MB/s', lambda b: f'{b / (1 << 30):.2f} GiB'  # noqa: E731
   st, mem, s = result['stream'], result['memory'], result['settings']
+  steady = 'epochs 2..' if s['epochs'] > 1 else 'its one epoch'
+  reads = len(st['disk_between']) + 1
   rows = [
-      ('disk read, dd bs=8M (cold)', mb(result['disk']['dd']['bytes_per_s'])),
-      ('disk read, preadv 8 MiB loop (cold)', mb(result['disk']['preadv']['bytes_per_s'])),
-      (f'stream, ShardBatches ({st["rows"]:,} rows, {st["blocks"]} blocks)',
-       mb(st['bytes_per_s'])),
-      ('ratio stream / dd', f'{result["ratio"]:.3f}'),
-      ('ratio stream / preadv', f'{result["ratio_preadv"]:.3f}'),
+      ('disk read, dd bs=8M (cold), first', mb(result['disk']['dd']['bytes_per_s'])),
+      ('disk read, preadv 8 MiB loop (cold), first', mb(result['disk']['preadv']['bytes_per_s'])),
+      ('stream, first epoch (its buffers new)', mb(st['first_epoch_bytes_per_s'])),
+  ] + [(f'  epoch {i + 1}: stream / dd / preadv just before',
+        f'{e["bytes_per_s"] / 1e6:,.0f} / {e["dd_bytes_per_s"] / 1e6:,.0f} / '
+        f'{e["preadv_bytes_per_s"] / 1e6:,.0f}')
+       for i, e in enumerate(st['per_epoch']) if e['dd_bytes_per_s']] + [
+      (f'disk read, all {reads} dd runs pooled', mb(result['disk']['dd_all']['bytes_per_s'])),
+      (f'disk read, all {reads} preadv runs pooled',
+       mb(result['disk']['preadv_all']['bytes_per_s'])),
+      (f'stream, {steady} ({st["rows"]:,} rows)', mb(st['bytes_per_s'])),
+      ('ratio stream / dd (pooled)', f'{result["ratio"]:.3f}'),
+      ('ratio stream / preadv (pooled)', f'{result["ratio_preadv"]:.3f}'),
       ('peak RSS of the streaming process', gib(mem['peak_rss_bytes'])),
       ('  its RSS before the first read', gib(mem['baseline_rss_bytes'])),
       ('  increment', gib(mem['increment_bytes'])),
@@ -358,6 +437,8 @@ def _parser() -> argparse.ArgumentParser:
   parser.add_argument('--shuffle_buffer', type=int, default=262144,
                       help="the fewest rows in a window (dataset npy's shuffle_buffer)")
   parser.add_argument('--seed', type=int, default=0, help='of the rows written and the order')
+  parser.add_argument('--epochs', type=int, default=3,
+                      help='epochs streamed; the rate is that of those after the first')
   parser.add_argument('--out', default=None, help='write the results as JSON to this file')
   parser.add_argument('--stream_child', default=None, help=argparse.SUPPRESS)
   return parser
@@ -376,7 +457,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
   log = lambda msg: print(f'aelab.bench.shards: {msg}', file=sys.stderr, flush=True)  # noqa: E731
   result = benchmark(args.dir, shards=args.shards, gib=args.gib, dim=args.dim, batch=args.batch,
                      steps_per_call=args.steps_per_call, shuffle_buffer=args.shuffle_buffer,
-                     seed=args.seed, log=log)
+                     seed=args.seed, epochs=args.epochs, log=log)
   print(table(result), flush=True)
   if args.out:
     files.write_json(args.out, result)
