@@ -1,4 +1,4 @@
-"""Benchmark of the shard reader against the disk: one epoch of a directory of .npy shards
+"""Benchmark of the shard reader against the disk: epochs of a directory of .npy shards
 streamed by ShardBatches (aelab/trainer/shard_batches.py), against the disk's sequential read
 rate on the same files, measured in the same run.
 
