@@ -180,6 +180,18 @@ def test_classifier_learns_tiny_mnist(classifier_run):
   assert not (workdir / 'plots' / 'reconstructions.png').exists()  # a classifier has none
 
 
+def test_a_periodic_evaluation_writes_the_confusion_json_but_not_its_picture(tmp_path):
+  """The picture is drawn at the run's last step (test_classifier_learns_tiny_mnist)."""
+  config = _classifier_config(steps=20)
+  config.evals.test.every = config.train.steps_per_call = 5
+  with pytest.MonkeyPatch.context() as mp:
+    mp.setenv('AELAB_DATA_DIR', str(DATA))
+    stopped = train.train_and_evaluate(config, tmp_path, should_stop=lambda step: step >= 10)
+  assert (stopped['interrupted'], stopped['step']) == ('should_stop', 10)
+  assert json.loads((tmp_path / 'confusion_test.json').read_text())['step'] == 5
+  assert not (tmp_path / 'plots' / 'confusion_test.png').exists()
+
+
 def test_accuracy_and_confusion_equal_numpy_on_the_models_predictions(classifier_run):
   config, workdir, summary = classifier_run
   setup = build(config)

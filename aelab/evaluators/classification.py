@@ -10,7 +10,8 @@ Metrics (logged as <split>/<name>):
 
 With a workdir, the confusion matrix of the latest evaluation (counts; rows: true class, columns:
 predicted class) is written to `confusion_<split>.json` ({'split', 'step', 'classes',
-'accuracy', 'matrix'}) and drawn as `plots/confusion_<split>.png`. The split must have labels
+'accuracy', 'matrix'}) and drawn as `plots/confusion_<split>.png` (in a training run, at its
+last step only: a periodic evaluation writes the JSON, not the picture). The split must have labels
 (an error when the evaluator is built) and the model a softmax head (`model.classes`).
 """
 
@@ -59,7 +60,7 @@ class Evaluator:
       raise AelabError(f'the classification evaluator needs a model with a softmax head '
                        f'(model classifier); model {ctx.config.model.name!r} has none')
     self.classes = int(classes)
-    self.workdir = ctx.workdir
+    self.workdir, self.total_steps = ctx.workdir, ctx.total_steps
     source = ctx.dataset.source
     self.label_names = source.get('label_names') if isinstance(source, dict) else None
     self.title = f'{ctx.config.model.name} on {ctx.dataset.name}, {split} split'
@@ -85,6 +86,8 @@ class Evaluator:
                {'split': self.split, 'step': step, 'classes': names, 'accuracy': accuracy,
                 'rows': 'true class', 'columns': 'predicted class',
                 'matrix': confusion.tolist()})
+    if self.total_steps is not None and step < self.total_steps:
+      return  # a periodic evaluation: the JSON; the picture (a second or more) at the end
     draw.confusion(confusion, workdir / 'plots' / f'confusion_{self.split}.png',
                    [str(n) for n in names],
                    f'{self.title}: accuracy {accuracy:.4f} at step {step}')

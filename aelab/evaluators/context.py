@@ -25,6 +25,7 @@ class Context:
   mesh: Any
   unit_interval: bool               # the data lie in [0, 1] (bce metrics apply)
   workdir: pathlib.Path | None = None
+  total_steps: int | None = None    # the training run's last step (None: not in a training run)
 
 
 def split_of(dataset: data.Dataset, name: str) -> data.Split:

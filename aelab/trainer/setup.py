@@ -157,7 +157,8 @@ def build(config: ml_collections.ConfigDict, workdir: str | pathlib.Path | None 
                   groups=model.param_groups(names) if names else None)
   forward = Forward(model, loss_fn, noise, precision.dtype(tc.compute_dtype))
   ctx = evaluators.Context(config=config, dataset=dataset, forward=forward, mesh=mesh,
-                           unit_interval=unit, workdir=None if workdir is None else pathlib.Path(workdir))
+                           unit_interval=unit, total_steps=total_steps,
+                           workdir=None if workdir is None else pathlib.Path(workdir))
   evals = evaluators.build(config.get('evals') or {}, ctx)
   init_rng, train_rng = jax.random.split(jax.random.PRNGKey(config.seed))
   return Setup(config=config, dataset=dataset, prep=prep, forward=forward, tx=tx, mesh=mesh,
