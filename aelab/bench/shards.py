@@ -242,12 +242,13 @@ def stream(paths: Sequence[str | pathlib.Path], batch: int, steps_per_call: int,
   each block waited for; an epoch's clock also waits for the window read ahead for the next
   (so each epoch is timed for reading one epoch's bytes). With `disk_between`, before every
   epoch after the first the files are read cold by dd and by the preadv loop, outside the clock:
-  the disk's rate beside each epoch (this project's VMs' disks swing 2-4x within a minute). `visit(start, x)` sees each block (for checks; outside the clock). Returns {rows, bytes,
+  the disk's rate beside each epoch (this project's VMs' disks swing 2-4x within a minute).
+  `visit(start, x)` sees each block (for checks; outside the clock). Returns {rows, bytes,
   seconds, bytes_per_s: those of the steady state (the epochs after the first, whose buffers are
   the reader's own from the first; the first alone where there is one), first_epoch_bytes_per_s,
   per_epoch: [{seconds, bytes_per_s, dd_bytes_per_s, preadv_bytes_per_s}], disk_between:
-  [{dd, preadv}], steps, blocks,
-  rows_per_epoch, rows_unused, window_rows_max, baseline_rss_bytes}."""
+  [{dd, preadv}], steps, blocks, rows_per_epoch, rows_unused, window_rows_max,
+  baseline_rss_bytes}."""
   import jax
   from jax.sharding import Mesh
   from aelab.data import npy

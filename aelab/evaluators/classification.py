@@ -11,8 +11,8 @@ Metrics (logged as <split>/<name>):
 With a workdir, the confusion matrix of the latest evaluation (counts; rows: true class, columns:
 predicted class) is written to `confusion_<split>.json` ({'split', 'step', 'classes',
 'accuracy', 'matrix'}) and drawn as `plots/confusion_<split>.png` (in a training run, at its
-last step only: a periodic evaluation writes the JSON, not the picture). The split must have labels
-(an error when the evaluator is built) and the model a softmax head (`model.classes`).
+last step only: a periodic evaluation writes the JSON, not the picture). The split must have
+labels (an error when the evaluator is built) and the model a softmax head (`model.classes`).
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ class Evaluator:
                 'rows': 'true class', 'columns': 'predicted class',
                 'matrix': confusion.tolist()})
     if self.total_steps is not None and step < self.total_steps:
-      return  # a periodic evaluation: the JSON; the picture (a second or more) at the end
+      return  # a periodic evaluation: the JSON; the picture (a label per cell) at the end
     draw.confusion(confusion, workdir / 'plots' / f'confusion_{self.split}.png',
                    [str(n) for n in names],
                    f'{self.title}: accuracy {accuracy:.4f} at step {step}')
