@@ -9,7 +9,7 @@ import pytest
 
 from aelab import data
 from aelab.config import defaults
-from aelab.trainer import checkpoint, sharding, train
+from aelab.trainer import checkpoint, shard_batches, sharding, train
 from aelab.trainer.setup import build
 from aelab.trainer.shard_batches import ShardBatches, ShardOrder
 from aelab.trainer.writers import read_jsonl
@@ -63,7 +63,6 @@ def test_blocks_at_any_start_give_the_rows_of_the_unbroken_sequence(tmp_path, mo
     np.testing.assert_array_equal(unbroken[e * spe:(e + 1) * spe].ravel(),
                                   batches.order.epoch(e)[:spe * b])
   fresh = _batches(tmp_path, seed=3)  # a resumed run: new object, any start
-  from aelab.trainer import shard_batches
   monkeypatch.setattr(shard_batches, 'READ_BYTES', 20)  # reads cut mid-row (rows of 12 bytes)
   for start, k in ((0, 5), (spe - 2, 5), (2 * spe - 1, 3), (7, 1), (spe, spe)):
     source, none = fresh.block(start, k)

@@ -183,6 +183,16 @@ def preadv_read(path: str | pathlib.Path) -> dict:
   return {'bytes': at, 'seconds': time.perf_counter() - t, 'from': 'preadv'}
 
 
+def read_cold(paths: Sequence[str | pathlib.Path]) -> dict:
+  """The files read by dd, then by the preadv loop, each after an eviction: {dd, preadv: their
+  _rate, cached: {dd, preadv: the fraction of each file cached before that read (evict)}}."""
+  out = {'cached': {}}
+  for name, read in (('dd', dd_read), ('preadv', preadv_read)):
+    out['cached'][name] = evict(paths)
+    out[name] = _rate([read(p) for p in paths])
+  return out
+
+
 def _rate(reads: list[dict]) -> dict:
   """{bytes, seconds, bytes_per_s, per_file} of reads one after the other."""
   total, seconds = sum(r['bytes'] for r in reads), sum(r['seconds'] for r in reads)
@@ -247,7 +257,7 @@ def stream(paths: Sequence[str | pathlib.Path], batch: int, steps_per_call: int,
   seconds, bytes_per_s: those of the steady state (the epochs after the first, whose buffers are
   the reader's own from the first; the first alone where there is one), first_epoch_bytes_per_s,
   per_epoch: [{seconds, bytes_per_s, dd_bytes_per_s, preadv_bytes_per_s}], disk_between:
-  [{dd, preadv}], steps, blocks, rows_per_epoch, rows_unused, window_rows_max,
+  [read_cold's], steps, blocks, rows_per_epoch, rows_unused, window_rows_max,
   baseline_rss_bytes}."""
   import jax
   from jax.sharding import Mesh
@@ -270,10 +280,7 @@ def stream(paths: Sequence[str | pathlib.Path], batch: int, steps_per_call: int,
   steps, blocks, per_epoch, disk = batches.steps_per_epoch, 0, [], []
   for epoch in range(epochs):
     if disk_between and epoch:
-      disk.append({})
-      for name, read in (('dd', dd_read), ('preadv', preadv_read)):
-        evict(paths)
-        disk[-1][name] = _rate([read(p) for p in paths])
+      disk.append(read_cold(paths))
       evict(paths)
     seconds, end = 0.0, (epoch + 1) * steps
     for start in range(epoch * steps, end, steps_per_call):
@@ -352,19 +359,16 @@ def benchmark(directory: str | pathlib.Path, *, shards: int = 3, gib: float = 1.
   log(f'shards: {shards} x [{rows}, {dim}] float32 in {directory}')
   written = write_shards(directory, shards, rows, dim, seed)
   paths = [s['path'] for s in written]
-  cached = {}
-  cached['dd'] = evict(paths)
-  log('disk: dd, cold')
-  dd = _rate([dd_read(p) for p in paths])
-  cached['preadv'] = evict(paths)
-  log('disk: preadv loop, cold')
-  pread = _rate([preadv_read(p) for p in paths])
-  cached['stream'] = evict(paths)
+  log('disk: dd and the preadv loop, cold')
+  first = read_cold(paths)
+  cached = {**first['cached'], 'stream': evict(paths)}
   log(f'stream: {epochs} epoch(s) through ShardBatches, every read cold; dd and preadv before '
       'each after the first')
   st = stream_isolated(paths, batch, steps_per_call, shuffle_buffer, seed, epochs,
                        disk_between=True)
   peak, base = st.pop('peak_rss_bytes'), st.pop('baseline_rss_bytes')
+  for i, reads in enumerate(st['disk_between']):
+    cached.update({f'{name} before epoch {i + 2}': f for name, f in reads['cached'].items()})
   memory = {'peak_rss_bytes': peak, 'baseline_rss_bytes': base, 'increment_bytes': peak - base,
             'bound_bytes': 6 * shuffle_buffer * dim * 4,
             'three_windows_bytes': 3 * st['window_rows_max'] * dim * 4}
@@ -375,15 +379,14 @@ def benchmark(directory: str | pathlib.Path, *, shards: int = 3, gib: float = 1.
     elif max(fractions) > CACHED_OK:
       notes.append(f'before {phase}: eviction incomplete, up to {max(fractions):.1%} of a file '
                    'still cached; that read is not cold')
-  every = {name: _rate([read for rate in [first] + [d[name] for d in st['disk_between']]
-                        for read in rate['per_file']])
-           for name, first in (('dd', dd), ('preadv', pread))}
+  every = {name: _rate([read for reads in [first] + st['disk_between']
+                        for read in reads[name]['per_file']]) for name in ('dd', 'preadv')}
   return {'settings': {'dir': str(directory.absolute()), 'shards': shards, 'gib': gib,
                        'dim': dim, 'batch': batch, 'steps_per_call': steps_per_call,
                        'shuffle_buffer': shuffle_buffer, 'seed': seed, 'epochs': epochs,
                        'rows_per_shard': rows},
           'files': written, 'cached': cached,
-          'disk': {'dd': dd, 'preadv': pread, 'dd_all': every['dd'],
+          'disk': {'dd': first['dd'], 'preadv': first['preadv'], 'dd_all': every['dd'],
                    'preadv_all': every['preadv']}, 'stream': st, 'memory': memory,
           'ratio': st['bytes_per_s'] / every['dd']['bytes_per_s'],
           'ratio_preadv': st['bytes_per_s'] / every['preadv']['bytes_per_s'],
