@@ -171,6 +171,18 @@ def check_conv_fields(cfg: ml_collections.ConfigDict, prefix: str = 'model') -> 
   return channels
 
 
+def check_body(cfg: ml_collections.ConfigDict, feature_shape: Sequence[int], model: str,
+               example: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
+  """(hidden, channels) of a model whose body is `model.body`: 'dense' (hidden widths, e.g.
+  `example`) or 'conv' (image data, channels and kernel_size checked)."""
+  if cfg.body == 'dense':
+    hidden = checks.widths(cfg.hidden, 'model.hidden', 'hidden width',
+                           empty=f'give one or more positive widths, e.g. {example}')
+    return hidden, tuple(cfg.channels)
+  check_image_shape(feature_shape, f"model '{model}' with body 'conv'")
+  return tuple(cfg.hidden), check_conv_fields(cfg)
+
+
 def build(cfg: ml_collections.ConfigDict, feature_shape: Sequence[int]) -> ConvAE:
   shape = check_image_shape(feature_shape, "model 'conv'")
   channels = check_conv_fields(cfg)

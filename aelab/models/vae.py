@@ -292,14 +292,7 @@ def fields(cfg: ml_collections.ConfigDict, feature_shape: Sequence[int]) -> dict
   activations.get(cfg.activation)
   checks.integer(cfg.latent, 'model.latent', low=1, high=checks.INT32_MAX)
   shape = tuple(int(s) for s in feature_shape)
-  if cfg.body == 'dense':
-    hidden = checks.widths(cfg.hidden, 'model.hidden', 'hidden width',
-                           empty='give one or more positive widths, e.g. (200, 200)')
-    channels = tuple(cfg.channels)
-  else:
-    hidden = tuple(cfg.hidden)
-    conv.check_image_shape(feature_shape, "model 'vae' with body 'conv'")
-    channels = conv.check_conv_fields(cfg)
+  hidden, channels = conv.check_body(cfg, feature_shape, 'vae', '(200, 200)')
   conv_hidden = checks.widths(cfg.get('conv_hidden', ()), 'model.conv_hidden', 'dense width')
   return dict(input_shape=shape, body=cfg.body, hidden=hidden, channels=channels,
               kernel_size=int(cfg.kernel_size), latent=int(cfg.latent),

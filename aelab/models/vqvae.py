@@ -354,14 +354,7 @@ def build(cfg: ml_collections.ConfigDict, feature_shape: Sequence[int]) -> VQVAE
     raise AelabError(f'model.restart_steps = {cfg.restart_steps} restarts codes of the moving-'
                      'average codebook only; with model.ema = False set restart_steps = 0')
   shape = tuple(int(s) for s in feature_shape)
-  if cfg.body == 'dense':
-    hidden = checks.widths(cfg.hidden, 'model.hidden', 'hidden width',
-                           empty='give one or more positive widths, e.g. (256,)')
-    channels = tuple(cfg.channels)
-  else:
-    hidden = tuple(cfg.hidden)
-    conv.check_image_shape(feature_shape, "model 'vqvae' with body 'conv'")
-    channels = conv.check_conv_fields(cfg)
+  hidden, channels = conv.check_body(cfg, feature_shape, 'vqvae', '(256,)')
   return VQVAE(input_shape=shape, body=cfg.body, hidden=hidden, channels=channels,
                kernel_size=int(cfg.kernel_size), activation=cfg.activation,
                positions=int(cfg.positions), embedding_dim=int(cfg.embedding_dim),
